@@ -1,0 +1,71 @@
+"""Storage backends: one module per kind of store, all with the same small interface.
+
+A backend serves one :class:`~ws_artifacts.routing.Route` and is handed resolved
+:class:`~ws_artifacts.routing.Target` objects: it never decides where anything goes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from ws_artifacts.routing import Route, Target
+
+__all__ = ["Backend", "Entry", "backend_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One listed item: ``name`` relative to the listed target."""
+
+    name: str
+    is_dir: bool
+    size: int | None
+
+
+class Backend(Protocol):
+    """What every store does for the repository."""
+
+    def put_file(self, target: Target, local_path: str) -> None:
+        """Upload a local file to ``target`` (the object appears whole or not at all)."""
+
+    def put_stream(self, target: Target, stream: BinaryIO) -> None:
+        """Upload everything ``stream`` yields, holding at most a few parts in memory."""
+
+    def get_file(self, target: Target, local_path: str) -> None:
+        """Download ``target`` to ``local_path`` (written to a temporary name, then renamed)."""
+
+    def list_dir(self, target: Target) -> list[Entry]:
+        """The direct children of ``target`` (empty when it is a file or missing)."""
+
+    def walk(self, target: Target) -> Iterator[Entry]:
+        """Every file below ``target``, names relative to it."""
+
+    def delete(self, target: Target) -> int:
+        """Delete ``target`` and everything below it; return how many objects went."""
+
+
+_lock = threading.Lock()
+_backends: dict[Route, Backend] = {}
+_LIMIT = 10_000
+
+
+def backend_for(route: Route) -> Backend:
+    """The backend serving ``route`` (cached per route; clients are shared below that)."""
+    backend = _backends.get(route)
+    if backend is None:
+        if route.backend == "s3":
+            from ws_artifacts.backends.s3 import S3Backend
+
+            backend = S3Backend(route)
+        else:
+            from ws_artifacts.backends.fs import FsspecBackend
+
+            backend = FsspecBackend(route)
+        with _lock:
+            if len(_backends) >= _LIMIT:
+                _backends.clear()
+            _backends[route] = backend
+    return backend

@@ -1,0 +1,207 @@
+"""Any fsspec file system: local directories, memory, s3fs, gcsfs, adlfs...
+
+The route's ``storage_options`` go to the file system unchanged (and are never printed).
+On local routes every path is checked after resolving symlinks, so a link planted inside a
+workspace's directory cannot lead outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from ws_artifacts.backends import Entry
+from ws_artifacts.errors import (
+    AccessDeniedError,
+    NotFoundError,
+    OwnershipError,
+    StorageError,
+    WsArtifactsError,
+)
+from ws_artifacts.paths import join
+from ws_artifacts.routing import Route, Target
+
+__all__ = ["FsspecBackend"]
+
+_CHUNK = 1024 * 1024
+
+
+class FsspecBackend:
+    """One route's fsspec file system and root."""
+
+    def __init__(self, route: Route) -> None:
+        import fsspec
+
+        self.route = route
+        self.local = route.scheme in ("file", "local")
+        options = dict(route.settings.storage_options)
+        if route.scheme == "s3":
+            # s3fs takes the shared S3 settings too, so `backend: fsspec` routes behave alike.
+            settings = route.settings
+            client_kwargs = dict(options.pop("client_kwargs", {}))
+            if settings.endpoint_url:
+                client_kwargs.setdefault("endpoint_url", settings.endpoint_url)
+            if settings.region:
+                client_kwargs.setdefault("region_name", settings.region)
+            if client_kwargs:
+                options["client_kwargs"] = client_kwargs
+            creds = settings.credentials
+            if creds is not None and creds.access_key_id is not None:
+                options.setdefault("key", creds.access_key_id.get_secret_value())
+                if creds.secret_access_key is not None:
+                    options.setdefault("secret", creds.secret_access_key.get_secret_value())
+                if creds.session_token is not None:
+                    options.setdefault("token", creds.session_token.get_secret_value())
+            elif creds is not None and creds.profile:
+                options.setdefault("profile", creds.profile)
+        try:
+            self.fs: Any = fsspec.filesystem(route.scheme, **options)
+        except (ImportError, ValueError) as err:
+            raise StorageError(
+                f"Cannot open the {route.scheme}:// file system of route '{route.name}' "
+                f"({type(err).__name__}); install its fsspec implementation or fix the url."
+            ) from None
+        self.root = self._path("")
+
+    def _path(self, key: str) -> str:
+        joined = join(self.route.location, key)
+        return "/" + joined if self.local else joined
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str, target: Target) -> Iterator[None]:
+        try:
+            yield
+        except WsArtifactsError:
+            raise
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"{operation} failed for workspace '{target.workspace}': {target.uri} does not "
+                "exist; check the artifact path."
+            ) from None
+        except PermissionError:
+            raise AccessDeniedError(
+                f"{operation} failed for workspace '{target.workspace}' at {target.uri}: "
+                "permission denied; give the server access to the route's location."
+            ) from None
+        except OSError as err:
+            raise StorageError(
+                f"{operation} failed for workspace '{target.workspace}' at {target.uri}: "
+                f"{type(err).__name__}: {err.strerror or 'I/O error'}."
+            ) from None
+
+    def _checked(self, target: Target) -> str:
+        """The file-system path of ``target``; on local routes, symlinks resolved and checked."""
+        path = self._path(target.key)
+        if self.local:
+            scope = os.path.realpath(self._path(target.scope))
+            real = os.path.realpath(path)
+            if real != scope and not real.startswith(scope.rstrip("/") + "/"):
+                raise OwnershipError(
+                    f"Refused: {target.uri} resolves (through a symbolic link) outside the "
+                    f"directory of workspace '{target.workspace}'; remove the link."
+                )
+        return path
+
+    # -- writes ---------------------------------------------------------------------------
+    def put_file(self, target: Target, local_path: str) -> None:
+        """Copy a local file into place; local routes write a temporary name, then rename."""
+        path = self._checked(target)
+        with self._errors("upload", target):
+            if self.local:
+                with open(local_path, "rb") as src:
+                    self._write_local(path, src)
+            else:
+                self.fs.put_file(local_path, path)
+
+    def put_stream(self, target: Target, stream: BinaryIO) -> None:
+        """Copy a stream into place, chunk by chunk."""
+        path = self._checked(target)
+        with self._errors("upload", target):
+            if self.local:
+                self._write_local(path, stream)
+                return
+            with self.fs.open(path, "wb") as out:
+                shutil.copyfileobj(stream, out, _CHUNK)
+
+    def _write_local(self, path: str, stream: BinaryIO) -> None:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".ws-artifacts-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(stream, out, _CHUNK)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    # -- reads ----------------------------------------------------------------------------
+    def get_file(self, target: Target, local_path: str) -> None:
+        """Copy to a temporary file beside ``local_path``, then rename it into place."""
+        path = self._checked(target)
+        directory = os.path.dirname(os.path.abspath(local_path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ws-artifacts-")
+        os.close(fd)
+        try:
+            with self._errors("download", target):
+                if self.fs.isdir(path):
+                    raise IsADirectoryError(path)
+                self.fs.get_file(path, tmp)
+            os.replace(tmp, local_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def list_dir(self, target: Target) -> list[Entry]:
+        """Direct children; a file or a missing path lists as empty."""
+        path = self._checked(target)
+        with self._errors("list", target):
+            if not self.fs.isdir(path):
+                return []
+            items = self.fs.ls(path, detail=True)
+        entries = []
+        for item in items:
+            name = item["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith(".ws-artifacts-"):
+                continue  # an upload still in flight
+            is_dir = item["type"] == "directory"
+            entries.append(Entry(name, is_dir, None if is_dir else int(item.get("size") or 0)))
+        return entries
+
+    def walk(self, target: Target) -> Iterator[Entry]:
+        """Every file below ``target``."""
+        path = self._checked(target)
+        with self._errors("list", target):
+            if not self.fs.isdir(path):
+                return
+            found = self.fs.find(path, detail=True)
+        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+        for name, item in sorted(found.items()):
+            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
+            if item["type"] != "directory" and not rel.rsplit("/", 1)[-1].startswith(
+                ".ws-artifacts-"
+            ):
+                yield Entry(rel, False, int(item.get("size") or 0))
+
+    def size(self, target: Target) -> int:
+        """The file's size in bytes."""
+        path = self._checked(target)
+        with self._errors("stat", target):
+            return int(self.fs.size(path))
+
+    def delete(self, target: Target) -> int:
+        """Delete the file or directory tree; return how many files went."""
+        path = self._checked(target)
+        with self._errors("delete", target):
+            if not self.fs.exists(path):
+                return 0
+            count = sum(1 for _ in self.walk(target)) if self.fs.isdir(path) else 1
+            self.fs.rm(path, recursive=True)
+        return count

@@ -1,0 +1,314 @@
+"""S3 through boto3: the route's own client, credentials and storage policy on every call."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from ws_artifacts.backends import Entry
+from ws_artifacts.clients import client_for
+from ws_artifacts.config import Transfer
+from ws_artifacts.errors import NotFoundError, translate_boto_error
+from ws_artifacts.paths import join
+from ws_artifacts.routing import Route, Target
+
+__all__ = ["S3Backend", "put_args"]
+
+_logger = logging.getLogger(__name__)
+_READ_CHUNK = 1024 * 1024
+_DELETE_BATCH = 1000
+
+
+def put_args(route: Route, workspace: str) -> dict[str, str]:
+    """The storage-policy arguments of every upload (single-part and multipart alike)."""
+    policy = route.settings.storage
+    args: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    if policy is not None:
+        if policy.sse:
+            args["ServerSideEncryption"] = policy.sse
+        if policy.kms_key_id:
+            args["SSEKMSKeyId"] = policy.kms_key_id
+        if policy.storage_class:
+            args["StorageClass"] = policy.storage_class
+        if policy.expected_bucket_owner:
+            args["ExpectedBucketOwner"] = policy.expected_bucket_owner
+        tags.update(policy.tags)
+    if policy is None or policy.tag_workspace:
+        tags["mlflow-workspace"] = workspace
+    if tags:
+        args["Tagging"] = urllib.parse.urlencode(tags)
+    return args
+
+
+class S3Backend:
+    """One route's bucket and prefix."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.bucket = route.location
+        self.transfer = route.settings.transfer or Transfer()
+        policy = route.settings.storage
+        owner = policy.expected_bucket_owner if policy else None
+        self._owner: dict[str, str] = {"ExpectedBucketOwner": owner} if owner else {}
+
+    @property
+    def client(self) -> Any:
+        """The route's client (shared, cached; rebuilt after its age limit)."""
+        return client_for(self.route.settings, self.bucket, self.route.prefix)
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str, target: Target) -> Iterator[None]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except (ClientError, BotoCoreError) as err:
+            raise translate_boto_error(
+                err, workspace=target.workspace, location=target.uri, operation=operation
+            ) from err
+
+    # -- writes ---------------------------------------------------------------------------
+    def put_file(self, target: Target, local_path: str) -> None:
+        """Single PUT below the multipart threshold, parallel multipart above it."""
+        size = os.path.getsize(local_path)
+        args = put_args(self.route, target.workspace)
+        with self._errors("upload", target):
+            if size < self.transfer.multipart_threshold:
+                with open(local_path, "rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=target.key, Body=body, **args)
+                return
+            with open(local_path, "rb") as body:
+                self._multipart(target, body, args)
+
+    def put_stream(self, target: Target, stream: BinaryIO) -> None:
+        """Buffer up to one part; small streams become one PUT, large ones a multipart upload."""
+        args = put_args(self.route, target.workspace)
+        first = _read_full(stream, self.transfer.multipart_threshold)
+        with self._errors("upload", target):
+            if len(first) < self.transfer.multipart_threshold:
+                self.client.put_object(Bucket=self.bucket, Key=target.key, Body=first, **args)
+                return
+            self._multipart(target, _Prefixed(first, stream), args)
+
+    def _multipart(self, target: Target, body: BinaryIO, args: dict[str, str]) -> None:
+        """Upload ``body`` in parts, ``max_concurrency`` at a time; abort on any failure so no
+        parts are left behind and no partial object appears."""
+        client = self.client
+        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target.key, **args)[
+            "UploadId"
+        ]
+        owner = self._owner
+        try:
+            parts: list[dict[str, Any]] = []
+            window = self.transfer.max_concurrency
+            with ThreadPoolExecutor(max_workers=window) as pool:
+                number = 0
+                pending: list[Any] = []
+                while chunk := _read_full(body, self.transfer.part_size):
+                    number += 1
+                    pending.append(
+                        pool.submit(
+                            client.upload_part,
+                            Bucket=self.bucket,
+                            Key=target.key,
+                            UploadId=upload_id,
+                            PartNumber=number,
+                            Body=chunk,
+                            **owner,
+                        )
+                    )
+                    if len(pending) >= window:  # bound memory: at most `window` parts held
+                        parts.append(_part(pending.pop(0), len(parts) + 1))
+                done = len(parts)
+                parts.extend([_part(f, done + i + 1) for i, f in enumerate(pending)])
+            client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=target.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **owner,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=target.key, UploadId=upload_id, **owner
+                )
+            raise
+
+    # -- reads ----------------------------------------------------------------------------
+    def get_file(self, target: Target, local_path: str) -> None:
+        """One GET, streamed to a temporary file beside ``local_path`` and renamed into place."""
+        with self._errors("download", target):
+            response = self.client.get_object(Bucket=self.bucket, Key=target.key, **self._owner)
+            _stream_to(response["Body"], local_path)
+
+    def list_dir(self, target: Target) -> list[Entry]:
+        """Direct children, from one paginated delimiter listing."""
+        prefix = target.key + "/" if target.key else ""
+        entries: list[Entry] = []
+        with self._errors("list", target):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/", **self._owner
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][len(prefix) :].rstrip("/")
+                    if name:
+                        entries.append(Entry(name, True, None))
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(prefix) :]
+                    if name and "/" not in name:
+                        entries.append(Entry(name, False, int(obj["Size"])))
+        return entries
+
+    def walk(self, target: Target) -> Iterator[Entry]:
+        """Every object below ``target`` from a flat listing (no per-directory round trips)."""
+        prefix = target.key + "/" if target.key else ""
+        with self._errors("list", target):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, **self._owner
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(prefix) :]
+                    if name and not name.endswith("/"):
+                        yield Entry(name, False, int(obj["Size"]))
+
+    def size(self, target: Target) -> int:
+        """The object's size in bytes."""
+        with self._errors("stat", target):
+            head = self.client.head_object(Bucket=self.bucket, Key=target.key, **self._owner)
+        return int(head["ContentLength"])
+
+    def delete(self, target: Target) -> int:
+        """Delete the object and everything under ``key/`` in batches of 1000."""
+        keys = [join(target.key, e.name) for e in self.walk(target)]
+        if target.key:
+            keys.append(target.key)
+        deleted = 0
+        with self._errors("delete", target):
+            for start in range(0, len(keys), _DELETE_BATCH):
+                batch = keys[start : start + _DELETE_BATCH]
+                result = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                    **self._owner,
+                )
+                if errors := result.get("Errors"):
+                    first = errors[0]
+                    raise NotFoundError(
+                        f"delete failed for workspace '{target.workspace}' at "
+                        f"s3://{self.bucket}/{first.get('Key')}: {first.get('Code')}; "
+                        f"{len(errors)} object(s) were not deleted."
+                    )
+                deleted += len(batch)
+        return deleted
+
+    # -- multipart and presigned URLs (proxied clients talk to S3 directly) ---------------
+    def create_multipart(self, target: Target, num_parts: int) -> tuple[str, list[str]]:
+        """Start a multipart upload with the route's policy; presign one URL per part."""
+        args = put_args(self.route, target.workspace)
+        with self._errors("create multipart upload", target):
+            client = self.client
+            upload_id = client.create_multipart_upload(
+                Bucket=self.bucket, Key=target.key, **args
+            )["UploadId"]
+            urls = [
+                client.generate_presigned_url(
+                    "upload_part",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": target.key,
+                        "PartNumber": number,
+                        "UploadId": upload_id,
+                        **self._owner,
+                    },
+                    ExpiresIn=3600,
+                )
+                for number in range(1, num_parts + 1)
+            ]
+        return upload_id, urls
+
+    def complete_multipart(self, target: Target, upload_id: str, etags: list[tuple[int, str]]) -> None:
+        """Assemble the uploaded parts into the object."""
+        with self._errors("complete multipart upload", target):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=target.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags]},
+                **self._owner,
+            )
+
+    def abort_multipart(self, target: Target, upload_id: str) -> None:
+        """Abort, so no orphaned parts remain."""
+        with self._errors("abort multipart upload", target):
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=target.key, UploadId=upload_id, **self._owner
+            )
+
+    def presign_get(self, target: Target, expiration: int) -> tuple[str, int]:
+        """A presigned GET URL and the object's size."""
+        size = self.size(target)
+        with self._errors("presign", target):
+            url = self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": target.key, **self._owner},
+                ExpiresIn=expiration,
+            )
+        return str(url), size
+
+
+def _part(future: Any, number: int) -> dict[str, Any]:
+    return {"PartNumber": number, "ETag": future.result()["ETag"]}
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read exactly ``size`` bytes unless the stream ends first (raw streams return short)."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Prefixed:
+    """A stream that yields ``head`` first, then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(size)
+        if size < 0:
+            out, self._head = self._head + self._stream.read(), b""
+        else:
+            out, self._head = self._head[:size], self._head[size:]
+        return out
+
+
+def _stream_to(body: Any, local_path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(local_path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ws-artifacts-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in body.iter_chunks(_READ_CHUNK):
+                out.write(chunk)
+        os.replace(tmp, local_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,354 @@
+"""The configuration file: pydantic models, ``${VAR}`` expansion, and a loader cached by mtime.
+
+The file is YAML, named by ``WS_ARTIFACTS_CONFIG`` (or ``--config`` on the CLI)::
+
+    defaults:            # settings every route inherits
+      endpoint_url: http://127.0.0.1:9000
+      region: us-east-1
+    workspaces:
+      team-a:
+        url: s3://team-a-artifacts
+        credentials: {access_key_id: "${TEAM_A_KEY}", secret_access_key: "${TEAM_A_SECRET}"}
+      "vision-*":
+        url: s3://vision-artifacts/{workspace}
+    unknown_workspaces: default   # or deny
+
+Errors name the file and the key path (``workspaces.team-a.credentials.role_arn``) and never
+echo a value, since values may be secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from ws_artifacts.errors import ConfigError
+from ws_artifacts.paths import is_valid_workspace_name
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "Config",
+    "Credentials",
+    "RouteConfig",
+    "Settings",
+    "StoragePolicy",
+    "Transfer",
+    "config_from_env",
+    "load_config",
+    "parse_config",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: Environment variable naming the configuration file.
+CONFIG_ENV_VAR = "WS_ARTIFACTS_CONFIG"
+_MIB = 1024 * 1024
+_GLOB_CHARS = frozenset("*?[")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_OPTION = re.compile(r"(secret|token|password|passwd|key$|_key|credential|sas)", re.I)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credentials(_Model):
+    """Where a route's S3 credentials come from. Say nothing to use boto3's default chain."""
+
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    access_key_id_file: Path | None = None
+    secret_access_key_file: Path | None = None
+    session_token_file: Path | None = None
+    profile: str | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:[^:\s]+:iam::[^:\s]*:role/.+$")
+    external_id: SecretStr | None = None
+    session_name: str | None = Field(default=None, pattern=r"^[\w+=,.@{}-]{2,64}$")
+    duration_seconds: int = Field(default=3600, ge=900, le=43200)
+    sts_endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    restrict_to_route: bool = Field(
+        default=False,
+        description="Attach a session policy that limits the assumed-role session to the "
+        "route's bucket and the workspace's key prefix.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Credentials:
+        pairs = [
+            ("access_key_id", self.access_key_id, self.access_key_id_file),
+            ("secret_access_key", self.secret_access_key, self.secret_access_key_file),
+            ("session_token", self.session_token, self.session_token_file),
+        ]
+        for name, literal, file in pairs:
+            if literal is not None and file is not None:
+                raise ValueError(f"give {name} or {name}_file, not both")
+        has_key = self.access_key_id is not None or self.access_key_id_file is not None
+        has_secret = self.secret_access_key is not None or self.secret_access_key_file is not None
+        if has_key != has_secret:
+            raise ValueError("static credentials need both access_key_id and secret_access_key")
+        if has_key and self.profile:
+            raise ValueError("give static keys or a profile, not both")
+        has_token = self.session_token is not None or self.session_token_file is not None
+        if has_token and not has_key:
+            raise ValueError("session_token needs access_key_id and secret_access_key")
+        if self.role_arn is None and (self.external_id or self.session_name):
+            raise ValueError("external_id and session_name only apply with role_arn")
+        if self.role_arn is None and self.restrict_to_route:
+            raise ValueError("restrict_to_route only applies with role_arn")
+        return self
+
+    @property
+    def source(self) -> str:
+        """A description of the source, safe to print (never a secret)."""
+        if self.access_key_id_file or self.secret_access_key_file:
+            base = "static keys from files"
+        elif self.access_key_id is not None:
+            base = "static keys"
+        elif self.profile:
+            base = f"profile '{self.profile}'"
+        else:
+            base = "default chain"
+        if self.role_arn:
+            narrowed = ", session policy on route" if self.restrict_to_route else ""
+            return f"assume role {self.role_arn} (from {base}{narrowed})"
+        return base
+
+
+class StoragePolicy(_Model):
+    """How objects are stored: encryption, storage class, tags, expected bucket owner."""
+
+    sse: Literal["AES256", "aws:kms"] | None = None
+    kms_key_id: str | None = None
+    storage_class: str | None = Field(default=None, pattern=r"^[A-Z_]+$")
+    tags: dict[str, str] = Field(default_factory=dict)
+    tag_workspace: bool = Field(
+        default=True, description="Tag every object with mlflow-workspace=<name>."
+    )
+    expected_bucket_owner: str | None = Field(default=None, pattern=r"^\d{12}$")
+
+    @model_validator(mode="after")
+    def _kms_key_needs_kms(self) -> StoragePolicy:
+        if self.kms_key_id and self.sse != "aws:kms":
+            raise ValueError("kms_key_id needs sse: aws:kms")
+        return self
+
+
+class Transfer(_Model):
+    """Transfer tuning. Parts are at least 5 MiB, S3's own minimum."""
+
+    multipart_threshold: int = Field(default=64 * _MIB, ge=5 * _MIB)
+    part_size: int = Field(default=16 * _MIB, ge=5 * _MIB, le=5 * 1024 * _MIB)
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+    presigned_downloads: bool = Field(
+        default=True,
+        description="Let proxied clients download S3 objects through presigned URLs. Turn off "
+        "when clients cannot reach the store's endpoint.",
+    )
+
+
+class Settings(_Model):
+    """Settings a route may set and ``defaults`` sets for all routes."""
+
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+    addressing_style: Literal["auto", "path", "virtual"] | None = None
+    retry_mode: Literal["legacy", "standard", "adaptive"] | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    credentials: Credentials | None = None
+    storage: StoragePolicy | None = None
+    transfer: Transfer | None = None
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, repr=False, description="Passed to the fsspec file system."
+    )
+
+    def public_storage_options(self) -> dict[str, Any]:
+        """``storage_options`` with secret-looking values masked, for output."""
+        return {
+            key: "**********" if _SECRET_OPTION.search(key) else value
+            for key, value in self.storage_options.items()
+        }
+
+
+class RouteConfig(Settings):
+    """Where one workspace (or a glob of workspaces) keeps its artifacts."""
+
+    url: str = Field(pattern=r"^[a-z][a-z0-9+.-]*://")
+    backend: Literal["s3", "fsspec"] | None = None
+
+    @model_validator(mode="after")
+    def _check_url(self) -> RouteConfig:
+        stripped = self.url.replace("{workspace}", "")
+        if "{" in stripped or "}" in stripped:
+            raise ValueError("url may only use the placeholder {workspace}")
+        if self.backend == "s3" and not self.url.startswith("s3://"):
+            raise ValueError("backend s3 needs an s3:// url")
+        if self.url.startswith("s3://") and not self.url[5:].split("/", 1)[0]:
+            raise ValueError("an s3:// url needs a bucket name")
+        return self
+
+    @property
+    def backend_kind(self) -> Literal["s3", "fsspec"]:
+        """``s3`` (boto3) for s3:// URLs unless ``backend: fsspec``; fsspec for the rest."""
+        if self.backend is not None:
+            return self.backend
+        return "s3" if self.url.startswith("s3://") else "fsspec"
+
+
+class Config(_Model):
+    """The whole file."""
+
+    defaults: Settings = Field(default_factory=Settings)
+    workspaces: dict[str, RouteConfig] = Field(default_factory=dict)
+    unknown_workspaces: Literal["default", "deny"] = "default"
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Config:
+        for key in self.workspaces:
+            if _GLOB_CHARS & set(key):
+                if not re.fullmatch(r"[a-z0-9*?\[\]!-]+", key):
+                    raise ValueError(f"pattern {key!r} may use only a-z 0-9 - and * ? [ ]")
+            elif not is_valid_workspace_name(key):
+                raise ValueError(
+                    f"{key!r} is not a workspace name (lowercase letters, digits and inner "
+                    "hyphens, 2 to 63 characters) nor a glob pattern"
+                )
+        return self
+
+
+def parse_config(data: Any, *, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML data, expanding ``${VAR}`` from ``env`` (default: os.environ).
+
+    Raises:
+        ConfigError: With the source, the key path and what is wrong; never a value.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}.")
+    expanded = _expand(data, env if env is not None else dict(os.environ), source, ())
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{_loc(e['loc']) or '(top level)'}: {_message(e)}"
+            for e in err.errors(include_input=False, include_url=False)
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a configuration file.
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or is invalid.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: no such file. Set {CONFIG_ENV_VAR} (or --config) to your configuration "
+            "file; 'ws-artifacts config schema' prints what it may contain."
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{file}: cannot read it ({err.strerror}).") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{file}: not valid YAML{where}.") from None
+    config = parse_config(data, source=str(file))
+    _logger.info(
+        "loaded %s: %d workspace route(s), unknown_workspaces=%s",
+        file,
+        len(config.workspaces),
+        config.unknown_workspaces,
+    )
+    return config
+
+
+class _Watched:
+    """The configuration named by the environment, re-read when the file changes."""
+
+    _CHECK_EVERY = 1.0  # seconds between stat() calls
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, int, int] | None = None
+        self._config: Config | None = None
+        self._checked = 0.0
+
+    def get(self) -> Config | None:
+        path = os.environ.get(CONFIG_ENV_VAR, "").strip()
+        if not path:
+            return None
+        now = time.monotonic()
+        if (
+            self._config is not None
+            and self._key is not None
+            and self._key[0] == path
+            and now - self._checked < self._CHECK_EVERY
+        ):
+            return self._config
+        with self._lock:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return load_config(path)  # raises a ConfigError that names the fix
+            key = (path, stat.st_mtime_ns, stat.st_size)
+            if key != self._key or self._config is None:
+                self._config = load_config(path)
+                self._key = key
+            self._checked = now
+            return self._config
+
+
+_watched = _Watched()
+
+
+def config_from_env() -> Config | None:
+    """The configuration named by ``WS_ARTIFACTS_CONFIG``, or None when it is unset."""
+    return _watched.get()
+
+
+def _expand(node: Any, env: dict[str, str], source: str, loc: tuple[str, ...]) -> Any:
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{source}: {_loc(loc)}: environment variable {name} is not set; set it or "
+                f"write ${{{name}:-default}}."
+            )
+
+        return _VAR.sub(replace, node)
+    if isinstance(node, dict):
+        return {k: _expand(v, env, source, (*loc, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, env, source, (*loc, str(i))) for i, v in enumerate(node)]
+    return node
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key (see 'ws-artifacts config schema')"
+    msg = str(error["msg"])
+    return msg.removeprefix("Value error, ")
