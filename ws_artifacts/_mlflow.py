@@ -24,9 +24,11 @@ from mlflow.entities.multipart_upload import (
     MultipartUploadPart,
 )
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import ErrorCode
 from mlflow.store.artifact import artifact_repo as _artifact_repo
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, MultipartUploadMixin
 from mlflow.utils.workspace_context import get_request_workspace
+from mlflow.tracing.utils.artifact_utils import TRACE_DATA_FILE_NAME
 
 from ws_artifacts.errors import WsArtifactsError
 
@@ -43,6 +45,7 @@ __all__ = [
     "PresignedDownloadUrlResponse",
     "PresignedUploadMixin",
     "StreamUploadMixin",
+    "TRACE_DATA_FILE_NAME",
     "active_workspace",
     "mlflow_error",
 ]
@@ -93,4 +96,4 @@ def active_workspace() -> str | None:
 
 def mlflow_error(err: WsArtifactsError) -> MlflowException:
     """The MlflowException to raise for one of our errors (``raise mlflow_error(e) from e``)."""
-    return MlflowException(str(err), error_code=err.mlflow_code)
+    return MlflowException(str(err), error_code=ErrorCode.Value(err.mlflow_code))

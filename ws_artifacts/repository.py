@@ -107,10 +107,11 @@ class WorkspaceArtifactRepository(
         super().__init__(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
         scheme, location, path = split_url(artifact_uri)
         if not scheme.startswith("ws-") or len(scheme) <= 3:
-            raise MlflowException(
-                f"{artifact_uri!r} is not a ws-artifacts URI; use ws-s3://bucket[/prefix] or "
-                "ws-file:///directory.",
-                error_code="INVALID_PARAMETER_VALUE",
+            raise _mlflow.mlflow_error(
+                PathError(
+                    f"{artifact_uri!r} is not a ws-artifacts URI; use ws-s3://bucket[/prefix] or "
+                    "ws-file:///directory."
+                )
             )
         self._destination = f"{scheme[3:]}://{location}"
         try:
@@ -233,6 +234,14 @@ class WorkspaceArtifactRepository(
                 " Delete experiments or runs instead."
             )
         backend_for(target.route).delete(target)
+
+    def download_trace_data_to_file(self, dst_path: Any) -> Any:
+        """As MLflow's, but a refusal stays a refusal instead of becoming "not found"."""
+        try:
+            self._resolve(_mlflow.TRACE_DATA_FILE_NAME, "read")
+        except WsArtifactsError as err:
+            raise _mlflow.mlflow_error(err) from err
+        return super().download_trace_data_to_file(dst_path)
 
     def get_local_path(self, artifact_path: str) -> str | None:
         """Never a local path: every read goes through the ownership check and the backend."""

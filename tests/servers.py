@@ -1,0 +1,147 @@
+"""Start real servers on loopback for tests and benchmarks: moto's S3 and ``mlflow server``.
+
+Each is its own process, started with an explicit environment (no AWS_* or MLFLOW_* variables
+leak in from the caller), and stopped with its whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Server", "clean_env", "free_port", "start_mlflow", "start_moto", "wait_http"]
+
+#: Credentials moto accepts when IAM enforcement is off.
+MOTO_KEY = "testing-key"
+MOTO_SECRET = "testing-secret"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without AWS_*, MLFLOW_* and WS_ARTIFACTS_* variables."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "MLFLOW_", "WS_ARTIFACTS_", "_MLFLOW"))
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    """A started server process."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        """Stop the process group (uvicorn workers included)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+    def log_text(self) -> str:
+        """What the process printed so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    """Wait until ``url`` answers (any HTTP status), or fail with the process's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited ({proc.returncode}):\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback only
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()}")
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
+    )
+
+
+def start_moto(workdir: Path, *, no_auth_actions: int | None = None) -> Server:
+    """Start ``moto_server`` on 127.0.0.1; with ``no_auth_actions``, IAM is enforced after
+    that many unauthenticated requests (moto's INITIAL_NO_AUTH_ACTION_COUNT)."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = clean_env(AWS_DEFAULT_REGION="us-east-1")
+    if no_auth_actions is not None:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(no_auth_actions)
+    log = workdir / f"moto-{port}.log"
+    proc = _spawn(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env, log, workdir
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/moto-api/", proc, log)
+    return Server(url=url, proc=proc, log=log)
+
+
+def start_mlflow(
+    workdir: Path,
+    *,
+    args: list[str],
+    env: dict[str, str],
+    workers: int = 2,
+    command: list[str] | None = None,
+) -> Server:
+    """Start ``mlflow server --enable-workspaces`` on SQLite in ``workdir``.
+
+    Args:
+        workdir: Where the database and the log go.
+        args: Artifact options, e.g. ``["--serve-artifacts", "--artifacts-destination", ...]``.
+        env: Extra environment (WS_ARTIFACTS_CONFIG, AWS credentials...).
+        workers: uvicorn workers.
+        command: Another launcher instead of ``python -m mlflow server`` (e.g. ws-artifacts).
+    """
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "mlflow.db"
+    cmd = [
+        *(command or [sys.executable, "-m", "mlflow", "server"]),
+        "--backend-store-uri",
+        f"sqlite:///{db}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *args,
+    ]
+    log = workdir / f"mlflow-{port}.log"
+    proc = _spawn(cmd, clean_env(**env), log, workdir)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health", proc, log, timeout=120)
+    return Server(url=url, proc=proc, log=log)
