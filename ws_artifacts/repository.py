@@ -9,6 +9,7 @@ known, so nothing here is decided at construction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -268,23 +269,23 @@ class WorkspaceArtifactRepository(
         except WsArtifactsError as err:
             raise _mlflow.mlflow_error(err) from err
         reader = _QueueReader()
-        upload = asyncio.ensure_future(
-            asyncio.to_thread(backend_for(target.route).put_stream, target, reader)  # type: ignore[arg-type]
-        )
+        backend = backend_for(target.route)
+        upload = asyncio.ensure_future(asyncio.to_thread(reader.drain_into, backend, target))
         try:
             async for chunk in chunks:
                 if upload.done():
-                    break
+                    break  # the upload failed already; its error is raised below
                 await reader.feed(chunk)
             await reader.feed(None)
         except BaseException as err:
-            reader.fail(err)
-            raise
-        finally:
-            try:
+            reader.fail(err)  # the uploading thread aborts: nothing partial is kept
+            with contextlib.suppress(Exception):
                 await upload
-            except WsArtifactsError as err:
-                raise _mlflow.mlflow_error(err) from err
+            raise
+        try:
+            await upload
+        except WsArtifactsError as err:
+            raise _mlflow.mlflow_error(err) from err
 
     # -- proxied multipart upload and presigned download ----------------------------------
     @_boundary
@@ -417,14 +418,30 @@ class _QueueReader:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._done = False
+        self._closed = False
         self._error: BaseException | None = None
+
+    def drain_into(self, backend: Backend, target: Target) -> None:
+        """Run in a worker thread: upload everything fed, then mark the reader closed."""
+        try:
+            backend.put_stream(target, self)  # type: ignore[arg-type]
+        finally:
+            self._closed = True
 
     async def feed(self, chunk: bytes | None) -> None:
         """Queue a chunk (None: the end), waiting in a thread only when the queue is full."""
         try:
             self._queue.put_nowait(chunk)
         except queue.Full:
-            await asyncio.to_thread(self._queue.put, chunk)
+            await asyncio.to_thread(self._put_blocking, chunk)
+
+    def _put_blocking(self, chunk: bytes | None) -> None:
+        while not self._closed:  # the uploading thread may have stopped reading
+            try:
+                self._queue.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def fail(self, err: BaseException) -> None:
         """Make the reading side raise, so the upload aborts instead of completing."""

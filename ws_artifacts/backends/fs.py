@@ -125,8 +125,20 @@ class FsspecBackend:
             if self.local:
                 self._write_local(path, stream)
                 return
-            with self.fs.open(path, "wb") as out:
+            # Not `with`: fsspec files commit on close even after an error.
+            out = self.fs.open(path, "wb")
+            try:
                 shutil.copyfileobj(stream, out, _CHUNK)
+            except BaseException:
+                discard = getattr(out, "discard", None)  # s3fs: aborts the multipart upload
+                if discard is not None:
+                    discard()
+                    out.closed = True  # else its __del__ would try to close (and commit)
+                with contextlib.suppress(Exception):
+                    if self.fs.exists(path):
+                        self.fs.rm_file(path)
+                raise
+            out.close()
 
     def _write_local(self, path: str, stream: BinaryIO) -> None:
         directory = os.path.dirname(path)

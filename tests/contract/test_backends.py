@@ -1,0 +1,144 @@
+"""The repository contract, run for every backend: S3 (boto3) and s3fs against the session's
+moto server, the local file system, and fsspec's memory file system."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+import yaml
+
+from tests.conftest import keys, unique
+from tests.contract.base import RepositoryContract, Rig
+from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+
+SMALL_PARTS = {"multipart_threshold": 5 * 1024 * 1024, "part_size": 5 * 1024 * 1024}
+
+
+def _use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config_data: dict[str, Any]) -> None:
+    config = tmp_path / "ws-artifacts.yaml"
+    config.write_text(yaml.safe_dump(config_data))
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(config))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
+
+
+def _s3_rig(s3: Any, prefix: str) -> Rig:
+    def stored() -> list[str]:
+        return [k.removeprefix(prefix + "/") for k in keys(s3, "team-a-artifacts", prefix + "/")]
+
+    def elsewhere() -> list[str]:
+        return keys(s3, "team-b-artifacts", prefix) + keys(s3, "root", prefix)
+
+    def pending() -> list[str]:
+        uploads = s3.list_multipart_uploads(Bucket="team-a-artifacts", Prefix=prefix)
+        return [u["Key"] for u in uploads.get("Uploads", [])]
+
+    return Rig(f"ws-s3://root/{prefix}", stored, elsewhere, pending)
+
+
+class TestS3Contract(RepositoryContract):
+    @pytest.fixture
+    def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
+        prefix = unique("contract")
+        _use(
+            monkeypatch,
+            tmp_path,
+            {
+                "defaults": {
+                    "endpoint_url": moto.url,
+                    "region": "us-east-1",
+                    "transfer": {**SMALL_PARTS, "max_concurrency": 4},
+                },
+                "workspaces": {
+                    "team-a": {"url": f"s3://team-a-artifacts/{prefix}"},
+                    "team-b": {"url": f"s3://team-b-artifacts/{prefix}"},
+                },
+            },
+        )
+        return _s3_rig(s3, prefix)
+
+
+class TestS3fsContract(RepositoryContract):
+    @pytest.fixture
+    def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
+        prefix = unique("s3fs")
+        _use(
+            monkeypatch,
+            tmp_path,
+            {
+                "defaults": {
+                    "endpoint_url": moto.url,
+                    "region": "us-east-1",
+                    "credentials": {"access_key_id": MOTO_KEY, "secret_access_key": MOTO_SECRET},
+                },
+                "workspaces": {
+                    "team-a": {"url": f"s3://team-a-artifacts/{prefix}", "backend": "fsspec"},
+                    "team-b": {"url": f"s3://team-b-artifacts/{prefix}", "backend": "fsspec"},
+                },
+            },
+        )
+        fsspec.filesystem("s3").clear_instance_cache()
+        return _s3_rig(s3, prefix)
+
+
+def _tree(root: Path) -> list[str]:
+    if not root.exists():
+        return []
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
+        for d, _, files in os.walk(root)
+        for f in files
+    )
+
+
+class TestLocalFileContract(RepositoryContract):
+    @pytest.fixture
+    def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
+        stores = tmp_path / "stores"
+        _use(
+            monkeypatch,
+            tmp_path,
+            {
+                "workspaces": {
+                    "team-a": {"url": f"file://{stores}/team-a"},
+                    "team-b": {"url": f"file://{stores}/team-b"},
+                }
+            },
+        )
+        return Rig(
+            f"ws-file://{stores}/destination",
+            lambda: _tree(stores / "team-a"),
+            lambda: _tree(stores / "team-b") + _tree(stores / "destination"),
+        )
+
+
+class TestMemoryContract(RepositoryContract):
+    @pytest.fixture
+    def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
+        name = unique("mem")
+        _use(
+            monkeypatch,
+            tmp_path,
+            {
+                "workspaces": {
+                    "team-a": {"url": f"memory://{name}/team-a"},
+                    "team-b": {"url": f"memory://{name}/team-b"},
+                }
+            },
+        )
+        fs = fsspec.filesystem("memory")
+
+        def files(root: str) -> list[str]:
+            if not fs.exists(root):
+                return []
+            return sorted(p.removeprefix(root + "/") for p in fs.find(root))
+
+        return Rig(
+            f"ws-memory://{name}/destination",
+            lambda: files(f"/{name}/team-a"),
+            lambda: files(f"/{name}/team-b") + files(f"/{name}/destination"),
+        )
