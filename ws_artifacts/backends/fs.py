@@ -130,10 +130,7 @@ class FsspecBackend:
             try:
                 shutil.copyfileobj(stream, out, _CHUNK)
             except BaseException:
-                discard = getattr(out, "discard", None)  # s3fs: aborts the multipart upload
-                if discard is not None:
-                    discard()
-                    out.closed = True  # else its __del__ would try to close (and commit)
+                _discard(out)
                 with contextlib.suppress(Exception):
                     if self.fs.exists(path):
                         self.fs.rm_file(path)
@@ -217,3 +214,12 @@ class FsspecBackend:
             count = sum(1 for _ in self.walk(target)) if self.fs.isdir(path) else 1
             self.fs.rm(path, recursive=True)
         return count
+
+
+def _discard(out: Any) -> None:
+    """Drop a half-written fsspec file without committing it."""
+    from fsspec.spec import AbstractBufferedFile
+
+    if isinstance(out, AbstractBufferedFile):  # s3fs & co: aborts the multipart upload
+        out.discard()
+        out.closed = True  # else its __del__ would close, and so commit, it
