@@ -1,8 +1,14 @@
-"""Pure functions over logical artifact paths: normalise, split, check ownership.
+"""Pure functions over logical artifact paths: normalise, split, check ownership and containment.
 
 A *logical path* is what MLflow names: ``workspaces/<ws>/<experiment-id>/<run-id>/artifacts/...``
 (or, for the default workspace's legacy artifacts, a path with no ``workspaces/`` segment).
 Nothing here does I/O or imports MLflow.
+
+Every path is read one way only. Anything that another layer (an HTTP server, a file system, a
+store that folds case or Unicode) could read differently is refused rather than guessed at:
+``..`` (also percent-encoded, repeatedly encoded, or spelt with Unicode look-alikes such as
+``\\uff0e\\uff0e``), backslashes, control characters and line separators, non-NFC text, and
+``workspaces`` spelt with other case or look-alike letters.
 """
 
 from __future__ import annotations
@@ -16,19 +22,25 @@ from ws_artifacts.errors import OwnershipError, PathError
 
 __all__ = [
     "DEFAULT_WORKSPACE",
+    "MAX_PATH_LENGTH",
     "WORKSPACES_SEGMENT",
     "LogicalPath",
     "check_owner",
     "is_valid_workspace_name",
+    "is_within",
     "join",
     "normalize",
+    "reads_as_workspaces",
     "split_logical",
+    "split_under",
 ]
 
 #: MLflow's name for the workspace every server has (``mlflow.utils.workspace_utils``).
 DEFAULT_WORKSPACE = "default"
 #: The segment MLflow puts before a workspace's name in every artifact location.
 WORKSPACES_SEGMENT = "workspaces"
+#: Longest path accepted (Linux PATH_MAX; S3 keys stop at 1024 bytes anyway).
+MAX_PATH_LENGTH = 4096
 
 # MLflow's WorkspaceNameValidator: Kubernetes-style names, 2..63 characters. We use fullmatch
 # (MLflow's re.match with "$" also accepts a trailing newline).
@@ -36,11 +48,18 @@ _WORKSPACE_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _RESERVED_NAMES = frozenset({"workspaces", "api", "ajax-api", "static-files"})
 # Percent-escapes that would turn into a separator, a dot or a control character if any layer
 # decoded the key: refused rather than guessed at.
-_DANGEROUS_ESCAPE = re.compile(r"%(?:2[ef]|5c|00|0[0-9a-f]|1[0-9a-f])", re.IGNORECASE)
+_DANGEROUS_ESCAPE = re.compile(r"%(?:2[ef]|5c|00|0[0-9a-f]|1[0-9a-f]|7f)", re.IGNORECASE)
+# Unicode categories refused anywhere in a path: controls (C0, DEL, C1 such as NEL), line and
+# paragraph separators, and lone surrogates (from broken decoding; no store can write them).
+_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+# Bidirectional overrides and isolates: they make a message show another path than the real one.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_DECODE_ROUNDS = 4
 
 
 def is_valid_workspace_name(name: str) -> bool:
-    """Whether ``name`` is a workspace name MLflow itself would accept."""
+    """Whether ``name`` is a workspace name MLflow itself would accept (without the trailing
+    newline MLflow's own check lets through)."""
     if name == DEFAULT_WORKSPACE:
         return True
     return (
@@ -54,8 +73,11 @@ def normalize(path: str | None) -> str:
     """Normalise a relative artifact path, refusing anything that could leave its place.
 
     Leading, trailing and repeated slashes and ``.`` segments are dropped. ``..`` segments,
-    backslashes, control characters, percent-escapes of separators or dots, and non-NFC unicode
-    are refused (they mean different things to different stores, so no single reading is safe).
+    backslashes, control characters, line separators, bidirectional controls, percent-escapes of
+    separators, dots or control characters (also when encoded more than once), segments that
+    Unicode compatibility folding turns into ``.``, ``..`` or a separator, non-NFC unicode and
+    paths longer than :data:`MAX_PATH_LENGTH` are refused: they mean different things to
+    different stores, so no single reading is safe.
 
     Args:
         path: A POSIX-style relative path, or None for the root.
@@ -68,10 +90,12 @@ def normalize(path: str | None) -> str:
     """
     if not path:
         return ""
-    if "\\" in path:
-        raise PathError(f"Artifact path {path!r} contains a backslash; use '/' as separator.")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
-        raise PathError(f"Artifact path {path!r} contains a control character.")
+    if len(path) > MAX_PATH_LENGTH:
+        raise PathError(
+            f"Artifact path of {len(path)} characters is longer than the {MAX_PATH_LENGTH} "
+            "allowed; use a shorter path."
+        )
+    _check_characters(path, path)
     if _DANGEROUS_ESCAPE.search(path):
         raise PathError(
             f"Artifact path {path!r} contains a percent-escaped separator, dot or control "
@@ -83,15 +107,66 @@ def normalize(path: str | None) -> str:
     for segment in path.split("/"):
         if segment in ("", "."):
             continue
-        if segment == ".." or urllib.parse.unquote(segment) == "..":
-            raise PathError(f"Artifact path {path!r} contains '..'; paths may not go upwards.")
+        _check_segment(segment, path)
+        decoded = _unquote_fully(segment, path)
+        if decoded != segment:  # what a layer that decodes (once or more) would see
+            _check_characters(decoded, path)
+            if decoded in (".", "..") or "/" in decoded:
+                raise PathError(
+                    f"Artifact path {path!r} has a segment {segment!r} that decodes to "
+                    f"{decoded!r}; use plain characters instead of percent-escapes."
+                )
+            _check_segment(decoded, path)
         parts.append(segment)
     return "/".join(parts)
+
+
+def _check_characters(text: str, path: str) -> None:
+    if "\\" in text:
+        raise PathError(f"Artifact path {path!r} contains a backslash; use '/' as separator.")
+    for ch in text:
+        if unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _BIDI_CONTROLS:
+            raise PathError(
+                f"Artifact path {path!r} contains a control, line-separator or bidirectional "
+                f"character (U+{ord(ch):04X}); remove it."
+            )
+
+
+def _check_segment(segment: str, path: str) -> None:
+    if segment == "..":
+        raise PathError(f"Artifact path {path!r} contains '..'; paths may not go upwards.")
+    folded = unicodedata.normalize("NFKC", segment)
+    if folded in (".", "..") or "/" in folded or "\\" in folded:
+        raise PathError(
+            f"Artifact path {path!r} has a segment {segment!r} that reads as {folded!r} after "
+            "Unicode compatibility folding; use plain ASCII dots and slashes."
+        )
+
+
+def _unquote_fully(segment: str, path: str) -> str:
+    text = segment
+    for _ in range(_DECODE_ROUNDS):
+        decoded = urllib.parse.unquote(text) if "%" in text else text
+        if decoded == text:
+            return text
+        text = decoded
+    raise PathError(
+        f"Artifact path {path!r} is percent-encoded more than {_DECODE_ROUNDS} times; use plain "
+        "characters."
+    )
 
 
 def join(*parts: str) -> str:
     """Join already-normalised path pieces with single slashes, skipping empty ones."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def is_within(scope: str, key: str) -> bool:
+    """Whether ``key`` is ``scope`` or lies below it, segment-wise (``ab`` is not below ``a``).
+
+    An empty scope contains every key.
+    """
+    return not scope or key == scope or key.startswith(scope + "/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +202,8 @@ def split_logical(path: str) -> LogicalPath:
 
     Raises:
         PathError: ``workspaces`` is not followed by a valid workspace name, or a segment spells
-            ``workspaces`` with other letter case (a trick for case-insensitive stores).
+            ``workspaces`` with other letter case, Unicode look-alikes or percent-escapes (tricks
+            for stores or layers that fold case, Unicode or escapes).
     """
     segments = path.split("/") if path else []
     for index, segment in enumerate(segments):
@@ -147,12 +223,44 @@ def split_logical(path: str) -> LogicalPath:
                 workspace=name,
                 rest="/".join(segments[index + 2 :]),
             )
-        if segment.casefold() == WORKSPACES_SEGMENT:
+        if reads_as_workspaces(segment):
             raise PathError(
                 f"Artifact path {path!r} has a segment {segment!r}: only the exact lowercase "
                 "'workspaces' is allowed."
             )
     return LogicalPath(root=path, workspace=None, rest="")
+
+
+def reads_as_workspaces(segment: str) -> bool:
+    """Whether a store or layer that folds case, Unicode compatibility forms or percent-escapes
+    could read ``segment`` as ``workspaces`` (the exact segment included)."""
+    for form in {segment, urllib.parse.unquote(segment)}:
+        if unicodedata.normalize("NFKC", form).casefold() == WORKSPACES_SEGMENT:
+            return True
+    return False
+
+
+def split_under(base: str, path: str) -> LogicalPath:
+    """Split ``base/path``, where ``base`` is where a repository points and ``path`` is relative
+    to it (both normalised).
+
+    When ``base`` names no workspace, a ``workspaces`` segment in ``path`` must be its first one,
+    which is where MLflow puts it; a deeper one (``x/workspaces/<ws>/...``) would move the
+    workspace's files to a root of the caller's choosing, so it is refused.
+
+    Raises:
+        PathError: As :func:`split_logical`, or ``workspaces`` sits deeper than ``base``.
+    """
+    if split_logical(base).workspace is not None:
+        return split_logical(join(base, path))
+    logical = split_logical(join(base, path))
+    if logical.workspace is not None and logical.root != base:
+        deeper = logical.root[len(base) :].strip("/")
+        raise PathError(
+            f"Artifact path {path!r} has 'workspaces/' below {deeper!r}; a workspace's "
+            "artifacts start at 'workspaces/<name>/' directly."
+        )
+    return logical
 
 
 def check_owner(logical: LogicalPath, active: str | None, *, operation: str) -> None:

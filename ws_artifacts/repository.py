@@ -36,8 +36,14 @@ from ws_artifacts._mlflow import (
 from ws_artifacts.backends import Backend, backend_for
 from ws_artifacts.config import CONFIG_ENV_VAR, Config, Transfer, config_from_env
 from ws_artifacts.errors import ConfigError, NotFoundError, PathError, WsArtifactsError
-from ws_artifacts.paths import check_owner, join, normalize, split_logical
-from ws_artifacts.routing import Router, Target, split_url
+from ws_artifacts.paths import check_owner, join, normalize, split_under
+from ws_artifacts.routing import (
+    Router,
+    Target,
+    check_destination,
+    destinations_from_env,
+    split_url,
+)
 
 __all__ = ["WorkspaceArtifactRepository"]
 
@@ -150,10 +156,15 @@ class WorkspaceArtifactRepository(
         return _routers.get(config, self._destination)
 
     def _resolve(self, path: str | None, operation: str) -> Target:
-        """Normalise, check ownership and route ``path`` (relative to this repository)."""
-        logical = split_logical(join(self._base, normalize(path)))
+        """Normalise, check ownership and route ``path`` (relative to this repository).
+
+        Containment is checked when the target is built (``Target.__post_init__``); on a
+        server, a default-destination target must also lie under the server's destinations.
+        """
+        logical = split_under(self._base, normalize(path))
         check_owner(logical, self._active(), operation=operation)
         target = self._router().target(logical)
+        check_destination(target, destinations_from_env(os.environ))
         _logger.debug(
             "%s workspace=%s route=%s key=%s", operation, target.workspace, target.route.name,
             target.key,

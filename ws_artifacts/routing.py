@@ -10,6 +10,11 @@ URL the repository was built with, minus its ``ws-`` prefix), :class:`Router` an
 * a legacy path (no ``workspaces/`` segment) is the default workspace's and stays at the
   default destination, literally.
 
+Containment is checked here, once, for every operation: a :class:`Target` cannot be built
+unless its key lies inside the place its workspace owns (:meth:`Target.__post_init__`), a route
+may not place its files inside another workspace's layout, and :func:`check_destination` keeps a
+server's default-destination targets under the destinations it was started with.
+
 No I/O and no MLflow import happen here.
 """
 
@@ -18,17 +23,42 @@ from __future__ import annotations
 import fnmatch
 import threading
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from ws_artifacts.config import Config, Credentials, RouteConfig, Settings
-from ws_artifacts.errors import UnroutedWorkspaceError
-from ws_artifacts.paths import DEFAULT_WORKSPACE, WORKSPACES_SEGMENT, LogicalPath, join
+from ws_artifacts.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
+from ws_artifacts.paths import (
+    DEFAULT_WORKSPACE,
+    WORKSPACES_SEGMENT,
+    LogicalPath,
+    is_within,
+    join,
+    normalize,
+    reads_as_workspaces,
+    split_logical,
+)
 
-__all__ = ["DESTINATION", "Route", "Router", "Target", "split_url"]
+__all__ = [
+    "DESTINATION",
+    "SERVER_DESTINATION_ENV_VARS",
+    "Route",
+    "Router",
+    "Target",
+    "check_destination",
+    "destinations_from_env",
+    "split_url",
+]
 
 #: ``Route.name`` of the default destination.
 DESTINATION = "(default destination)"
+#: The variables ``mlflow server`` hands its workers: ``--artifacts-destination`` and
+#: ``--default-artifact-root`` (names from ``mlflow/server/constants.py``, 3.10 to 3.17).
+SERVER_DESTINATION_ENV_VARS = (
+    "_MLFLOW_SERVER_ARTIFACT_DESTINATION",
+    "_MLFLOW_SERVER_ARTIFACT_ROOT",
+)
 _CACHE_LIMIT = 100_000
 
 
@@ -78,14 +108,66 @@ class Target:
     workspace: str
     scope: str
 
+    def __post_init__(self) -> None:
+        """Refuse to exist outside the workspace's place: the one containment check that every
+        read, write, list and delete passes, whatever the backend.
+
+        Raises:
+            OwnershipError: The key lies outside the workspace's scope, the scope is not the
+                workspace's layout on this route, or a legacy key names a workspace.
+        """
+        problem = _containment_problem(self)
+        if problem:
+            raise OwnershipError(
+                f"Refused: {self.uri} {problem}, so it is outside the place of workspace "
+                f"'{self.workspace}'. Artifacts are only reachable inside their own workspace."
+            )
+
     @property
     def uri(self) -> str:
         """``scheme://location/key``, for messages and the CLI (no secrets in it)."""
+        if not self.route.location:  # file:///srv/x
+            return f"{self.route.scheme}:///{self.key}"
         return f"{self.route.scheme}://{join(self.route.location, self.key)}"
 
     def child(self, name: str) -> Target:
         """The target of ``name`` below this one."""
         return Target(self.route, join(self.key, name), self.workspace, self.scope)
+
+
+def _containment_problem(target: Target) -> str:
+    """What is wrong with ``target``'s place (empty when nothing is)."""
+    key, scope, route, workspace = target.key, target.scope, target.route, target.workspace
+    if "\\" in key or any(part in ("", ".", "..") for part in key.split("/") if key):
+        return "is not a normalised key"
+    if not scope:  # a legacy default-workspace key, kept literally at the destination
+        if not route.is_destination or workspace != DEFAULT_WORKSPACE:
+            return "has no workspace layout"
+        if _names_workspace(key):
+            return "names a workspace's layout in a legacy path"
+        return ""
+    if not is_within(scope, key):
+        return f"lies outside '{scope}'"
+    if not route.is_destination:  # a workspace's own route: exactly <prefix>/workspaces/<ws>
+        if route.workspace != workspace:
+            return f"is on route '{route.name}' of workspace '{route.workspace}'"
+        if scope != join(route.prefix, WORKSPACES_SEGMENT, workspace):
+            return f"has scope '{scope}', which is not the layout of route '{route.name}'"
+        return ""
+    try:  # the destination: <root>/workspaces/<ws>, with no workspace named in <root>
+        layout = split_logical(scope)
+    except PathError:
+        return f"has a malformed scope '{scope}'"
+    if layout.workspace != workspace or layout.rest:
+        return f"has scope '{scope}', which is not the layout of workspace '{workspace}'"
+    return ""
+
+
+def _names_workspace(key: str) -> bool:
+    try:
+        return split_logical(key).workspace is not None
+    except PathError:
+        return True
 
 
 def split_url(url: str) -> tuple[str, str, str]:
@@ -166,6 +248,7 @@ def _is_glob(key: str) -> bool:
 def _build_route(name: str, route: RouteConfig, defaults: Settings, workspace: str) -> Route:
     url = route.url.replace("{workspace}", workspace)
     scheme, location, prefix = split_url(url)
+    _check_prefix(name, prefix, workspace)
     return Route(
         name=name,
         url=url,
@@ -176,6 +259,75 @@ def _build_route(name: str, route: RouteConfig, defaults: Settings, workspace: s
         settings=_merge(route, defaults, workspace),
         workspace=workspace,
     )
+
+
+def _check_prefix(name: str, prefix: str, workspace: str) -> None:
+    """A route's key prefix may not lie inside another workspace's layout: ``workspaces/<x>``
+    in it must name the workspace itself (else <x>'s scope would contain this route)."""
+    try:
+        clean = normalize(prefix)
+        segments = clean.split("/") if clean else []
+    except PathError as err:
+        raise ConfigError(f"workspaces.{name}.url: the path part is unsafe: {err}") from None
+    for index, segment in enumerate(segments):
+        if not reads_as_workspaces(segment):
+            continue
+        following = segments[index + 1] if index + 1 < len(segments) else ""
+        if segment != WORKSPACES_SEGMENT or following != workspace:
+            raise ConfigError(
+                f"workspaces.{name}.url: for workspace '{workspace}' the path '{prefix}' lies "
+                f"inside the layout '{segment}/{following}' of another workspace; use a "
+                "prefix without a 'workspaces/<name>' part, or use {workspace}."
+            )
+
+
+def check_destination(target: Target, destinations: Sequence[str] | None) -> None:
+    """Keep a default-destination target under one of the server's own destinations.
+
+    A repository takes its default destination from the URI it is built with, and some URIs
+    come from requests (a model version's source, a trace's artifact location). Routed
+    workspaces ignore that part, but the default workspace's legacy paths and unrouted
+    workspaces use it, so on a server the URI's location and root must be a destination the
+    server was started with.
+
+    Args:
+        target: The resolved target.
+        destinations: The server's ``ws-`` destinations (:func:`destinations_from_env`), or None
+            outside a server (a client reads with its own credentials: nothing to keep).
+
+    Raises:
+        OwnershipError: The target is at a default destination the server does not serve.
+    """
+    route = target.route
+    if destinations is None or not route.is_destination:
+        return
+    for url in destinations:
+        scheme, location, prefix = split_url(url.removeprefix("ws-"))
+        if (scheme, location) != (route.scheme, route.location):
+            continue
+        try:
+            root = normalize(prefix)
+        except PathError:
+            continue
+        if target.scope and split_logical(target.scope).root == root:
+            return
+        if not target.scope and is_within(root, target.key):
+            return
+    served = ", ".join(destinations) or "no ws- destination"
+    raise OwnershipError(
+        f"Refused: {target.uri} is not under this server's artifact destination ({served}), and "
+        f"workspace '{target.workspace}' has no route of its own. Add a route for the workspace "
+        "to the ws-artifacts configuration, or keep its artifacts under the destination."
+    )
+
+
+def destinations_from_env(environ: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The ``ws-`` locations an ``mlflow server`` worker was started with; None when the process
+    is not such a worker (neither variable of :data:`SERVER_DESTINATION_ENV_VARS` is set)."""
+    values = [environ.get(name, "").strip() for name in SERVER_DESTINATION_ENV_VARS]
+    if not any(values):
+        return None
+    return tuple(value for value in values if value.startswith("ws-"))
 
 
 def _merge(route: RouteConfig, defaults: Settings, workspace: str) -> Settings:
