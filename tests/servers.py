@@ -141,7 +141,13 @@ def start_mlflow(
         *args,
     ]
     log = workdir / f"mlflow-{port}.log"
-    proc = _spawn(cmd, clean_env(**env), log, workdir)
+    # MLflow's job runner starts ~7 extra processes per server; artifact tests need none.
+    proc = _spawn(cmd, clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env), log, workdir)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health", proc, log, timeout=120)
+    # Clients probe /server-info first; it is also the request that builds each worker's
+    # cached artifact repository. Call it as a client would, on every worker.
+    for _ in range(2 * workers):
+        with urllib.request.urlopen(url + "/api/3.0/mlflow/server-info", timeout=120):  # noqa: S310
+            pass
     return Server(url=url, proc=proc, log=log)

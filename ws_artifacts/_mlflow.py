@@ -97,3 +97,28 @@ def active_workspace() -> str | None:
 def mlflow_error(err: WsArtifactsError) -> MlflowException:
     """The MlflowException to raise for one of our errors (``raise mlflow_error(e) from e``)."""
     return MlflowException(str(err), error_code=ErrorCode.Value(err.mlflow_code))
+
+
+def default_server_app() -> Any:
+    """MLflow's own ASGI app (what ``mlflow server`` runs under uvicorn)."""
+    from mlflow.server.fastapi_app import app
+
+    return app
+
+
+def find_server_app(name: str) -> str:
+    """The ``module:attr`` of the ``mlflow.app`` entry point called ``name``."""
+    from mlflow.server import _find_app
+
+    target: str = _find_app(name)
+    return target
+
+
+def bootstrap_server_app(name: str) -> None:
+    """Do what ``mlflow server --app-name NAME`` does before starting workers (3.17: create the
+    basic-auth admin user once, instead of in every worker)."""
+    import mlflow.server
+
+    bootstrap = getattr(mlflow.server, "_bootstrap_basic_auth", None)
+    if name == "basic-auth" and bootstrap is not None:
+        bootstrap()

@@ -247,13 +247,21 @@ class WorkspaceArtifactRepository(
             )
         backend_for(target.route).delete(target)
 
+    # MLflow's trace readers turn every failure into "trace data not found" (HTTP 404); check
+    # ownership first so that a refusal stays a refusal (HTTP 403).
+    def download_trace_data(self) -> Any:
+        """As MLflow's, after the ownership check."""
+        self._check_readable(_mlflow.TRACE_DATA_FILE_NAME)
+        return super().download_trace_data()
+
     def download_trace_data_to_file(self, dst_path: Any) -> Any:
-        """As MLflow's, but a refusal stays a refusal instead of becoming "not found"."""
-        try:
-            self._resolve(_mlflow.TRACE_DATA_FILE_NAME, "read")
-        except WsArtifactsError as err:
-            raise _mlflow.mlflow_error(err) from err
+        """As MLflow's (3.17+), after the ownership check."""
+        self._check_readable(_mlflow.TRACE_DATA_FILE_NAME)
         return super().download_trace_data_to_file(dst_path)
+
+    @_boundary
+    def _check_readable(self, path: str) -> None:
+        self._resolve(path, "read")
 
     def get_local_path(self, artifact_path: str) -> str | None:
         """Never a local path: every read goes through the ownership check and the backend."""

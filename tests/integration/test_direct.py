@@ -77,7 +77,7 @@ def test_direct_client_without_the_configuration_is_refused_and_writes_nothing(
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
     assert "same configuration file the MLflow server uses" in str(err.value)
     for bucket in ROUTED_BUCKETS:
-        assert [k for k in keys(s3, bucket) if f"/{exp}/" in k] == []
+        assert [k for k in keys(s3, bucket) if f"/{run}/" in k] == []
 
 
 @pytest.fixture(scope="module")

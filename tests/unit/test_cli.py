@@ -1,0 +1,120 @@
+"""The ws-artifacts command (CliRunner; the server itself is tested in integration)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ws_artifacts.cli import main
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "ws.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            defaults:
+              region: us-east-1
+            workspaces:
+              team-a:
+                url: s3://team-a-artifacts
+                credentials: {{profile: team-a, role_arn: "arn:aws:iam::123456789012:role/a"}}
+                storage: {{sse: "aws:kms", kms_key_id: alias/team-a}}
+              "vision-*":
+                url: file://{tmp_path}/vision/{{workspace}}
+            unknown_workspaces: deny
+            """
+        )
+    )
+    return path
+
+
+def test_route_shows_location_and_credential_source(config: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["route", "--config", str(config), "--json", "team-a", "3/run/artifacts/m.pkl"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "workspace": "team-a",
+        "entry": "team-a",
+        "location": "s3://team-a-artifacts/workspaces/team-a/3/run/artifacts/m.pkl",
+        "backend": "s3",
+        "credentials": "assume role arn:aws:iam::123456789012:role/a (from profile 'team-a')",
+        "storage": "sse=aws:kms key=alias/team-a; tags: mlflow-workspace",
+    }
+
+
+def test_route_of_a_denied_workspace_fails_with_the_fix(config: Path) -> None:
+    result = CliRunner().invoke(main, ["route", "--config", str(config), "stranger"])
+    assert result.exit_code == 1
+    assert "Workspace 'stranger' has no route" in result.output
+    assert "Add a 'workspaces' entry" in result.output
+
+
+def test_check_resolves_patterns_through_an_example(config: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    routes = {r["entry"]: r for r in json.loads(result.output)["routes"]}
+    assert routes["vision-*"]["workspace"] == "vision-example"
+    assert routes["vision-*"]["url"] == f"file://{tmp_path}/vision/vision-example"
+    assert routes["team-a"]["ok"] is None  # not probed
+
+
+def test_check_probe_writes_reads_and_removes_a_marker(config: Path, tmp_path: Path) -> None:
+    text = config.read_text().replace("  team-a:\n", "  team-x:\n").replace(
+        "url: s3://team-a-artifacts", f"url: file://{tmp_path}/x")
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["check", "--config", str(config), "--probe", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["ok"] for r in json.loads(result.output)["routes"]] == [True, True]
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".yaml"]
+    assert leftovers == []
+
+
+def test_check_fails_on_an_invalid_file_with_the_key_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workspaces:\n  team-a: {url: s3://b, colour: red}\n")
+    result = CliRunner().invoke(main, ["check", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "workspaces.team-a.colour: unknown key" in result.output
+
+
+def test_config_schema_is_json_schema_of_the_file() -> None:
+    result = CliRunner().invoke(main, ["config", "schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert set(schema["properties"]) == {"defaults", "workspaces", "unknown_workspaces"}
+    assert schema["additionalProperties"] is False
+
+
+def test_server_dry_run_plans_mlflow_with_workspaces(config: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["server", "--config", str(config), "--data-dir", str(tmp_path / "data"), "--port", "5999",
+         "--workers", "3", "--dry-run", "--gunicorn-opts", "--timeout 60"],
+    )
+    assert result.exit_code == 0, result.output
+    command = result.output.strip().splitlines()[-1].split(" ")
+    assert command[1:4] == ["-m", "mlflow", "server"]
+    for flag, value in [("--backend-store-uri", f"sqlite:///{tmp_path}/data/mlflow.db"),
+                        ("--artifacts-destination", f"ws-file://{tmp_path}/data/artifacts"),
+                        ("--port", "5999"), ("--workers", "3"), ("--app-name", "ws-artifacts")]:
+        assert command[command.index(flag) + 1] == value
+    assert "--enable-workspaces" in command
+    assert "--serve-artifacts" in command
+    assert "--gunicorn-opts" in command  # unknown options pass through
+    assert "http://127.0.0.1:5999" in result.output
+    assert "refused (unknown_workspaces: deny)" in result.output
+
+
+def test_server_refuses_a_destination_that_is_not_ws(config: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["server", "--config", str(config), "--artifacts-destination", "s3://plain",
+               "--data-dir", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 2
+    assert "--artifacts-destination must be a ws-* URI" in result.output

@@ -1,0 +1,147 @@
+"""What the ``check`` and ``route`` commands report: resolved routes, optionally probed.
+
+Everything here is safe to print: credential *sources*, never credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ws_artifacts.backends import backend_for
+from ws_artifacts.config import Config, Settings
+from ws_artifacts.errors import WsArtifactsError
+from ws_artifacts.paths import WORKSPACES_SEGMENT, check_owner, join, normalize, split_logical
+from ws_artifacts.routing import Route, Router, Target, split_url
+
+__all__ = ["RouteReport", "check_routes", "describe_route", "example_name"]
+
+
+@dataclass
+class RouteReport:
+    """One configured entry, resolved for an example workspace (and probed, if asked)."""
+
+    entry: str
+    workspace: str
+    url: str
+    backend: str
+    credentials: str
+    storage: str
+    ok: bool | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return asdict(self)
+
+
+def example_name(pattern: str) -> str:
+    """A workspace name the glob ``pattern`` matches (the name itself for exact entries)."""
+    name = re.sub(r"\[!?([^\]])[^\]]*\]", r"\1", pattern)
+    return name.replace("*", "example").replace("?", "x")
+
+
+def credentials_source(settings: Settings) -> str:
+    """Where the route's credentials come from, safe to print."""
+    creds = settings.credentials
+    return creds.source if creds is not None else "default chain"
+
+
+def storage_summary(settings: Settings) -> str:
+    """SSE, storage class, tags and bucket owner, safe to print."""
+    policy = settings.storage
+    if policy is None:
+        return "tags: mlflow-workspace"
+    parts = []
+    if policy.sse:
+        parts.append(f"sse={policy.sse}" + (f" key={policy.kms_key_id}" if policy.kms_key_id else ""))
+    if policy.storage_class:
+        parts.append(f"class={policy.storage_class}")
+    tags = sorted(policy.tags) + (["mlflow-workspace"] if policy.tag_workspace else [])
+    if tags:
+        parts.append("tags: " + ",".join(tags))
+    if policy.expected_bucket_owner:
+        parts.append(f"owner={policy.expected_bucket_owner}")
+    return "; ".join(parts) or "-"
+
+
+def check_routes(config: Config, destination: str, *, probe: bool) -> list[RouteReport]:
+    """Resolve every configured entry (patterns through an example name); with ``probe``,
+    write, read back and delete a small marker in each route with the route's own
+    credentials."""
+    router = Router(config, _inner(destination))
+    reports = []
+    for entry in config.workspaces:
+        workspace = example_name(entry)
+        route = router.route_for(workspace)
+        report = _report(entry, workspace, route)
+        if probe:
+            try:
+                _probe(route, workspace)
+                report.ok = True
+            except WsArtifactsError as err:
+                report.ok, report.error = False, str(err)
+        reports.append(report)
+    return reports
+
+
+def describe_route(
+    config: Config, destination: str, workspace: str, path: str | None = None
+) -> dict[str, Any]:
+    """Where ``workspace``'s artifacts (or ``path``, relative to the workspace) go."""
+    scheme, location, prefix = split_url(_inner(destination))
+    router = Router(config, f"{scheme}://{location}")
+    rel = normalize(path)
+    if not rel.startswith(f"{WORKSPACES_SEGMENT}/"):
+        rel = join(WORKSPACES_SEGMENT, workspace, rel)
+    logical = split_logical(join(prefix, rel))
+    check_owner(logical, workspace, operation="route")
+    target = router.target(logical)
+    return {
+        "workspace": workspace,
+        "entry": target.route.name,
+        "location": target.uri,
+        "backend": target.route.backend,
+        "credentials": credentials_source(target.route.settings),
+        "storage": storage_summary(target.route.settings),
+    }
+
+
+def _inner(destination: str) -> str:
+    """``ws-s3://b/p`` -> ``s3://b/p`` (the store URL the router works with)."""
+    return destination[3:] if destination.startswith("ws-") else destination
+
+
+def _report(entry: str, workspace: str, route: Route) -> RouteReport:
+    return RouteReport(
+        entry=entry,
+        workspace=workspace,
+        url=route.url,
+        backend=route.backend,
+        credentials=credentials_source(route.settings),
+        storage=storage_summary(route.settings),
+    )
+
+
+def _probe(route: Route, workspace: str) -> None:
+    scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
+    target = Target(route, join(scope, f".ws-artifacts-probe-{uuid.uuid4().hex}"), workspace, scope)
+    backend = backend_for(route)
+    payload = b"ws-artifacts probe"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe")
+        with open(src, "wb") as out:
+            out.write(payload)
+        backend.put_file(target, src)
+        try:
+            back = os.path.join(tmp, "back")
+            backend.get_file(target, back)
+            with open(back, "rb") as got:
+                if got.read() != payload:
+                    raise WsArtifactsError(f"probe at {target.uri} read back other bytes")
+        finally:
+            backend.delete(target)

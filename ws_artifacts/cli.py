@@ -1,0 +1,197 @@
+"""The ``ws-artifacts`` command: thin click commands over library functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ws_artifacts import __version__
+from ws_artifacts.config import CONFIG_ENV_VAR, Config, load_config
+from ws_artifacts.errors import WsArtifactsError
+
+__all__ = ["main"]
+
+_out = Console(highlight=False, width=160)
+_err = Console(stderr=True, highlight=False, width=160)
+
+_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=CONFIG_ENV_VAR,
+    help=f"Configuration file (default: ${CONFIG_ENV_VAR}, else the embedded default).",
+)
+_destination_option = click.option(
+    "--destination",
+    default=lambda: f"ws-file://{Path('ws-artifacts-data/artifacts').resolve()}",
+    show_default="ws-file://<cwd>/ws-artifacts-data/artifacts, as `ws-artifacts server`",
+    help="The default destination (the server's --artifacts-destination).",
+)
+
+
+def _fail(message: str, code: int) -> None:
+    _err.print(f"[red]error:[/red] {escape(message)}")
+    sys.exit(code)
+
+
+def _load(config_path: Path | None) -> tuple[Config, Path]:
+    from ws_artifacts.server import default_config_path
+
+    path = config_path or default_config_path()
+    try:
+        return load_config(path), path
+    except WsArtifactsError as err:
+        _fail(str(err), 2)
+        raise  # unreachable: _fail exits
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ws-artifacts")
+def main() -> None:
+    """Per-workspace artifact routing for a shared MLflow server."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@_config_option
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("ws-artifacts-data"), show_default=True,
+              help="Where the default SQLite database and artifact directory live.")
+@click.option("--backend-store-uri", help="Tracking store (default: SQLite in --data-dir).")
+@click.option("--artifacts-destination",
+              help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir "
+              "(default: ws-file://<data-dir>/artifacts).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=4, show_default=True, type=int)
+@click.option("--app-name", help="Another mlflow.app to wrap, e.g. basic-auth.")
+@click.option("--guard/--no-guard", default=False, show_default=True,
+              help="Refuse requests that point locations into other workspaces.")
+@click.option("--nodelay/--no-nodelay", default=True, show_default=True,
+              help="Turn Nagle's algorithm off on connections (avoids ~40 ms stalls).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the command; do not start.")
+@click.pass_context
+def server(ctx: click.Context, config_path: Path | None, data_dir: Path, **options: Any) -> None:
+    """Start `mlflow server` with workspaces on and artifacts routed per workspace.
+
+    Options it does not know go to `mlflow server` unchanged.
+    """
+    from ws_artifacts import server as srv
+
+    config, path = _load(config_path)
+    dry_run = options.pop("dry_run")
+    plan = srv.plan_command(
+        config_path=path.resolve(),
+        data_dir=data_dir,
+        inner_app=options.pop("app_name"),
+        extra=tuple(ctx.args),
+        **options,
+    )
+    if not plan.destination.startswith("ws-"):
+        _fail("--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], "
+              "ws-file:///dir).", 2)
+    if plan.destination.startswith("ws-file://"):
+        Path(plan.destination.removeprefix("ws-file://")).mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _print_plan(plan, config)
+    if dry_run:
+        click.echo(" ".join(plan.argv))
+        return
+    inner = plan.env.get(srv.INNER_APP_ENV)
+    if inner:
+        from ws_artifacts._mlflow import bootstrap_server_app
+
+        bootstrap_server_app(inner)
+    sys.stdout.flush()
+    os.execve(plan.argv[0], plan.argv, plan.env)  # noqa: S606 - becomes mlflow server
+
+
+def _print_plan(plan: Any, config: Config) -> None:
+    from ws_artifacts.checks import check_routes
+
+    _out.print(f"ws-artifacts {__version__}: MLflow server with workspaces at [bold]{plan.url}[/bold]")
+    _out.print(f"  tracking store : {plan.backend_store_uri}")
+    _out.print(f"  destination    : {plan.destination}")
+    _out.print(f"  configuration  : {plan.config_path}")
+    table = Table(title="workspace routes", title_justify="left")
+    for column in ("workspaces", "goes to", "backend", "credentials"):
+        table.add_column(column)
+    for report in check_routes(config, plan.destination, probe=False):
+        table.add_row(escape(report.entry), escape(report.url + "/workspaces/<name>/..."),
+                      report.backend, escape(report.credentials))
+    fallback = ("refused (unknown_workspaces: deny)" if config.unknown_workspaces == "deny"
+                else f"{plan.destination}/workspaces/<name>/...")
+    table.add_row("(any other)", escape(fallback), "", "defaults")
+    _out.print(table)
+
+
+@main.command()
+@_config_option
+@_destination_option
+@click.option("--probe", is_flag=True, help="Write, read and delete a marker in every route.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def check(config_path: Path | None, destination: str, probe: bool, as_json: bool) -> None:
+    """Validate the configuration and resolve (optionally probe) every route."""
+    from ws_artifacts.checks import check_routes
+
+    config, path = _load(config_path)
+    reports = check_routes(config, destination, probe=probe)
+    failed = [r for r in reports if r.ok is False]
+    if as_json:
+        payload = {"config": str(path), "ok": not failed, "routes": [r.as_dict() for r in reports]}
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
+        for column in ("entry", "example", "url", "backend", "credentials", "storage", "probe"):
+            table.add_column(column)
+        for r in reports:
+            status = "-" if r.ok is None else ("[green]ok[/green]" if r.ok else
+                                               f"[red]{escape(r.error or '')}[/red]")
+            table.add_row(*(escape(v) for v in (r.entry, r.workspace, r.url, r.backend,
+                                                r.credentials, r.storage)), status)
+        _out.print(table)
+        _out.print("[green]configuration OK[/green]" if not failed else
+                   f"[red]{len(failed)} route(s) failed[/red]")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@_config_option
+@_destination_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.argument("workspace")
+@click.argument("path", required=False)
+def route(config_path: Path | None, destination: str, as_json: bool, workspace: str,
+          path: str | None) -> None:
+    """Show where WORKSPACE's artifacts (or PATH, relative to the workspace) go."""
+    from ws_artifacts.checks import describe_route
+
+    config, _ = _load(config_path)
+    try:
+        info = describe_route(config, destination, workspace, path)
+    except WsArtifactsError as err:
+        _fail(str(err), 1)
+        return
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        _out.print(f"{key:12}: {escape(str(value))}")
+
+
+@main.group()
+def config() -> None:
+    """Configuration file helpers."""
+
+
+@config.command()
+def schema() -> None:
+    """Print the configuration file's JSON schema."""
+    click.echo(json.dumps(Config.model_json_schema(), indent=2))

@@ -1,0 +1,171 @@
+"""``ws-artifacts server``: a workspace-enabled ``mlflow server`` with routed artifacts.
+
+The command runs ``mlflow server --enable-workspaces --serve-artifacts --app-name ws-artifacts``.
+The ``ws-artifacts`` app (an ``mlflow.app`` entry point, :func:`create_app`) runs in every uvicorn
+worker. It:
+
+* turns Nagle's algorithm off on accepted connections. With more than one worker, uvicorn binds
+  its socket with protocol 0, and asyncio sets TCP_NODELAY only on sockets whose protocol is
+  IPPROTO_TCP, so every reused-connection response with a body stalls ~40 ms on delayed ACKs;
+* optionally installs the request guard (``WS_ARTIFACTS_GUARD=1``);
+* wraps another ``mlflow.app`` (``WS_ARTIFACTS_INNER_APP``, e.g. ``basic-auth``) instead of
+  replacing it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServerPlan", "create_app", "default_config_path", "enable_nodelay", "plan_command"]
+
+_logger = logging.getLogger(__name__)
+
+INNER_APP_ENV = "WS_ARTIFACTS_INNER_APP"
+GUARD_ENV = "WS_ARTIFACTS_GUARD"
+NODELAY_ENV = "WS_ARTIFACTS_NODELAY"
+APP_NAME = "ws-artifacts"
+
+
+def default_config_path() -> Path:
+    """The embedded default configuration: every workspace under the default destination."""
+    return Path(str(resources.files("ws_artifacts").joinpath("default-config.yaml")))
+
+
+@dataclass
+class ServerPlan:
+    """What ``ws-artifacts server`` will run."""
+
+    argv: list[str]
+    env: dict[str, str]
+    url: str
+    destination: str
+    backend_store_uri: str
+    config_path: Path
+    extra: list[str] = field(default_factory=list)
+
+
+def plan_command(
+    *,
+    config_path: Path,
+    data_dir: Path,
+    backend_store_uri: str | None,
+    artifacts_destination: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    inner_app: str | None,
+    guard: bool,
+    nodelay: bool,
+    extra: tuple[str, ...] = (),
+) -> ServerPlan:
+    """Build the ``mlflow server`` command line and environment (no side effects)."""
+    data_dir = data_dir.resolve()
+    backend = backend_store_uri or f"sqlite:///{data_dir / 'mlflow.db'}"
+    destination = artifacts_destination or f"ws-file://{data_dir / 'artifacts'}"
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--enable-workspaces",
+        "--serve-artifacts",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        destination,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--app-name",
+        APP_NAME,
+        *extra,
+    ]
+    env = dict(os.environ)
+    env["WS_ARTIFACTS_CONFIG"] = str(config_path)
+    env[GUARD_ENV] = "1" if guard else "0"
+    env[NODELAY_ENV] = "1" if nodelay else "0"
+    if inner_app:
+        env[INNER_APP_ENV] = inner_app
+    else:
+        env.pop(INNER_APP_ENV, None)
+    return ServerPlan(
+        argv=argv,
+        env=env,
+        url=f"http://{host}:{port}",
+        destination=destination,
+        backend_store_uri=backend,
+        config_path=config_path,
+        extra=list(extra),
+    )
+
+
+def enable_nodelay() -> None:
+    """Set TCP_NODELAY on every accepted TCP connection of this process (see module doc)."""
+    import asyncio.base_events as base_events
+
+    original = base_events._set_nodelay
+    if getattr(original, "_ws_artifacts", False):
+        return
+
+    def set_nodelay(sock: socket.socket) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    set_nodelay._ws_artifacts = True  # type: ignore[attr-defined]
+    base_events._set_nodelay = set_nodelay
+
+
+def create_app() -> Any:
+    """The ``ws-artifacts`` MLflow app (called once in every server worker)."""
+    if os.environ.get(NODELAY_ENV, "1") != "0":
+        enable_nodelay()
+    _warm_up()
+    app = _inner_app(os.environ.get(INNER_APP_ENV, "").strip())
+    if os.environ.get(GUARD_ENV, "0") == "1":
+        from ws_artifacts import guard
+
+        app = guard.install(app)
+    return app
+
+
+def _warm_up() -> None:
+    """Import the repository and its backends and load the configuration now, before this
+    worker accepts connections: otherwise the first request (usually the client's
+    /server-info probe, with a 3 s timeout) pays for it, and a bad file fails late."""
+    import ws_artifacts.backends.fs
+    import ws_artifacts.backends.s3
+    import ws_artifacts.repository  # noqa: F401
+    from ws_artifacts.config import config_from_env
+
+    config_from_env()
+    import boto3  # noqa: F401 - the slowest import of all
+
+
+def _inner_app(name: str) -> Any:
+    if not name:
+        from ws_artifacts._mlflow import default_server_app
+
+        return default_server_app()
+    from ws_artifacts._mlflow import find_server_app
+
+    target = find_server_app(name)
+    module, attr = target.split(":", 1)
+    obj = getattr(importlib.import_module(module), attr.removesuffix("()"))
+    return obj() if callable(obj) and not hasattr(obj, "router") and _is_factory(obj) else obj
+
+
+def _is_factory(obj: Any) -> bool:
+    import types
+
+    return isinstance(obj, types.FunctionType)
