@@ -60,7 +60,9 @@ class FsspecBackend:
             elif creds is not None and creds.profile:
                 options.setdefault("profile", creds.profile)
         try:
-            self.fs: Any = fsspec.filesystem(route.scheme, **options)
+            # Our backend cache is bounded; fsspec's instance cache would keep one file system
+            # per distinct route for the life of the process.
+            self.fs: Any = fsspec.filesystem(route.scheme, skip_instance_cache=True, **options)
         except (ImportError, ValueError) as err:
             raise StorageError(
                 f"Cannot open the {route.scheme}:// file system of route '{route.name}' "
