@@ -234,10 +234,15 @@ def split_logical(path: str) -> LogicalPath:
 def reads_as_workspaces(segment: str) -> bool:
     """Whether a store or layer that folds case, Unicode compatibility forms or percent-escapes
     could read ``segment`` as ``workspaces`` (the exact segment included)."""
-    for form in {segment, urllib.parse.unquote(segment)}:
+    form = segment
+    for _ in range(_DECODE_ROUNDS + 1):
         if unicodedata.normalize("NFKC", form).casefold() == WORKSPACES_SEGMENT:
             return True
-    return False
+        decoded = urllib.parse.unquote(form)
+        if decoded == form:
+            return False
+        form = decoded
+    return True  # still encoded after every round: normalize() refuses such paths anyway
 
 
 def split_under(base: str, path: str) -> LogicalPath:

@@ -248,8 +248,9 @@ def test_workspace_names_are_checked_like_mlflow_but_strictly() -> None:
         is_valid_workspace_name(n) for n in ("default", "team-a", "a1", "team-a\n", "Team-a", "a")
     ] == [True, True, True, False, False, False]
     assert [
-        reads_as_workspaces(s) for s in ("workspaces", "WorkSpaces", "w%6Frkspaces", "work")
-    ] == [True, True, True, False]
+        reads_as_workspaces(s)
+        for s in ("workspaces", "WorkSpaces", "w%6Frkspaces", "w%256Frkspaces", "work")
+    ] == [True, True, True, True, False]
 
 
 # -- properties ------------------------------------------------------------------------
