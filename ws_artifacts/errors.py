@@ -82,29 +82,90 @@ class StorageError(WsArtifactsError, OSError):
 
 
 # botocore error code -> (exception class, what to do about it). The one place that knows
-# botocore's vocabulary; everything else raises our classes.
+# botocore's vocabulary; everything else raises our classes. "{action}" is the IAM action the
+# operation needs and "{bucket}" the route's bucket (see _ACTIONS).
+_GRANT = "grant the route's credentials {action} on bucket '{bucket}', or fix the credentials"
 _BOTO_ERRORS: dict[str, tuple[type[WsArtifactsError], str]] = {
-    "NoSuchBucket": (NotFoundError, "create the bucket or fix the route's url"),
+    "NoSuchBucket": (NotFoundError, "create bucket '{bucket}' or fix the route's url"),
     "NoSuchKey": (NotFoundError, "check the artifact path"),
     "404": (NotFoundError, "check the artifact path"),
     "NotFound": (NotFoundError, "check the artifact path"),
     "NoSuchUpload": (NotFoundError, "the multipart upload was completed or aborted already"),
-    "AccessDenied": (AccessDeniedError, "grant the route's credentials access to the bucket"),
-    "403": (AccessDeniedError, "grant the route's credentials access to the bucket"),
-    "Forbidden": (AccessDeniedError, "grant the route's credentials access to the bucket"),
-    "AllAccessDisabled": (AccessDeniedError, "the bucket is disabled; use another bucket"),
+    "AccessDenied": (
+        AccessDeniedError,
+        _GRANT + " (with storage.expected_bucket_owner set, also check the bucket's owner)",
+    ),
+    "403": (AccessDeniedError, _GRANT),
+    "Forbidden": (AccessDeniedError, _GRANT),
+    "AllAccessDisabled": (AccessDeniedError, "bucket '{bucket}' is disabled; use another bucket"),
     "InvalidAccessKeyId": (CredentialsError, "check the route's access_key_id"),
     "SignatureDoesNotMatch": (CredentialsError, "check the route's secret_access_key"),
     "InvalidClientTokenId": (CredentialsError, "check the route's credentials"),
+    "UnrecognizedClientException": (CredentialsError, "check the route's credentials"),
     "ExpiredToken": (CredentialsError, "the session token expired; refresh the credentials"),
     "ExpiredTokenException": (CredentialsError, "the session token expired; refresh them"),
     "InvalidToken": (CredentialsError, "check the route's session_token"),
+    "TokenRefreshRequired": (CredentialsError, "the session token expired; refresh them"),
     "KMS.NotFoundException": (StorageError, "check the route's storage.kms_key_id"),
     "KMS.DisabledException": (StorageError, "enable the KMS key or change storage.kms_key_id"),
+    "KMS.AccessDeniedException": (
+        AccessDeniedError,
+        "grant the route's credentials kms:GenerateDataKey and kms:Decrypt on storage.kms_key_id",
+    ),
     "InvalidStorageClass": (StorageError, "check the route's storage.storage_class"),
     "EntityTooSmall": (StorageError, "every part but the last must be at least 5 MiB"),
     "InvalidPart": (StorageError, "the parts listed do not match the uploaded parts"),
     "InvalidPartOrder": (StorageError, "list the parts in ascending order"),
+}
+
+# Errors of the STS call that turns a route's source credentials into role credentials.
+_ASSUME_ROLE_ERRORS: dict[str, tuple[type[WsArtifactsError], str]] = {
+    "AccessDenied": (
+        CredentialsError,
+        "the route's source credentials may not assume the role: allow sts:AssumeRole in their "
+        "policy and trust them in the role's trust policy (with the external_id, if set)",
+    ),
+    "RegionDisabledException": (CredentialsError, "activate STS in the route's region"),
+    "MalformedPolicyDocument": (CredentialsError, "the session policy was refused by STS"),
+    "PackedPolicyTooLarge": (
+        CredentialsError,
+        "the session policy is too large; shorten the "
+        "bucket or prefix, or turn restrict_to_route off",
+    ),
+    "ValidationError": (CredentialsError, "check role_arn, session_name and duration_seconds"),
+}
+
+# botocore exceptions raised before any request is answered, by class name.
+_BOTO_CLASSES: dict[str, tuple[type[WsArtifactsError], str]] = {
+    "NoCredentialsError": (
+        CredentialsError,
+        "give the route credentials, or set up the default AWS credential chain",
+    ),
+    "PartialCredentialsError": (CredentialsError, "give both access_key_id and secret_access_key"),
+    "CredentialRetrievalError": (CredentialsError, "check the route's credential source"),
+    "ProfileNotFound": (CredentialsError, "add the profile to the shared AWS config files"),
+    "NoRegionError": (StorageError, "set the route's region"),
+    "EndpointConnectionError": (
+        StorageError,
+        "check the route's endpoint_url and that the store is reachable",
+    ),
+    "ConnectTimeoutError": (
+        StorageError,
+        "check the route's endpoint_url and that the store is reachable",
+    ),
+}
+
+# Our operation names -> the IAM action they need, for the messages.
+_ACTIONS = {
+    "upload": "s3:PutObject",
+    "create multipart upload": "s3:PutObject",
+    "complete multipart upload": "s3:PutObject",
+    "abort multipart upload": "s3:AbortMultipartUpload",
+    "download": "s3:GetObject",
+    "stat": "s3:GetObject",
+    "presign": "s3:GetObject",
+    "list": "s3:ListBucket",
+    "delete": "s3:DeleteObject",
 }
 
 
@@ -114,28 +175,40 @@ def translate_boto_error(
     workspace: str | None,
     location: str,
     operation: str,
+    bucket: str | None = None,
+    credentials: str | None = None,
 ) -> WsArtifactsError:
     """Turn a botocore ``ClientError`` (or credentials error) into one of ours.
+
+    Only the error *code* of the botocore error is used: its message and response are never
+    copied, since stores echo request details (key ids, canonical requests) in them.
 
     Args:
         err: The botocore exception.
         workspace: The workspace the operation ran for.
         location: Where it went, as ``s3://bucket/key`` (no secret).
         operation: A short verb phrase, e.g. ``"upload"``.
+        bucket: The route's bucket, named in the fix.
+        credentials: A safe description of the route's credentials (``Credentials.source``).
 
     Returns:
         The translated exception; the caller raises it ``from err``.
     """
     code = _boto_code(err)
-    cls, fix = _BOTO_ERRORS.get(code, (StorageError, "see the server log for details"))
-    if code == "" and type(err).__name__ in {"NoCredentialsError", "PartialCredentialsError"}:
-        cls, fix = CredentialsError, "give the route credentials (see 'ws-artifacts route')"
-    if type(err).__name__ in {"EndpointConnectionError", "ConnectTimeoutError"}:
-        cls, fix = StorageError, "check the route's endpoint_url and that the store is reachable"
-    what = code or type(err).__name__
+    name = type(err).__name__
+    if getattr(err, "operation_name", None) == "AssumeRole":
+        cls, fix = _ASSUME_ROLE_ERRORS.get(code, (CredentialsError, "check the route's role_arn"))
+        operation = f"{operation} (assuming the route's role)"
+    elif not code and name in _BOTO_CLASSES:
+        cls, fix = _BOTO_CLASSES[name]
+    else:
+        cls, fix = _BOTO_ERRORS.get(code, (StorageError, "see the server log for details"))
+    fix = fix.format(action=_ACTIONS.get(operation, "access"), bucket=bucket or location)
+    what = code or name
+    using = f" with {credentials}" if credentials else ""
     return cls(
-        f"{operation} failed for workspace '{workspace or '(none)'}' at {location}: {what}; "
-        f"{fix}."
+        f"{operation} failed for workspace '{workspace or '(none)'}' at {location}{using}: "
+        f"{what}; {fix}."
     )
 
 
