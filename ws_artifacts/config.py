@@ -28,13 +28,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
+from ws_artifacts import _redact
 from ws_artifacts.errors import ConfigError
 from ws_artifacts.paths import is_valid_workspace_name
 
 __all__ = [
     "CONFIG_ENV_VAR",
+    "WORKSPACE_TAG",
     "Config",
     "Credentials",
     "RouteConfig",
@@ -44,6 +54,7 @@ __all__ = [
     "config_from_env",
     "load_config",
     "parse_config",
+    "secret_values",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -53,6 +64,8 @@ CONFIG_ENV_VAR = "WS_ARTIFACTS_CONFIG"
 _MIB = 1024 * 1024
 _GLOB_CHARS = frozenset("*?[")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: The tag every object gets (unless ``storage.tag_workspace: false``).
+WORKSPACE_TAG = "mlflow-workspace"
 _SECRET_OPTION = re.compile(r"(secret|token|password|passwd|key$|_key|credential|sas)", re.I)
 
 
@@ -83,6 +96,14 @@ class Credentials(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> Credentials:
+        for name in _SECRET_FIELDS:
+            value: SecretStr | None = getattr(self, name)
+            if value is not None and not value.get_secret_value().strip():
+                # boto3 would silently fall back to the server's own credentials.
+                raise ValueError(
+                    f"{name} is empty (did a ${{VAR}} expand to nothing?); give a value or "
+                    "leave the key out"
+                )
         pairs = [
             ("access_key_id", self.access_key_id, self.access_key_id_file),
             ("secret_access_key", self.secret_access_key, self.secret_access_key_file),
@@ -123,6 +144,27 @@ class Credentials(_Model):
         return base
 
 
+_SECRET_FIELDS = ("access_key_id", "secret_access_key", "session_token", "external_id")
+
+
+def secret_values(config: Config) -> list[str]:
+    """Every secret value the configuration holds (for log redaction; never print them)."""
+    values = []
+    for settings in (config.defaults, *config.workspaces.values()):
+        creds = settings.credentials
+        if creds is not None:
+            for name in _SECRET_FIELDS:
+                value: SecretStr | None = getattr(creds, name)
+                if value is not None:
+                    values.append(value.get_secret_value())
+        values.extend(
+            str(v)
+            for k, v in settings.storage_options.items()
+            if _SECRET_OPTION.search(k) and isinstance(v, str)
+        )
+    return values
+
+
 class StoragePolicy(_Model):
     """How objects are stored: encryption, storage class, tags, expected bucket owner."""
 
@@ -131,7 +173,7 @@ class StoragePolicy(_Model):
     storage_class: str | None = Field(default=None, pattern=r"^[A-Z_]+$")
     tags: dict[str, str] = Field(default_factory=dict)
     tag_workspace: bool = Field(
-        default=True, description="Tag every object with mlflow-workspace=<name>."
+        default=True, description=f"Tag every object with {WORKSPACE_TAG}=<workspace name>."
     )
     expected_bucket_owner: str | None = Field(default=None, pattern=r"^\d{12}$")
 
@@ -139,6 +181,23 @@ class StoragePolicy(_Model):
     def _kms_key_needs_kms(self) -> StoragePolicy:
         if self.kms_key_id and self.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse: aws:kms")
+        return self
+
+    @model_validator(mode="after")
+    def _s3_tag_limits(self) -> StoragePolicy:
+        # S3 allows 10 tags per object; keys 1-128 characters, values up to 256, no "aws:".
+        reserved = {WORKSPACE_TAG} if self.tag_workspace else set()
+        room = 10 - len(reserved)
+        if len(self.tags) > room:
+            ours = f" besides {WORKSPACE_TAG}" if reserved else ""
+            raise ValueError(f"at most {room} tags{ours} (S3 allows 10 per object)")
+        for key, value in self.tags.items():
+            if key in reserved:
+                raise ValueError(f"tag {key} is set by ws-artifacts (or set tag_workspace: false)")
+            if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+                raise ValueError("tag keys are 1 to 128 characters and may not start with aws:")
+            if len(value) > 256:
+                raise ValueError("tag values are at most 256 characters")
         return self
 
 
@@ -171,11 +230,22 @@ class Settings(_Model):
     )
 
     def public_storage_options(self) -> dict[str, Any]:
-        """``storage_options`` with secret-looking values masked, for output."""
-        return {
-            key: "**********" if _SECRET_OPTION.search(key) else value
-            for key, value in self.storage_options.items()
-        }
+        """``storage_options`` with secret-looking values masked (nested ones too), for output."""
+        return _mask_options(self.storage_options)
+
+    @field_serializer("storage_options")
+    def _dump_storage_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        # Dumps (model_dump, model_dump_json) are for output: mask like SecretStr does.
+        return _mask_options(options)
+
+
+def _mask_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: "**********" if _SECRET_OPTION.search(key)
+        else _mask_options(value) if isinstance(value, dict)
+        else value
+        for key, value in options.items()
+    }
 
 
 class RouteConfig(Settings):
@@ -224,7 +294,9 @@ class Config(_Model):
         return self
 
 
-def parse_config(data: Any, *, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
+def parse_config(
+    data: Any, *, source: str = "<config>", env: dict[str, str] | None = None
+) -> Config:
     """Validate already-parsed YAML data, expanding ``${VAR}`` from ``env`` (default: os.environ).
 
     Raises:
@@ -236,13 +308,17 @@ def parse_config(data: Any, *, source: str = "<config>", env: dict[str, str] | N
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}.")
     expanded = _expand(data, env if env is not None else dict(os.environ), source, ())
     try:
-        return Config.model_validate(expanded)
+        config = Config.model_validate(expanded)
     except ValidationError as err:
         problems = "; ".join(
             f"{_loc(e['loc']) or '(top level)'}: {_message(e)}"
             for e in err.errors(include_input=False, include_url=False)
         )
         raise ConfigError(f"{source}: {problems}") from None
+    _redact.install()
+    for value in secret_values(config):
+        _redact.remember(value)
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
