@@ -9,11 +9,11 @@ import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ws_artifacts.backends import Entry
-from ws_artifacts.clients import client_for
-from ws_artifacts.config import Transfer
+from ws_artifacts.clients import client_for, describe_credentials
+from ws_artifacts.config import WORKSPACE_TAG, Transfer
 from ws_artifacts.errors import NotFoundError, translate_boto_error
 from ws_artifacts.paths import join
 from ws_artifacts.routing import Route, Target
@@ -26,7 +26,8 @@ _DELETE_BATCH = 1000
 
 
 def put_args(route: Route, workspace: str) -> dict[str, str]:
-    """The storage-policy arguments of every upload (single-part and multipart alike)."""
+    """The storage-policy arguments of every upload: ``put_object`` and
+    ``create_multipart_upload`` alike (parts inherit SSE, class and tags from the latter)."""
     policy = route.settings.storage
     args: dict[str, str] = {}
     tags: dict[str, str] = {}
@@ -41,9 +42,10 @@ def put_args(route: Route, workspace: str) -> dict[str, str]:
             args["ExpectedBucketOwner"] = policy.expected_bucket_owner
         tags.update(policy.tags)
     if policy is None or policy.tag_workspace:
-        tags["mlflow-workspace"] = workspace
+        tags[WORKSPACE_TAG] = workspace
     if tags:
-        args["Tagging"] = urllib.parse.urlencode(tags)
+        # x-amz-tagging is a query string; quote (not quote_plus) so a space stays a space.
+        args["Tagging"] = urllib.parse.urlencode(tags, quote_via=urllib.parse.quote)
     return args
 
 
@@ -58,10 +60,11 @@ class S3Backend:
         owner = policy.expected_bucket_owner if policy else None
         self._owner: dict[str, str] = {"ExpectedBucketOwner": owner} if owner else {}
 
-    @property
-    def client(self) -> Any:
-        """The route's client (shared, cached; rebuilt after its age limit)."""
-        return client_for(self.route.settings, self.bucket, self.route.prefix)
+    def client(self, target: Target) -> Any:
+        """The client for ``target`` (shared, cached, rebuilt after its age limit). With
+        ``restrict_to_route``, its session only reaches the workspace's prefix
+        (``target.scope``)."""
+        return client_for(self.route.settings, self.bucket, target.scope)
 
     @contextlib.contextmanager
     def _errors(self, operation: str, target: Target) -> Iterator[None]:
@@ -70,8 +73,20 @@ class S3Backend:
         try:
             yield
         except (ClientError, BotoCoreError) as err:
+            _logger.debug(
+                "%s failed for workspace=%s bucket=%s: %s",
+                operation,
+                target.workspace,
+                self.bucket,
+                type(err).__name__,
+            )
             raise translate_boto_error(
-                err, workspace=target.workspace, location=target.uri, operation=operation
+                err,
+                workspace=target.workspace,
+                location=target.uri,
+                operation=operation,
+                bucket=self.bucket,
+                credentials=describe_credentials(self.route.settings),
             ) from err
 
     # -- writes ---------------------------------------------------------------------------
@@ -82,7 +97,9 @@ class S3Backend:
         with self._errors("upload", target):
             if size < self.transfer.multipart_threshold:
                 with open(local_path, "rb") as body:
-                    self.client.put_object(Bucket=self.bucket, Key=target.key, Body=body, **args)
+                    self.client(target).put_object(
+                        Bucket=self.bucket, Key=target.key, Body=body, **args
+                    )
                 return
             with open(local_path, "rb") as body:
                 self._multipart(target, body, args)
@@ -93,14 +110,16 @@ class S3Backend:
         first = _read_full(stream, self.transfer.multipart_threshold)
         with self._errors("upload", target):
             if len(first) < self.transfer.multipart_threshold:
-                self.client.put_object(Bucket=self.bucket, Key=target.key, Body=first, **args)
+                self.client(target).put_object(
+                    Bucket=self.bucket, Key=target.key, Body=first, **args
+                )
                 return
-            self._multipart(target, _Prefixed(first, stream), args)
+            self._multipart(target, cast(BinaryIO, _Prefixed(first, stream)), args)
 
     def _multipart(self, target: Target, body: BinaryIO, args: dict[str, str]) -> None:
         """Upload ``body`` in parts, ``max_concurrency`` at a time; abort on any failure so no
         parts are left behind and no partial object appears."""
-        client = self.client
+        client = self.client(target)
         upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target.key, **args)[
             "UploadId"
         ]
@@ -146,7 +165,9 @@ class S3Backend:
     def get_file(self, target: Target, local_path: str) -> None:
         """One GET, streamed to a temporary file beside ``local_path`` and renamed into place."""
         with self._errors("download", target):
-            response = self.client.get_object(Bucket=self.bucket, Key=target.key, **self._owner)
+            response = self.client(target).get_object(
+                Bucket=self.bucket, Key=target.key, **self._owner
+            )
             _stream_to(response["Body"], local_path)
 
     def list_dir(self, target: Target) -> list[Entry]:
@@ -154,8 +175,10 @@ class S3Backend:
         prefix = target.key + "/" if target.key else ""
         entries: list[Entry] = []
         with self._errors("list", target):
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix, Delimiter="/", **self._owner
+            pages = (
+                self.client(target)
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/", **self._owner)
             )
             for page in pages:
                 for common in page.get("CommonPrefixes", []):
@@ -172,8 +195,10 @@ class S3Backend:
         """Every object below ``target`` from a flat listing (no per-directory round trips)."""
         prefix = target.key + "/" if target.key else ""
         with self._errors("list", target):
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix, **self._owner
+            pages = (
+                self.client(target)
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.bucket, Prefix=prefix, **self._owner)
             )
             for page in pages:
                 for obj in page.get("Contents", []):
@@ -184,7 +209,9 @@ class S3Backend:
     def size(self, target: Target) -> int:
         """The object's size in bytes."""
         with self._errors("stat", target):
-            head = self.client.head_object(Bucket=self.bucket, Key=target.key, **self._owner)
+            head = self.client(target).head_object(
+                Bucket=self.bucket, Key=target.key, **self._owner
+            )
         return int(head["ContentLength"])
 
     def delete(self, target: Target) -> int:
@@ -194,9 +221,10 @@ class S3Backend:
             keys.append(target.key)
         deleted = 0
         with self._errors("delete", target):
+            client = self.client(target)
             for start in range(0, len(keys), _DELETE_BATCH):
                 batch = keys[start : start + _DELETE_BATCH]
-                result = self.client.delete_objects(
+                result = client.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
                     **self._owner,
@@ -212,14 +240,19 @@ class S3Backend:
         return deleted
 
     # -- multipart and presigned URLs (proxied clients talk to S3 directly) ---------------
+    # Presigned requests carry no ExpectedBucketOwner: it would become a signed header that
+    # MLflow's clients do not send (S3 would answer SignatureDoesNotMatch). The owner is
+    # checked by the calls the server makes itself: create/complete for uploads (an upload id
+    # only exists in its bucket), a HEAD just before presigning a download. SSE-KMS needs no
+    # per-part headers either: parts inherit the encryption of create_multipart_upload.
     def create_multipart(self, target: Target, num_parts: int) -> tuple[str, list[str]]:
         """Start a multipart upload with the route's policy; presign one URL per part."""
         args = put_args(self.route, target.workspace)
         with self._errors("create multipart upload", target):
-            client = self.client
-            upload_id = client.create_multipart_upload(
-                Bucket=self.bucket, Key=target.key, **args
-            )["UploadId"]
+            client = self.client(target)
+            upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target.key, **args)[
+                "UploadId"
+            ]
             urls = [
                 client.generate_presigned_url(
                     "upload_part",
@@ -228,7 +261,6 @@ class S3Backend:
                         "Key": target.key,
                         "PartNumber": number,
                         "UploadId": upload_id,
-                        **self._owner,
                     },
                     ExpiresIn=3600,
                 )
@@ -236,10 +268,12 @@ class S3Backend:
             ]
         return upload_id, urls
 
-    def complete_multipart(self, target: Target, upload_id: str, etags: list[tuple[int, str]]) -> None:
+    def complete_multipart(
+        self, target: Target, upload_id: str, etags: list[tuple[int, str]]
+    ) -> None:
         """Assemble the uploaded parts into the object."""
         with self._errors("complete multipart upload", target):
-            self.client.complete_multipart_upload(
+            self.client(target).complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=target.key,
                 UploadId=upload_id,
@@ -250,17 +284,18 @@ class S3Backend:
     def abort_multipart(self, target: Target, upload_id: str) -> None:
         """Abort, so no orphaned parts remain."""
         with self._errors("abort multipart upload", target):
-            self.client.abort_multipart_upload(
+            self.client(target).abort_multipart_upload(
                 Bucket=self.bucket, Key=target.key, UploadId=upload_id, **self._owner
             )
 
     def presign_get(self, target: Target, expiration: int) -> tuple[str, int]:
-        """A presigned GET URL and the object's size."""
+        """A presigned GET URL and the object's size (the HEAD for the size also checks the
+        bucket's owner)."""
         size = self.size(target)
         with self._errors("presign", target):
-            url = self.client.generate_presigned_url(
+            url = self.client(target).generate_presigned_url(
                 "get_object",
-                Params={"Bucket": self.bucket, "Key": target.key, **self._owner},
+                Params={"Bucket": self.bucket, "Key": target.key},
                 ExpiresIn=expiration,
             )
         return str(url), size
