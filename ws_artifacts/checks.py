@@ -47,8 +47,9 @@ def example_name(pattern: str) -> str:
 
 def credentials_source(settings: Settings) -> str:
     """Where the route's credentials come from, safe to print."""
-    creds = settings.credentials
-    return creds.source if creds is not None else "default chain"
+    from ws_artifacts.clients import describe_credentials
+
+    return describe_credentials(settings)
 
 
 def storage_summary(settings: Settings) -> str:

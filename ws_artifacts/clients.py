@@ -33,7 +33,7 @@ from ws_artifacts import _redact
 from ws_artifacts.config import Credentials, Settings
 from ws_artifacts.errors import CredentialsError
 
-__all__ = ["ClientCache", "ClientKey", "client_for", "describe_credentials", "session_policy"]
+__all__ = ["ClientCache", "ClientKey", "client_for", "describe_credentials", "session_policy", "read_secret"]
 
 _logger = logging.getLogger(__name__)
 _FILE_FIELDS = ("access_key_id_file", "secret_access_key_file", "session_token_file")
@@ -296,10 +296,10 @@ def _session(key: ClientKey) -> Any:
                 f"AWS profile '{creds.profile}' is not in the shared AWS config files; add it "
                 "there or name another profile in the route's credentials."
             ) from None
-    access_key = _secret(creds, "access_key_id")
+    access_key = read_secret(creds, "access_key_id")
     if access_key is not None:
         session.set_credentials(
-            access_key, _secret(creds, "secret_access_key"), _secret(creds, "session_token")
+            access_key, read_secret(creds, "secret_access_key"), read_secret(creds, "session_token")
         )
     if creds.role_arn is None:
         return session
@@ -424,7 +424,8 @@ def _file_stamps(creds: Credentials | None) -> tuple[tuple[int, int], ...]:
     return tuple(stamps)
 
 
-def _secret(creds: Credentials, name: str) -> str | None:
+def read_secret(creds: Credentials, name: str) -> str | None:
+    """The value of the secret `name` (literal or `<name>_file`), remembered for log scrubbing."""
     literal = getattr(creds, name)
     if literal is not None:
         value = str(literal.get_secret_value())

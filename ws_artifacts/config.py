@@ -342,7 +342,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file}: not valid YAML{where}.") from None
+        problem = getattr(err, "problem", None)
+        raise ConfigError(f"{file}: not valid YAML{where}" + (f": {problem}." if problem else ".")) from None
     config = parse_config(data, source=str(file))
     _logger.info(
         "loaded %s: %d workspace route(s), unknown_workspaces=%s",

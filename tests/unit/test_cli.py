@@ -44,7 +44,9 @@ def test_route_shows_location_and_credential_source(config: Path) -> None:
         "entry": "team-a",
         "location": "s3://team-a-artifacts/workspaces/team-a/3/run/artifacts/m.pkl",
         "backend": "s3",
-        "credentials": "assume role arn:aws:iam::123456789012:role/a (from profile 'team-a')",
+        "credentials": (
+            "assume role arn:aws:iam::123456789012:role/a (session 3600 s) from profile 'team-a'"
+        ),
         "storage": "sse=aws:kms key=alias/team-a; tags: mlflow-workspace",
     }
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from ws_artifacts.backends import Entry
 from ws_artifacts.errors import (
     AccessDeniedError,
+    CredentialsError,
     NotFoundError,
     OwnershipError,
     StorageError,
@@ -41,24 +42,7 @@ class FsspecBackend:
         self.local = route.scheme in ("file", "local")
         options = dict(route.settings.storage_options)
         if route.scheme == "s3":
-            # s3fs takes the shared S3 settings too, so `backend: fsspec` routes behave alike.
-            settings = route.settings
-            client_kwargs = dict(options.pop("client_kwargs", {}))
-            if settings.endpoint_url:
-                client_kwargs.setdefault("endpoint_url", settings.endpoint_url)
-            if settings.region:
-                client_kwargs.setdefault("region_name", settings.region)
-            if client_kwargs:
-                options["client_kwargs"] = client_kwargs
-            creds = settings.credentials
-            if creds is not None and creds.access_key_id is not None:
-                options.setdefault("key", creds.access_key_id.get_secret_value())
-                if creds.secret_access_key is not None:
-                    options.setdefault("secret", creds.secret_access_key.get_secret_value())
-                if creds.session_token is not None:
-                    options.setdefault("token", creds.session_token.get_secret_value())
-            elif creds is not None and creds.profile:
-                options.setdefault("profile", creds.profile)
+            options = _s3fs_options(route, options)
         try:
             # Our backend cache is bounded; fsspec's instance cache would keep one file system
             # per distinct route for the life of the process.
@@ -225,3 +209,37 @@ def _discard(out: Any) -> None:
     if isinstance(out, AbstractBufferedFile):  # s3fs & co: aborts the multipart upload
         out.discard()
         out.closed = True  # else its __del__ would close, and so commit, it
+
+
+def _s3fs_options(route: Route, options: dict[str, Any]) -> dict[str, Any]:
+    """s3fs takes the route's S3 settings too, so ``backend: fsspec`` routes behave like boto3
+    ones: endpoint, region and static keys (literal or from files) or a profile."""
+    from ws_artifacts.clients import read_secret
+
+    settings = route.settings
+    client_kwargs = dict(options.pop("client_kwargs", {}))
+    if settings.endpoint_url:
+        client_kwargs.setdefault("endpoint_url", settings.endpoint_url)
+    if settings.region:
+        client_kwargs.setdefault("region_name", settings.region)
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    creds = settings.credentials
+    if creds is None:
+        return options
+    if creds.role_arn is not None:
+        raise CredentialsError(
+            f"Route '{route.name}' uses backend: fsspec with role_arn, which s3fs cannot assume "
+            "with refresh; use backend: s3 (the default for s3:// urls) for assumed roles."
+        )
+    if creds.profile:
+        options.setdefault("profile", creds.profile)
+    for option, name in (
+        ("key", "access_key_id"),
+        ("secret", "secret_access_key"),
+        ("token", "session_token"),
+    ):
+        value = read_secret(creds, name)
+        if value is not None:
+            options.setdefault(option, value)
+    return options
