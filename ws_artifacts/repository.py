@@ -163,8 +163,9 @@ class WorkspaceArtifactRepository(
         """
         logical = split_under(self._base, normalize(path))
         check_owner(logical, self._active(), operation=operation)
-        target = self._router().target(logical)
-        check_destination(target, destinations_from_env(os.environ))
+        target = check_destination(
+            self._router().target(logical), destinations_from_env(os.environ)
+        )
         _logger.debug(
             "%s workspace=%s route=%s key=%s", operation, target.workspace, target.route.name,
             target.key,

@@ -140,11 +140,13 @@ def _containment_problem(target: Target) -> str:
     key, scope, route, workspace = target.key, target.scope, target.route, target.workspace
     if "\\" in key or any(part in ("", ".", "..") for part in key.split("/") if key):
         return "is not a normalised key"
-    if not scope:  # a legacy default-workspace key, kept literally at the destination
+    if not scope or not _names_workspace(scope):  # the default workspace's legacy layout
         if not route.is_destination or workspace != DEFAULT_WORKSPACE:
             return "has no workspace layout"
         if _names_workspace(key):
             return "names a workspace's layout in a legacy path"
+        if not is_within(scope, key):
+            return f"lies outside '{scope}'"
         return ""
     if not is_within(scope, key):
         return f"lies outside '{scope}'"
@@ -281,7 +283,7 @@ def _check_prefix(name: str, prefix: str, workspace: str) -> None:
             )
 
 
-def check_destination(target: Target, destinations: Sequence[str] | None) -> None:
+def check_destination(target: Target, destinations: Sequence[str] | None) -> Target:
     """Keep a default-destination target under one of the server's own destinations.
 
     A repository takes its default destination from the URI it is built with, and some URIs
@@ -295,12 +297,16 @@ def check_destination(target: Target, destinations: Sequence[str] | None) -> Non
         destinations: The server's ``ws-`` destinations (:func:`destinations_from_env`), or None
             outside a server (a client reads with its own credentials: nothing to keep).
 
+    Returns:
+        The target; a legacy one is scoped to the destination's root, so that backends which
+        resolve links (local files) keep it inside the destination.
+
     Raises:
         OwnershipError: The target is at a default destination the server does not serve.
     """
     route = target.route
     if destinations is None or not route.is_destination:
-        return
+        return target
     for url in destinations:
         scheme, location, prefix = split_url(url.removeprefix("ws-"))
         if (scheme, location) != (route.scheme, route.location):
@@ -309,10 +315,11 @@ def check_destination(target: Target, destinations: Sequence[str] | None) -> Non
             root = normalize(prefix)
         except PathError:
             continue
-        if target.scope and split_logical(target.scope).root == root:
-            return
-        if not target.scope and is_within(root, target.key):
-            return
+        if target.workspace != DEFAULT_WORKSPACE or _names_workspace(target.scope):
+            if split_logical(target.scope).root == root:
+                return target
+        elif is_within(root, target.key):
+            return Target(route, target.key, target.workspace, root)
     served = ", ".join(destinations) or "no ws- destination"
     raise OwnershipError(
         f"Refused: {target.uri} is not under this server's artifact destination ({served}), and "

@@ -144,7 +144,9 @@ def _route(workspace: str | None) -> Any:
             "x/workspaces/team-a",
             "not the layout of route 'team-a'",
         ),
-        (None, "a/b", "team-a", "a", "not the layout of workspace 'team-a'"),
+        (None, "a/b", "team-a", "a", "has no workspace layout"),
+        (None, "q/x", "default", "p", "lies outside 'p'"),
+        ("team-a", "p/x", "default", "p", "has no workspace layout"),
         (
             None,
             "workspaces/team-b/x",
@@ -167,6 +169,8 @@ def _route(workspace: str | None) -> Any:
         "foreign-route",
         "route-with-wrong-root",
         "scope-without-layout",
+        "legacy-outside-its-root",
+        "legacy-root-on-a-route",
         "scope-of-other",
         "scope-too-deep",
         "legacy-on-a-route",
@@ -224,26 +228,30 @@ def test_a_route_may_name_its_own_workspace() -> None:
 
 # -- destinations ------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("destination", "logical", "allowed"),
+    ("destination", "logical", "allowed", "scope"),
     [
-        ("s3://root", LogicalPath("", "other", "1"), ("ws-s3://root",)),
-        ("s3://root", LogicalPath("p", "other", "1"), ("ws-s3://root/p",)),
-        ("s3://root", LogicalPath("p/1", None, ""), ("ws-s3://root/p",)),
-        ("s3://team-b-artifacts", LogicalPath("", "team-a", "1"), ()),
-        ("s3://anything", LogicalPath("", "default", "1"), None),
+        ("s3://root", LogicalPath("", "other", "1"), ("ws-s3://root",), "workspaces/other"),
+        ("s3://root", LogicalPath("p", "other", "1"), ("ws-s3://root/p",), "p/workspaces/other"),
+        ("s3://root", LogicalPath("p/1", None, ""), ("ws-s3://root/p",), "p"),
+        ("file://", LogicalPath("srv/d/1", None, ""), ("ws-file:///srv/d",), "srv/d"),
+        ("s3://team-b-artifacts", LogicalPath("", "team-a", "1"), (), "workspaces/team-a"),
+        ("s3://anything", LogicalPath("x", None, ""), None, ""),
     ],
     ids=[
         "unrouted",
         "unrouted-prefix",
-        "legacy-under-prefix",
+        "legacy-scoped-to-the-destination",
+        "legacy-file-destination",
         "routed-ignores-destination",
         "not-a-server",
     ],
 )
 def test_check_destination_accepts(
-    destination: str, logical: LogicalPath, allowed: tuple[str, ...] | None
+    destination: str, logical: LogicalPath, allowed: tuple[str, ...] | None, scope: str
 ) -> None:
-    check_destination(Router(config(), destination).target(logical), allowed)
+    target = Router(config(), destination).target(logical)
+    kept = check_destination(target, allowed)
+    assert (kept.key, kept.scope) == (target.key, scope)
 
 
 @pytest.mark.parametrize(
