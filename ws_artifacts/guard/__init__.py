@@ -24,11 +24,13 @@ Nothing happens at import.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 __all__ = ["create_app", "create_basic_auth_app", "install"]
 
 _FLASK_FLAG = "ws_artifacts_guard"
+_logger = logging.getLogger(__name__)
 
 
 def install(app: Any) -> Any:
@@ -93,10 +95,16 @@ def create_basic_auth_app() -> Any:
 def _install_flask(app: Any) -> None:
     if app.extensions.get(_FLASK_FLAG):
         return
-    from ws_artifacts.guard._server import flask_guard
+    from ws_artifacts.guard._server import EXTRACTORS, flask_guard
 
     app.before_request(flask_guard)  # runs after MLflow's workspace and basic-auth hooks
     app.extensions[_FLASK_FLAG] = True
+    missing = sorted(set(EXTRACTORS) - set(app.view_functions))
+    if missing and app.view_functions.get("_create_model_version") is not None:
+        _logger.warning(
+            "ws-artifacts guard: this MLflow has no endpoint %s; requests to it are not checked",
+            ", ".join(missing),
+        )
 
 
 def _mounted_flask(app: Any) -> Any:
