@@ -8,10 +8,10 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,31 @@ class Guarded:
 
 
 @pytest.fixture(scope="module")
-def guarded(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Guarded]:
-    server = _start(session_dir / "guarded", routed_config_file, "ws-guard")
+def servers(
+    session_dir: Path, routed_config_file: Path, s3: Any
+) -> Iterator[dict[str, MlflowServer]]:
+    """Both guarded servers, started side by side (most of a start is waiting on imports)."""
+    workdir = session_dir / "guarded-auth"
+    workdir.mkdir()
+    ini = workdir / "auth.ini"
+    ini.write_text(AUTH_INI.format(db=workdir / "auth.db"))
+    auth_env = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        plain = pool.submit(_start, session_dir / "guarded", routed_config_file, "ws-guard")
+        auth = pool.submit(_start, workdir, routed_config_file, "ws-guard-basic-auth", **auth_env)
+        started = {"ws-guard": plain.result(), "ws-guard-basic-auth": auth.result()}
+    yield started
+    for server in started.values():
+        server.server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(servers: dict[str, MlflowServer]) -> Guarded:
+    server = servers["ws-guard"]
     client = server.client()
     for name in ("team-a", "team-b"):
         client.create_workspace(name)
@@ -68,8 +91,7 @@ def guarded(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Gu
             ws_client = server.client()
             exp = ws_client.create_experiment(unique("guard"))
             ids[f"{short}_exp"], ids[f"{short}_run"] = exp, ws_client.create_run(exp).info.run_id
-    yield Guarded(server, ids)
-    server.server.stop()
+    return Guarded(server, ids)
 
 
 def _trace(guarded: Guarded, workspace: str = "team-a") -> str:
@@ -349,40 +371,23 @@ def test_other_locations_are_refused(
 
 # -- composed with basic-auth ------------------------------------------------------------
 @pytest.fixture(scope="module")
-def guarded_auth(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Guarded]:
-    workdir = session_dir / "guarded-auth"
-    workdir.mkdir()
-    ini = workdir / "auth.ini"
-    ini.write_text(
-        textwrap.dedent(f"""
-        [mlflow]
-        default_permission = READ
-        database_uri = sqlite:///{workdir / "auth.db"}
-        admin_username = admin
-        authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-    """)
-    )
-    server = _start(
-        workdir,
-        routed_config_file,
-        "ws-guard-basic-auth",
-        MLFLOW_AUTH_CONFIG_PATH=str(ini),
-        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        MLFLOW_FLASK_SERVER_SECRET_KEY=uuid.uuid4().hex,
-    )
+def guarded_auth(servers: dict[str, MlflowServer]) -> Guarded:
+    server = servers["ws-guard-basic-auth"]
+    payload = json.dumps({"name": "team-a"}).encode()
     status, body = raw_request(
-        server,
-        "POST",
-        "/api/3.0/mlflow/workspaces",
-        "default",
-        json.dumps({"name": "team-a"}).encode(),
-        _auth(ADMIN_PASSWORD),
+        server, "POST", "/api/3.0/mlflow/workspaces", "default", payload, _auth(ADMIN_PASSWORD)
     )
     assert status == 201, body
-    yield Guarded(server, {})
-    server.server.stop()
+    return Guarded(server, {})
 
 
+AUTH_INI = """
+[mlflow]
+default_permission = READ
+database_uri = sqlite:///{db}
+admin_username = admin
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
 ADMIN_PASSWORD = f"Adm1n-{uuid.uuid4().hex}"
 
 
