@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,9 +104,10 @@ def start_moto(workdir: Path, *, no_auth_actions: int | None = None) -> Server:
     proc = _spawn(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env, log, workdir
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/moto-api/", proc, log)
-    return Server(url=url, proc=proc, log=log)
+    server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    with _stopped_on_failure(server):
+        wait_http(server.url + "/moto-api/", proc, log)
+    return server
 
 
 def start_mlflow(
@@ -143,11 +145,23 @@ def start_mlflow(
     log = workdir / f"mlflow-{port}.log"
     # MLflow's job runner starts ~7 extra processes per server; artifact tests need none.
     proc = _spawn(cmd, clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env), log, workdir)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health", proc, log, timeout=120)
-    # Clients probe /server-info first; it is also the request that builds each worker's
-    # cached artifact repository. Call it as a client would, on every worker.
-    for _ in range(2 * workers):
-        with urllib.request.urlopen(url + "/api/3.0/mlflow/server-info", timeout=120):  # noqa: S310
-            pass
-    return Server(url=url, proc=proc, log=log)
+    server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    with _stopped_on_failure(server):
+        wait_http(server.url + "/health", proc, log, timeout=120)
+        # Clients probe /server-info first; it is also the request that builds each worker's
+        # cached artifact repository. Call it as a client would, on every worker.
+        for _ in range(2 * workers):
+            info = server.url + "/api/3.0/mlflow/server-info"
+            with urllib.request.urlopen(info, timeout=120):  # noqa: S310 - loopback only
+                pass
+    return server
+
+
+@contextlib.contextmanager
+def _stopped_on_failure(server: Server) -> Iterator[None]:
+    """Stop the process if starting it fails (time-out, Ctrl-C), then re-raise."""
+    try:
+        yield
+    except BaseException:
+        server.stop()
+        raise

@@ -204,9 +204,20 @@ class StoragePolicy(_Model):
 class Transfer(_Model):
     """Transfer tuning. Parts are at least 5 MiB, S3's own minimum."""
 
-    multipart_threshold: int = Field(default=64 * _MIB, ge=5 * _MIB)
-    part_size: int = Field(default=16 * _MIB, ge=5 * _MIB, le=5 * 1024 * _MIB)
-    max_concurrency: int = Field(default=8, ge=1, le=64)
+    multipart_threshold: int = Field(
+        default=16 * _MIB, ge=5 * _MIB, description="Files this large or larger go in parts."
+    )
+    part_size: int = Field(default=8 * _MIB, ge=5 * _MIB, le=5 * 1024 * _MIB)
+    max_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Files transferred at once by log/download_artifacts."
+    )
+    parts_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Parts of one large object transferred at once; with part_size, this "
+        "bounds the memory one transfer holds (default 4 x 8 MiB).",
+    )
     presigned_downloads: bool = Field(
         default=True,
         description="Let proxied clients download S3 objects through presigned URLs. Turn off "
@@ -338,7 +349,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except OSError as err:
         raise ConfigError(f"{file}: cannot read it ({err.strerror}).") from None
     try:
-        data = yaml.safe_load(text)
+        # The C loader when PyYAML has it: a 10 000-workspace file loads ~3x faster.
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

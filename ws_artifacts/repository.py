@@ -227,12 +227,13 @@ class WorkspaceArtifactRepository(
             os.makedirs(os.path.dirname(local_root), exist_ok=True)
             backend.get_file(target, local_root)
             return local_root
+        # Every child target is built (and so checked) before anything is created locally.
+        children = [(target.child(normalize(entry.name)), normalize(entry.name)) for entry in files]
         jobs = []
-        for entry in files:
-            name = normalize(entry.name)
+        for child, name in children:
             local = os.path.join(local_root, *name.split("/"))
             os.makedirs(os.path.dirname(local), exist_ok=True)
-            jobs.append((functools.partial(backend.get_file, target.child(name), local), name))
+            jobs.append((functools.partial(backend.get_file, child, local), name))
         _run_all(jobs, what="download", concurrency=_transfer(target).max_concurrency)
         return local_root
 

@@ -130,6 +130,7 @@ def create_app() -> Any:
     """The ``ws-artifacts`` MLflow app (called once in every server worker)."""
     if os.environ.get(NODELAY_ENV, "1") != "0":
         enable_nodelay()
+    _return_large_buffers()
     _warm_up()
     app = _inner_app(os.environ.get(INNER_APP_ENV, "").strip())
     if os.environ.get(GUARD_ENV, "0") == "1":
@@ -137,6 +138,26 @@ def create_app() -> Any:
 
         app = guard.install(app)
     return app
+
+
+def _return_large_buffers() -> None:
+    """Pin glibc's mmap threshold at 1 MiB in this worker.
+
+    glibc raises the threshold after large buffers are freed, so later upload parts (8 MiB)
+    come from the heap and the worker keeps that memory after the upload (measured: +190 MB that
+    never went back). With the threshold pinned they are mapped and unmapped each time.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to pin
+        return
 
 
 def _warm_up() -> None:

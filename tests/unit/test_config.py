@@ -114,7 +114,7 @@ def test_variable_default_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_file_and_bad_yaml_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no such file\. Set WS_ARTIFACTS_CONFIG"):
         load_config(tmp_path / "absent.yaml")
-    with pytest.raises(ConfigError, match=r"not valid YAML at line 2, column 12: mapping values are not allowed here"):
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 2, column 12: mapping values are not allowed"):
         load_config(write(tmp_path, "workspaces:\n  team-a: b: c\n"))
 
 

@@ -105,11 +105,12 @@ class S3Backend:
                 self._multipart(target, body, args)
 
     def put_stream(self, target: Target, stream: BinaryIO) -> None:
-        """Buffer up to one part; small streams become one PUT, large ones a multipart upload."""
+        """Buffer one part; a stream that ends within it becomes one PUT, a longer one a
+        multipart upload that starts as soon as the first part is in."""
         args = put_args(self.route, target.workspace)
-        first = _read_full(stream, self.transfer.multipart_threshold)
+        first = _read_full(stream, self.transfer.part_size)
         with self._errors("upload", target):
-            if len(first) < self.transfer.multipart_threshold:
+            if len(first) < self.transfer.part_size:
                 self.client(target).put_object(
                     Bucket=self.bucket, Key=target.key, Body=first, **args
                 )
@@ -117,8 +118,8 @@ class S3Backend:
             self._multipart(target, cast(BinaryIO, _Prefixed(first, stream)), args)
 
     def _multipart(self, target: Target, body: BinaryIO, args: dict[str, str]) -> None:
-        """Upload ``body`` in parts, ``max_concurrency`` at a time; abort on any failure so no
-        parts are left behind and no partial object appears."""
+        """Upload ``body`` in parts, ``parts_in_flight`` at a time (which bounds the memory held);
+        abort on any failure so no parts are left behind and no partial object appears."""
         client = self.client(target)
         upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target.key, **args)[
             "UploadId"
@@ -126,7 +127,7 @@ class S3Backend:
         owner = self._owner
         try:
             parts: list[dict[str, Any]] = []
-            window = self.transfer.max_concurrency
+            window = self.transfer.parts_in_flight
             with ThreadPoolExecutor(max_workers=window) as pool:
                 number = 0
                 pending: list[Any] = []
@@ -163,12 +164,45 @@ class S3Backend:
 
     # -- reads ----------------------------------------------------------------------------
     def get_file(self, target: Target, local_path: str) -> None:
-        """One GET, streamed to a temporary file beside ``local_path`` and renamed into place."""
-        with self._errors("download", target):
-            response = self.client(target).get_object(
-                Bucket=self.bucket, Key=target.key, **self._owner
-            )
-            _stream_to(response["Body"], local_path)
+        """Download to a temporary file beside ``local_path``, then rename it into place.
+
+        The first request asks for the first part only: a small object arrives whole in that
+        one GET (no HEAD first), a large one continues in ranged GETs, ``parts_in_flight`` at a
+        time, each pinned to the first answer's ETag so a concurrent overwrite cannot mix two
+        versions.
+        """
+        from botocore.exceptions import ClientError
+
+        client = self.client(target)
+        part = self.transfer.part_size
+        with self._errors("download", target), _temporary_beside(local_path) as out:
+            try:
+                first = client.get_object(
+                    Bucket=self.bucket, Key=target.key, Range=f"bytes=0-{part - 1}", **self._owner
+                )
+            except ClientError as err:
+                if _code(err) != "InvalidRange":  # an empty object has no byte 0
+                    raise
+                first = client.get_object(Bucket=self.bucket, Key=target.key, **self._owner)
+            _copy_at(first["Body"], out, 0)
+            total = _total_size(first)
+            ranges = [(start, min(start + part, total) - 1) for start in range(part, total, part)]
+            if not ranges:
+                return
+
+            def fetch(span: tuple[int, int]) -> None:
+                response = client.get_object(
+                    Bucket=self.bucket,
+                    Key=target.key,
+                    Range=f"bytes={span[0]}-{span[1]}",
+                    IfMatch=first["ETag"],
+                    **self._owner,
+                )
+                _copy_at(response["Body"], out, span[0])
+
+            with ThreadPoolExecutor(max_workers=self.transfer.parts_in_flight) as pool:
+                for future in [pool.submit(fetch, span) for span in ranges]:
+                    future.result()
 
     def list_dir(self, target: Target) -> list[Entry]:
         """Direct children, from one paginated delimiter listing."""
@@ -335,15 +369,37 @@ class _Prefixed:
         return out
 
 
-def _stream_to(body: Any, local_path: str) -> None:
+@contextlib.contextmanager
+def _temporary_beside(local_path: str) -> Iterator[int]:
+    """A file descriptor on a temporary file next to ``local_path``, renamed onto it on success
+    and removed on failure (no partial file is ever left under the final name)."""
     directory = os.path.dirname(os.path.abspath(local_path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ws-artifacts-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in body.iter_chunks(_READ_CHUNK):
-                out.write(chunk)
+        yield fd
+        os.close(fd)
+        fd = -1
         os.replace(tmp, local_path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _copy_at(body: Any, fd: int, offset: int) -> None:
+    for chunk in body.iter_chunks(_READ_CHUNK):
+        os.pwrite(fd, chunk, offset)
+        offset += len(chunk)
+
+
+def _total_size(response: dict[str, Any]) -> int:
+    content_range = response.get("ContentRange")  # "bytes 0-8388607/268435456"
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(response["ContentLength"])
+
+
+def _code(err: Any) -> str:
+    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
