@@ -13,6 +13,7 @@ store that folds case or Unicode) could read differently is refused rather than 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import urllib.parse
@@ -69,6 +70,10 @@ def is_valid_workspace_name(name: str) -> bool:
     )
 
 
+# Printable ASCII without backslash or percent sign: the characters normalize's fast path takes.
+_ASCII_PLAIN = re.compile(r"[\x20-\x24\x26-\x5b\x5d-\x7e]*")
+
+
 def normalize(path: str | None) -> str:
     """Normalise a relative artifact path, refusing anything that could leave its place.
 
@@ -95,6 +100,13 @@ def normalize(path: str | None) -> str:
             f"Artifact path of {len(path)} characters is longer than the {MAX_PATH_LENGTH} "
             "allowed; use a shorter path."
         )
+    if path.isascii() and _ASCII_PLAIN.fullmatch(path):
+        # Fast path, same result: plain ASCII has no escapes to decode, and NFC and NFKC leave it
+        # unchanged, so only empty, "." and ".." segments matter.
+        parts = [segment for segment in path.split("/") if segment not in ("", ".")]
+        if ".." in parts:
+            _check_segment("..", path)
+        return "/".join(parts)
     _check_characters(path, path)
     if _DANGEROUS_ESCAPE.search(path):
         raise PathError(
@@ -256,7 +268,7 @@ def split_under(base: str, path: str) -> LogicalPath:
     Raises:
         PathError: As :func:`split_logical`, or ``workspaces`` sits deeper than ``base``.
     """
-    if split_logical(base).workspace is not None:
+    if _names_workspace(base):
         return split_logical(join(base, path))
     logical = split_logical(join(base, path))
     if logical.workspace is not None and logical.root != base:
@@ -266,6 +278,12 @@ def split_under(base: str, path: str) -> LogicalPath:
             "artifacts start at 'workspaces/<name>/' directly."
         )
     return logical
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_workspace(base: str) -> bool:
+    """Whether ``base`` names a workspace (cached: a repository's base repeats every call)."""
+    return split_logical(base).workspace is not None
 
 
 def check_owner(logical: LogicalPath, active: str | None, *, operation: str) -> None:

@@ -21,6 +21,7 @@ No I/O and no MLflow import happen here.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -165,6 +166,7 @@ def _containment_problem(target: Target) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=65536)  # scopes repeat: one per workspace and route
 def _names_workspace(key: str) -> bool:
     try:
         return split_logical(key).workspace is not None
