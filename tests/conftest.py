@@ -146,7 +146,12 @@ def proxied(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Ml
     """``mlflow server --serve-artifacts --artifacts-destination ws-s3://root --workers 2``."""
     server = start_mlflow(
         session_dir / "proxied",
-        args=["--enable-workspaces", "--serve-artifacts", "--artifacts-destination", "ws-s3://root"],
+        args=[
+            "--enable-workspaces",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            "ws-s3://root",
+        ],
         env=_server_env(routed_config_file),
         workers=2,
     )

@@ -27,13 +27,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
 from mlflow.store.artifact import artifact_repo as _artifact_repo
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, MultipartUploadMixin
-from mlflow.utils.workspace_context import get_request_workspace
 from mlflow.tracing.utils.artifact_utils import TRACE_DATA_FILE_NAME
+from mlflow.utils.workspace_context import get_request_workspace
 
 from ws_artifacts.errors import WsArtifactsError
 
 __all__ = [
     "MLFLOW_VERSION",
+    "TRACE_DATA_FILE_NAME",
     "ArtifactRepository",
     "CreateMultipartUploadResponse",
     "FileInfo",
@@ -45,7 +46,6 @@ __all__ = [
     "PresignedDownloadUrlResponse",
     "PresignedUploadMixin",
     "StreamUploadMixin",
-    "TRACE_DATA_FILE_NAME",
     "active_workspace",
     "mlflow_error",
 ]
@@ -122,3 +122,18 @@ def bootstrap_server_app(name: str) -> None:
     bootstrap = getattr(mlflow.server, "_bootstrap_basic_auth", None)
     if name == "basic-auth" and bootstrap is not None:
         bootstrap()
+
+
+def unsupported_multipart_upload() -> MlflowException:
+    """The error that makes MLflow's client fall back to a plain PUT (its message is matched)."""
+    from mlflow.exceptions import _UnsupportedMultipartUploadException
+
+    error: MlflowException = _UnsupportedMultipartUploadException()  # type: ignore[no-untyped-call]
+    return error
+
+
+def temporary_directory() -> str:
+    """A new temporary directory, made the way MLflow's own repositories make one."""
+    from mlflow.utils.file_utils import create_tmp_dir
+
+    return str(create_tmp_dir())  # type: ignore[no-untyped-call]

@@ -59,7 +59,9 @@ def storage_summary(settings: Settings) -> str:
         return "tags: mlflow-workspace"
     parts = []
     if policy.sse:
-        parts.append(f"sse={policy.sse}" + (f" key={policy.kms_key_id}" if policy.kms_key_id else ""))
+        parts.append(
+            f"sse={policy.sse}" + (f" key={policy.kms_key_id}" if policy.kms_key_id else "")
+        )
     if policy.storage_class:
         parts.append(f"class={policy.storage_class}")
     tags = sorted(policy.tags) + (["mlflow-workspace"] if policy.tag_workspace else [])

@@ -61,24 +61,38 @@ def main() -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @_config_option
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("ws-artifacts-data"), show_default=True,
-              help="Where the default SQLite database and artifact directory live.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ws-artifacts-data"),
+    show_default=True,
+    help="Where the default SQLite database and artifact directory live.",
+)
 @click.option("--backend-store-uri", help="Tracking store (default: SQLite in --data-dir).")
-@click.option("--artifacts-destination",
-              help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir "
-              "(default: ws-file://<data-dir>/artifacts).")
+@click.option(
+    "--artifacts-destination",
+    help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir "
+    "(default: ws-file://<data-dir>/artifacts).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=4, show_default=True, type=int)
 @click.option("--app-name", help="Another mlflow.app to wrap, e.g. basic-auth.")
-@click.option("--guard/--no-guard", default=False, show_default=True,
-              help="Refuse requests that point locations into other workspaces.")
-@click.option("--nodelay/--no-nodelay", default=True, show_default=True,
-              help="Turn Nagle's algorithm off on connections (avoids ~40 ms stalls).")
+@click.option(
+    "--guard/--no-guard",
+    default=False,
+    show_default=True,
+    help="Refuse requests that point locations into other workspaces.",
+)
+@click.option(
+    "--nodelay/--no-nodelay",
+    default=True,
+    show_default=True,
+    help="Turn Nagle's algorithm off on connections (avoids ~40 ms stalls).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the command; do not start.")
 @click.pass_context
-def server(ctx: click.Context, config_path: Path | None, data_dir: Path, **options: Any) -> None:
+def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **options: Any) -> None:
     """Start `mlflow server` with workspaces on and artifacts routed per workspace.
 
     Options it does not know go to `mlflow server` unchanged.
@@ -95,8 +109,10 @@ def server(ctx: click.Context, config_path: Path | None, data_dir: Path, **optio
         **options,
     )
     if not plan.destination.startswith("ws-"):
-        _fail("--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], "
-              "ws-file:///dir).", 2)
+        _fail(
+            "--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], ws-file:///dir).",
+            2,
+        )
     if plan.destination.startswith("ws-file://"):
         Path(plan.destination.removeprefix("ws-file://")).mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +132,9 @@ def server(ctx: click.Context, config_path: Path | None, data_dir: Path, **optio
 def _print_plan(plan: Any, config: Config) -> None:
     from ws_artifacts.checks import check_routes
 
-    _out.print(f"ws-artifacts {__version__}: MLflow server with workspaces at [bold]{plan.url}[/bold]")
+    _out.print(
+        f"ws-artifacts {__version__}: MLflow server with workspaces at [bold]{plan.url}[/bold]"
+    )
     _out.print(f"  tracking store : {plan.backend_store_uri}")
     _out.print(f"  destination    : {plan.destination}")
     _out.print(f"  configuration  : {plan.config_path}")
@@ -124,10 +142,17 @@ def _print_plan(plan: Any, config: Config) -> None:
     for column in ("workspaces", "goes to", "backend", "credentials"):
         table.add_column(column)
     for report in check_routes(config, plan.destination, probe=False):
-        table.add_row(escape(report.entry), escape(report.url + "/workspaces/<name>/..."),
-                      report.backend, escape(report.credentials))
-    fallback = ("refused (unknown_workspaces: deny)" if config.unknown_workspaces == "deny"
-                else f"{plan.destination}/workspaces/<name>/...")
+        table.add_row(
+            escape(report.entry),
+            escape(report.url + "/workspaces/<name>/..."),
+            report.backend,
+            escape(report.credentials),
+        )
+    fallback = (
+        "refused (unknown_workspaces: deny)"
+        if config.unknown_workspaces == "deny"
+        else f"{plan.destination}/workspaces/<name>/..."
+    )
     table.add_row("(any other)", escape(fallback), "", "defaults")
     _out.print(table)
 
@@ -152,13 +177,24 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
         for column in ("entry", "example", "url", "backend", "credentials", "storage", "probe"):
             table.add_column(column)
         for r in reports:
-            status = "-" if r.ok is None else ("[green]ok[/green]" if r.ok else
-                                               f"[red]{escape(r.error or '')}[/red]")
-            table.add_row(*(escape(v) for v in (r.entry, r.workspace, r.url, r.backend,
-                                                r.credentials, r.storage)), status)
+            status = (
+                "-"
+                if r.ok is None
+                else ("[green]ok[/green]" if r.ok else f"[red]{escape(r.error or '')}[/red]")
+            )
+            table.add_row(
+                *(
+                    escape(v)
+                    for v in (r.entry, r.workspace, r.url, r.backend, r.credentials, r.storage)
+                ),
+                status,
+            )
         _out.print(table)
-        _out.print("[green]configuration OK[/green]" if not failed else
-                   f"[red]{len(failed)} route(s) failed[/red]")
+        _out.print(
+            "[green]configuration OK[/green]"
+            if not failed
+            else f"[red]{len(failed)} route(s) failed[/red]"
+        )
     sys.exit(1 if failed else 0)
 
 
@@ -168,8 +204,9 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.argument("workspace")
 @click.argument("path", required=False)
-def route(config_path: Path | None, destination: str, as_json: bool, workspace: str,
-          path: str | None) -> None:
+def route(
+    config_path: Path | None, destination: str, as_json: bool, workspace: str, path: str | None
+) -> None:
     """Show where WORKSPACE's artifacts (or PATH, relative to the workspace) go."""
     from ws_artifacts.checks import describe_route
 

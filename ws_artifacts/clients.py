@@ -33,7 +33,14 @@ from ws_artifacts import _redact
 from ws_artifacts.config import Credentials, Settings
 from ws_artifacts.errors import CredentialsError
 
-__all__ = ["ClientCache", "ClientKey", "client_for", "describe_credentials", "session_policy", "read_secret"]
+__all__ = [
+    "ClientCache",
+    "ClientKey",
+    "client_for",
+    "describe_credentials",
+    "read_secret",
+    "session_policy",
+]
 
 _logger = logging.getLogger(__name__)
 _FILE_FIELDS = ("access_key_id_file", "secret_access_key_file", "session_token_file")

@@ -252,8 +252,10 @@ class Settings(_Model):
 
 def _mask_options(options: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: "**********" if _SECRET_OPTION.search(key)
-        else _mask_options(value) if isinstance(value, dict)
+        key: "**********"
+        if _SECRET_OPTION.search(key)
+        else _mask_options(value)
+        if isinstance(value, dict)
         else value
         for key, value in options.items()
     }
@@ -355,7 +357,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None)
-        raise ConfigError(f"{file}: not valid YAML{where}" + (f": {problem}." if problem else ".")) from None
+        raise ConfigError(
+            f"{file}: not valid YAML{where}" + (f": {problem}." if problem else ".")
+        ) from None
     config = parse_config(data, source=str(file))
     _logger.info(
         "loaded %s: %d workspace route(s), unknown_workspaces=%s",

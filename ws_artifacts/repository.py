@@ -16,7 +16,7 @@ import os
 import posixpath
 import queue
 import threading
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
@@ -25,7 +25,6 @@ from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
     FileInfo,
-    MlflowException,
     MultipartDownloadMixin,
     MultipartUploadCredential,
     MultipartUploadMixin,
@@ -90,8 +89,8 @@ _routers = _Routers()
 class WorkspaceArtifactRepository(
     ArtifactRepository,
     MultipartUploadMixin,
-    MultipartDownloadMixin,
-    StreamUploadMixin,
+    MultipartDownloadMixin,  # type: ignore[misc]  # a stand-in class on MLflow 3.10
+    StreamUploadMixin,  # type: ignore[misc]
 ):
     """Routes each workspace's artifacts to its own store, per operation.
 
@@ -167,7 +166,10 @@ class WorkspaceArtifactRepository(
             self._router().target(logical), destinations_from_env(os.environ)
         )
         _logger.debug(
-            "%s workspace=%s route=%s key=%s", operation, target.workspace, target.route.name,
+            "%s workspace=%s route=%s key=%s",
+            operation,
+            target.workspace,
+            target.route.name,
             target.key,
         )
         return target
@@ -375,17 +377,13 @@ def _s3(target: Target) -> Any:
 
     backend = backend_for(target.route)
     if not isinstance(backend, S3Backend):
-        from mlflow.exceptions import _UnsupportedMultipartUploadException
-
-        raise _UnsupportedMultipartUploadException()
+        raise _mlflow.unsupported_multipart_upload()
     return backend
 
 
 def _destination_dir(dst_path: str | None) -> str:
     if not dst_path:
-        from mlflow.utils.file_utils import create_tmp_dir
-
-        return str(create_tmp_dir())
+        return _mlflow.temporary_directory()
     dst = os.path.abspath(dst_path)
     if not os.path.isdir(dst):
         raise NotFoundError(
@@ -394,7 +392,7 @@ def _destination_dir(dst_path: str | None) -> str:
     return dst
 
 
-def _run_all(jobs: list[tuple[Callable[[], Any], str]], *, what: str, concurrency: int) -> None:
+def _run_all(jobs: Sequence[tuple[Callable[[], Any], str]], *, what: str, concurrency: int) -> None:
     """Run every job; after all have run, raise one error naming each that failed."""
     if not jobs:
         return

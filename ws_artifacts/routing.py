@@ -350,8 +350,7 @@ def _merge(route: RouteConfig, defaults: Settings, workspace: str) -> Settings:
     if credentials is not None and (credentials.role_arn or credentials.session_name):
         values["credentials"] = credentials.model_copy(
             update={
-                "role_arn": (credentials.role_arn or "").replace("{workspace}", workspace)
-                or None,
+                "role_arn": (credentials.role_arn or "").replace("{workspace}", workspace) or None,
                 "session_name": (credentials.session_name or "").replace("{workspace}", workspace)
                 or None,
             }

@@ -112,8 +112,7 @@ def plan_command(
 
 def enable_nodelay() -> None:
     """Set TCP_NODELAY on every accepted TCP connection of this process (see module doc)."""
-    import asyncio.base_events as base_events
-
+    base_events: Any = importlib.import_module("asyncio.base_events")  # a private hook
     original = base_events._set_nodelay
     if getattr(original, "_ws_artifacts", False):
         return

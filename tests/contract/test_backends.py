@@ -152,13 +152,19 @@ def test_s3fs_route_reads_static_keys_from_files_and_refuses_roles(tmp_path: Pat
 
     (tmp_path / "key").write_text("file-key\n")
     (tmp_path / "secret").write_text("file-secret\n")
-    files = {"access_key_id_file": str(tmp_path / "key"),
-             "secret_access_key_file": str(tmp_path / "secret")}
+    files = {
+        "access_key_id_file": str(tmp_path / "key"),
+        "secret_access_key_file": str(tmp_path / "secret"),
+    }
     role = {"role_arn": "arn:aws:iam::123456789012:role/r"}
-    config = parse_config({"workspaces": {
-        "team-a": {"url": "s3://a", "backend": "fsspec", "credentials": files},
-        "team-b": {"url": "s3://b", "backend": "fsspec", "credentials": role},
-    }})
+    config = parse_config(
+        {
+            "workspaces": {
+                "team-a": {"url": "s3://a", "backend": "fsspec", "credentials": files},
+                "team-b": {"url": "s3://b", "backend": "fsspec", "credentials": role},
+            }
+        }
+    )
     router = Router(config, "s3://root")
     backend = FsspecBackend(router.route_for("team-a"))
     assert (backend.fs.key, backend.fs.secret) == ("file-key", "file-secret")

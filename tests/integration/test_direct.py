@@ -18,7 +18,6 @@ from tests.conftest import (
     _server_env,
     in_workspace,
     keys,
-    unique,
 )
 from tests.integration.test_proxied import PLACES, expected_key, header, make_run
 from tests.servers import start_mlflow
@@ -50,7 +49,7 @@ def test_direct_client_with_the_configuration_routes_like_the_server(
 def test_server_reads_what_the_direct_client_wrote(
     direct: MlflowServer, use_config: Path, tmp_path: Path
 ) -> None:
-    exp, run = make_run(direct, "team-b")
+    _exp, run = make_run(direct, "team-b")
     (tmp_path / "r.txt").write_bytes(b"served")
     with in_workspace("team-b"):
         direct.client().log_artifact(run, str(tmp_path / "r.txt"))
@@ -67,12 +66,13 @@ def test_server_reads_what_the_direct_client_wrote(
 def test_direct_client_without_the_configuration_is_refused_and_writes_nothing(
     direct: MlflowServer, use_config: Path, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exp, run = make_run(direct, "team-a")
+    _exp, run = make_run(direct, "team-a")
     monkeypatch.delenv("WS_ARTIFACTS_CONFIG")
     (tmp_path / "m.txt").write_bytes(b"lost?")
-    with in_workspace("team-a"), pytest.raises(
-        MlflowException, match="WS_ARTIFACTS_CONFIG is not set"
-    ) as err:
+    with (
+        in_workspace("team-a"),
+        pytest.raises(MlflowException, match="WS_ARTIFACTS_CONFIG is not set") as err,
+    ):
         direct.client().log_artifact(run, str(tmp_path / "m.txt"))
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
     assert "same configuration file the MLflow server uses" in str(err.value)
@@ -85,7 +85,12 @@ def workspace_first(session_dir: Path, routed_config_file: Path, s3: Any) -> Ite
     """A fresh proxied server (one worker) whose first artifact request comes from team-a."""
     server = start_mlflow(
         session_dir / "workspace-first",
-        args=["--enable-workspaces", "--serve-artifacts", "--artifacts-destination", "ws-s3://root"],
+        args=[
+            "--enable-workspaces",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            "ws-s3://root",
+        ],
         env=_server_env(routed_config_file),
         workers=1,
     )
@@ -109,8 +114,11 @@ def test_first_request_from_one_workspace_does_not_capture_the_others(
         )
         response = requests.put(url, data=workspace.encode(), headers=header(workspace), timeout=30)
         assert response.status_code == 200
-    places = {"team-a": ("team-a-artifacts", ""), "team-b": ("team-b-artifacts", ""),
-              "vision-y": ("vision-artifacts", "vision-y/")}
+    places = {
+        "team-a": ("team-a-artifacts", ""),
+        "team-b": ("team-b-artifacts", ""),
+        "vision-y": ("vision-artifacts", "vision-y/"),
+    }
     for workspace, (exp, run) in runs.items():
         bucket, prefix = places[workspace]
         expected = [

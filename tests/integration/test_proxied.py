@@ -89,7 +89,7 @@ def test_each_workspace_lands_in_its_own_bucket(
 def test_list_and_download_per_workspace(proxied: MlflowServer, tmp_path: Path) -> None:
     runs = {}
     for workspace in ("team-a", "vision-x", "other"):
-        exp, run = make_run(proxied, workspace)
+        _exp, run = make_run(proxied, workspace)
         files = {"a.txt": workspace.encode(), "d/b.bin": bytes(range(256)) * 64}
         log_files(proxied, workspace, run, files, tmp_path)
         runs[workspace] = run
@@ -208,7 +208,10 @@ def test_forged_trace_artifact_location_is_refused(
     # The Python client refuses this tag; the REST API does not (MLflow 3.17).
     forged = requests.patch(
         f"{proxied.url}/api/2.0/mlflow/traces/{trace_id}/tags",
-        json={"key": "mlflow.artifactLocation", "value": form.format(exp=victim_exp, tid=victim_trace)},
+        json={
+            "key": "mlflow.artifactLocation",
+            "value": form.format(exp=victim_exp, tid=victim_trace),
+        },
         headers=header("team-a"),
         timeout=10,
     )

@@ -58,7 +58,9 @@ def test_embedded_default_keeps_each_workspace_under_mlflows_layout(
     embedded: tuple[Server, Path], tmp_path: Path
 ) -> None:
     server, artifacts = embedded
-    placed = {ws: log_one(server, ws, "model.txt", ws.encode(), tmp_path) for ws in ("ml-a", "ml-b")}
+    placed = {
+        ws: log_one(server, ws, "model.txt", ws.encode(), tmp_path) for ws in ("ml-a", "ml-b")
+    }
     assert files_under(artifacts) == sorted(
         f"workspaces/{ws}/{exp}/{run}/artifacts/model.txt" for ws, (exp, run) in placed.items()
     )
@@ -68,12 +70,14 @@ def test_embedded_default_keeps_each_workspace_under_mlflows_layout(
 
 
 def test_embedded_server_answers_on_several_workers_with_nodelay(
-    embedded: tuple[Server, Path]
+    embedded: tuple[Server, Path],
 ) -> None:
     import requests
 
     with requests.Session() as session:
-        statuses = {session.get(f"{embedded[0].url}/health", timeout=10).status_code for _ in range(20)}
+        statuses = {
+            session.get(f"{embedded[0].url}/health", timeout=10).status_code for _ in range(20)
+        }
     assert statuses == {200}
 
 
@@ -92,17 +96,30 @@ def routed(
             "fs-*": {
                 "url": f"s3://vision-artifacts/{prefix}/{{workspace}}",
                 "backend": "fsspec",
-                "credentials": {"access_key_id": "${MOTO_KEY}", "secret_access_key": "${MOTO_SECRET}"},
+                "credentials": {
+                    "access_key_id": "${MOTO_KEY}",
+                    "secret_access_key": "${MOTO_SECRET}",
+                },
             },
         },
     }
     (work / "ws.yaml").write_text(yaml.safe_dump(config))
     server = start_mlflow(
         work,
-        command=[*WS_ARTIFACTS, "--config", str(work / "ws.yaml"), "--data-dir", str(work / "data")],
+        command=[
+            *WS_ARTIFACTS,
+            "--config",
+            str(work / "ws.yaml"),
+            "--data-dir",
+            str(work / "data"),
+        ],
         args=[],
-        env={"AWS_ACCESS_KEY_ID": MOTO_KEY, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
-             "MOTO_KEY": MOTO_KEY, "MOTO_SECRET": MOTO_SECRET},
+        env={
+            "AWS_ACCESS_KEY_ID": MOTO_KEY,
+            "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
+            "MOTO_KEY": MOTO_KEY,
+            "MOTO_SECRET": MOTO_SECRET,
+        },
         workers=2,
     )
     yield server, work, prefix

@@ -68,8 +68,11 @@ def test_check_resolves_patterns_through_an_example(config: Path, tmp_path: Path
 
 
 def test_check_probe_writes_reads_and_removes_a_marker(config: Path, tmp_path: Path) -> None:
-    text = config.read_text().replace("  team-a:\n", "  team-x:\n").replace(
-        "url: s3://team-a-artifacts", f"url: file://{tmp_path}/x")
+    text = (
+        config.read_text()
+        .replace("  team-a:\n", "  team-x:\n")
+        .replace("url: s3://team-a-artifacts", f"url: file://{tmp_path}/x")
+    )
     config.write_text(text)
     result = CliRunner().invoke(main, ["check", "--config", str(config), "--probe", "--json"])
     assert result.exit_code == 0, result.output
@@ -97,15 +100,31 @@ def test_config_schema_is_json_schema_of_the_file() -> None:
 def test_server_dry_run_plans_mlflow_with_workspaces(config: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
-        ["server", "--config", str(config), "--data-dir", str(tmp_path / "data"), "--port", "5999",
-         "--workers", "3", "--dry-run", "--gunicorn-opts", "--timeout 60"],
+        [
+            "server",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "5999",
+            "--workers",
+            "3",
+            "--dry-run",
+            "--gunicorn-opts",
+            "--timeout 60",
+        ],
     )
     assert result.exit_code == 0, result.output
     command = result.output.strip().splitlines()[-1].split(" ")
     assert command[1:4] == ["-m", "mlflow", "server"]
-    for flag, value in [("--backend-store-uri", f"sqlite:///{tmp_path}/data/mlflow.db"),
-                        ("--artifacts-destination", f"ws-file://{tmp_path}/data/artifacts"),
-                        ("--port", "5999"), ("--workers", "3"), ("--app-name", "ws-artifacts")]:
+    for flag, value in [
+        ("--backend-store-uri", f"sqlite:///{tmp_path}/data/mlflow.db"),
+        ("--artifacts-destination", f"ws-file://{tmp_path}/data/artifacts"),
+        ("--port", "5999"),
+        ("--workers", "3"),
+        ("--app-name", "ws-artifacts"),
+    ]:
         assert command[command.index(flag) + 1] == value
     assert "--enable-workspaces" in command
     assert "--serve-artifacts" in command
@@ -116,7 +135,17 @@ def test_server_dry_run_plans_mlflow_with_workspaces(config: Path, tmp_path: Pat
 
 def test_server_refuses_a_destination_that_is_not_ws(config: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["server", "--config", str(config), "--artifacts-destination", "s3://plain",
-               "--data-dir", str(tmp_path), "--dry-run"])
+        main,
+        [
+            "server",
+            "--config",
+            str(config),
+            "--artifacts-destination",
+            "s3://plain",
+            "--data-dir",
+            str(tmp_path),
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 2
     assert "--artifacts-destination must be a ws-* URI" in result.output

@@ -51,35 +51,62 @@ def test_the_example_from_the_issue_loads(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("workspaces:\n  team-a: {url: s3://b, colour: red}\n",
-         r"workspaces\.team-a\.colour: unknown key"),
-        ("workspaces:\n  Team_A: {url: s3://b}\n",
-         r"'Team_A' is not a workspace name"),
-        ("workspaces:\n  team-a: {url: s3://b, credentials: {role_arn: nope}}\n",
-         r"workspaces\.team-a\.credentials\.role_arn: String should match pattern"),
-        ("workspaces:\n  team-a: {url: s3://b, credentials: {access_key_id: k}}\n",
-         r"workspaces\.team-a\.credentials: static credentials need both"),
-        ("workspaces:\n  team-a: {url: s3://b, storage: {kms_key_id: k}}\n",
-         r"workspaces\.team-a\.storage: kms_key_id needs sse: aws:kms"),
-        ("workspaces:\n  team-a: {url: 's3://b/{team}'}\n",
-         r"workspaces\.team-a: url may only use the placeholder \{workspace\}"),
-        ("workspaces:\n  team-a: {url: 's3://'}\n",
-         r"workspaces\.team-a: an s3:// url needs a bucket name"),
+        (
+            "workspaces:\n  team-a: {url: s3://b, colour: red}\n",
+            r"workspaces\.team-a\.colour: unknown key",
+        ),
+        ("workspaces:\n  Team_A: {url: s3://b}\n", r"'Team_A' is not a workspace name"),
+        (
+            "workspaces:\n  team-a: {url: s3://b, credentials: {role_arn: nope}}\n",
+            r"workspaces\.team-a\.credentials\.role_arn: String should match pattern",
+        ),
+        (
+            "workspaces:\n  team-a: {url: s3://b, credentials: {access_key_id: k}}\n",
+            r"workspaces\.team-a\.credentials: static credentials need both",
+        ),
+        (
+            "workspaces:\n  team-a: {url: s3://b, storage: {kms_key_id: k}}\n",
+            r"workspaces\.team-a\.storage: kms_key_id needs sse: aws:kms",
+        ),
+        (
+            "workspaces:\n  team-a: {url: 's3://b/{team}'}\n",
+            r"workspaces\.team-a: url may only use the placeholder \{workspace\}",
+        ),
+        (
+            "workspaces:\n  team-a: {url: 's3://'}\n",
+            r"workspaces\.team-a: an s3:// url needs a bucket name",
+        ),
         ("unknown_workspaces: maybe\n", r"unknown_workspaces: Input should be 'default' or 'deny'"),
-        ("defaults:\n  transfer: {part_size: 1024}\n",
-         r"defaults\.transfer\.part_size: Input should be greater than or equal to 5242880"),
+        (
+            "defaults:\n  transfer: {part_size: 1024}\n",
+            r"defaults\.transfer\.part_size: Input should be greater than or equal to 5242880",
+        ),
         ("- a list\n", r"the top level must be a mapping, got list"),
     ],
-    ids=["unknown-key", "bad-name", "bad-role-arn", "half-static-keys", "kms-without-sse",
-         "bad-placeholder", "no-bucket", "bad-policy", "tiny-parts", "not-a-mapping"],
+    ids=[
+        "unknown-key",
+        "bad-name",
+        "bad-role-arn",
+        "half-static-keys",
+        "kms-without-sse",
+        "bad-placeholder",
+        "no-bucket",
+        "bad-policy",
+        "tiny-parts",
+        "not-a-mapping",
+    ],
 )
-def test_invalid_files_name_the_file_and_the_key_path(tmp_path: Path, text: str, message: str) -> None:
+def test_invalid_files_name_the_file_and_the_key_path(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=rf"^{path}: .*{message}"):
         load_config(path)
 
 
-def test_secret_values_never_appear_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_values_never_appear_in_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LEAKY", "hunter2-secret")
     path = write(
         tmp_path,
@@ -95,7 +122,9 @@ def test_secret_values_never_appear_in_errors(tmp_path: Path, monkeypatch: pytes
     assert "hunter2" not in str(err.value)
 
 
-def test_missing_variable_names_it_and_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_variable_names_it_and_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     path = write(tmp_path, "workspaces:\n  team-a: {url: 's3://${NOT_SET_ANYWHERE}'}\n")
     with pytest.raises(
@@ -114,7 +143,9 @@ def test_variable_default_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_file_and_bad_yaml_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no such file\. Set WS_ARTIFACTS_CONFIG"):
         load_config(tmp_path / "absent.yaml")
-    with pytest.raises(ConfigError, match=r"not valid YAML at line 2, column 12: mapping values are not allowed"):
+    with pytest.raises(
+        ConfigError, match=r"not valid YAML at line 2, column 12: mapping values are not allowed"
+    ):
         load_config(write(tmp_path, "workspaces:\n  team-a: b: c\n"))
 
 
@@ -133,7 +164,11 @@ def test_routes_exact_before_glob_first_glob_wins_and_placeholders() -> None:
     assert router.route_for("vision-special").url == "s3://special"
     glob = router.route_for("vision-x")
     assert (glob.name, glob.url, glob.location, glob.prefix) == (
-        "vision-*", "s3://vision/vision-x", "vision", "vision-x")
+        "vision-*",
+        "s3://vision/vision-x",
+        "vision",
+        "vision-x",
+    )
     assert glob.settings.region == "us-east-2"
     assert router.route_for("vision-special").settings.region == "eu-west-1"
     assert router.route_for("visual").url == "s3://never"

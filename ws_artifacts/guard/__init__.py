@@ -73,11 +73,9 @@ def install(app: Any) -> Any:
 
 def create_app() -> Any:
     """The ``ws-guard`` app: MLflow's own server app with the guard."""
-    if _sgi_name() == "uvicorn":
-        from mlflow.server.fastapi_app import app
-    else:
-        from mlflow.server import app
-    return install(app)
+    from ws_artifacts.guard import _server
+
+    return install(_server.mlflow_server_app())
 
 
 def create_basic_auth_app() -> Any:
@@ -87,9 +85,9 @@ def create_basic_auth_app() -> Any:
     ``--app-name basic-auth``; with this app each worker does it on start (as MLflow does for
     any app that calls basic-auth's factory itself).
     """
-    from mlflow.server.auth import create_app as basic_auth_app
+    from ws_artifacts.guard import _server
 
-    return install(basic_auth_app())
+    return install(_server.basic_auth_app())
 
 
 def _install_flask(app: Any) -> None:
@@ -114,13 +112,6 @@ def _mounted_flask(app: Any) -> Any:
         inner = getattr(getattr(route, "app", None), "app", None)
         if isinstance(inner, Flask):
             return inner
-    from mlflow.server import app as flask_app
+    from ws_artifacts.guard import _server
 
-    return flask_app
-
-
-def _sgi_name() -> str:
-    from mlflow.environment_variables import _MLFLOW_SGI_NAME
-
-    variable: Any = _MLFLOW_SGI_NAME
-    return str(variable.get() or "")
+    return _server.mlflow_flask_app()

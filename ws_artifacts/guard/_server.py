@@ -45,6 +45,24 @@ def _handlers() -> Any:
     return _module("mlflow.server.handlers")
 
 
+def mlflow_flask_app() -> Any:
+    """MLflow's Flask app."""
+    return _module("mlflow.server").app
+
+
+def mlflow_server_app() -> Any:
+    """The app ``mlflow server`` runs: FastAPI under uvicorn, Flask otherwise."""
+    sgi = _module("mlflow.environment_variables")._MLFLOW_SGI_NAME.get() or ""
+    if sgi == "uvicorn":
+        return _module("mlflow.server.fastapi_app").app
+    return mlflow_flask_app()
+
+
+def basic_auth_app() -> Any:
+    """A new app from MLflow's basic-auth factory."""
+    return _module("mlflow.server.auth").create_app()
+
+
 def _policy() -> LocationPolicy:
     environ = os.environ
     return LocationPolicy(config_from_env(), destinations_from_env(environ) or ())
