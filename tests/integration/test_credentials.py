@@ -773,23 +773,9 @@ def test_the_role_policy_itself_is_enforced(
         client.put_object(Bucket=TEAM_A, Key="workspaces/vision-x/x.txt", Body=b"x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="moto 5.2.5 does not evaluate AssumeRole session policies "
-    "(AssumedRoleAccessKey.collect_policies reads only the role's policies); on AWS the "
-    "narrowed vision-x session is refused outside its prefix",
-)
-def test_a_narrowed_session_cannot_touch_another_workspace(
-    world: World, local_config: Callable[..., Path]
-) -> None:
-    config = load_config(local_config())
-    route = Router(config, f"s3://{ROOT}").route_for("vision-x")
-    leaked = client_for(route.settings, VISION, "vision-x/workspaces/vision-x")
-    with pytest.raises(ClientError, match=r"AccessDenied"):
-        leaked.put_object(
-            Bucket=VISION, Key=f"vision-y/workspaces/vision-y/{unique('planted')}", Body=b"x"
-        )
+# moto 5.2.5 does not evaluate AssumeRole session policies (AssumedRoleAccessKey.collect_policies
+# reads only the role's own policies), so a narrowed session cannot be shown refused here; the
+# tests above check the exact policy sent to STS and evaluate it with moto's IAMPolicy instead.
 
 
 # -- secrets stay out of logs and errors ------------------------------------------------------
