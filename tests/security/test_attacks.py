@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from packaging.version import Version
 
 from tests.conftest import MlflowServer, in_workspace
 from tests.security.cases import CASES, Case
@@ -94,6 +96,17 @@ def stored_location(world: World, case: Case, tmp_path: Path) -> tuple[int, list
     return status, [body]
 
 
+# MLflow 3.10 answers two cases differently, neither leaking a byte: its Flask routes redirect
+# a '//' path (308) to the path MLflow then refuses, and a server without artifact serving
+# accepts an mlflow-artifacts source that it then fails to serve (500), where 3.17 refuses it
+# at creation (400).
+MLFLOW_3_10_STATUS = {
+    ("proxied", "absolute-path"): 308,
+    ("direct", "mv-mlflow-artifacts-other"): 500,
+}
+_OLD_MLFLOW = Version(mlflow.__version__) < Version("3.11")
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 @pytest.mark.parametrize("mode", ["proxied", "direct"])
 def test_attack(mode: str, case: Case, request: pytest.FixtureRequest, tmp_path: Path) -> None:
@@ -112,4 +125,7 @@ def test_attack(mode: str, case: Case, request: pytest.FixtureRequest, tmp_path:
     if case.kind == "list":  # a listing leaks names, not bytes: no victim's file name either
         assert [out for out in seen if SECRET_FILE.encode() in out] == []
     world.assert_contained(before, case.attacker)
-    assert outcome == (case.proxied if mode == "proxied" else case.direct), seen[-1][:400]
+    expected = case.proxied if mode == "proxied" else case.direct
+    if _OLD_MLFLOW:
+        expected = MLFLOW_3_10_STATUS.get((mode, case.id), expected)
+    assert outcome == expected, seen[-1][:400]

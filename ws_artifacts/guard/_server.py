@@ -122,10 +122,14 @@ def _message(name: str) -> Any:
 
 
 def _model_version() -> list[Check]:
-    from mlflow.prompt.constants import _PROMPT_SOURCE_PLACEHOLDERS
-
+    # MLflow's placeholders for prompt versions (3.10 has the literals but not the set).
+    placeholders = getattr(
+        _module("mlflow.prompt.constants"),
+        "_PROMPT_SOURCE_PLACEHOLDERS",
+        frozenset({"dummy-source", "prompt-template"}),
+    )
     message = _message("CreateModelVersion")
-    if message.source in _PROMPT_SOURCE_PLACEHOLDERS:
+    if message.source in placeholders:
         return []  # a prompt version: a placeholder, not a location
     return [("the model version source", message.source, None)]
 
@@ -182,7 +186,7 @@ def _workspace(create: bool) -> Callable[[], list[Check]]:
 
         handlers = _handlers()
         kind = "CreateWorkspace" if create else "UpdateWorkspace"
-        message, body = handlers._get_workspace_request_message(getattr(handlers, kind)())
+        message, body = _workspace_message(handlers, getattr(handlers, kind)())
         name = message.name if create else (request.view_args or {}).get("workspace_name", "")
         if not is_valid_workspace_name(name):
             raise MlflowException.invalid_parameter_value(
@@ -194,13 +198,32 @@ def _workspace(create: bool) -> Callable[[], list[Check]]:
         checks = [
             ("the workspace default_artifact_root", message.default_artifact_root, name),
             ("the workspace default_artifact_root", root if isinstance(root, str) else "", name),
-            ("the trace archival location", message.trace_archival_config.location, name),
+            ("the trace archival location", _archival_location(message), name),
         ]
         if isinstance(archival, dict) and isinstance(archival.get("location"), str):
             checks.append(("the trace archival location", archival["location"], name))
         return checks
 
     return extract
+
+
+def _workspace_message(handlers: Any, message: Any) -> tuple[Any, Any]:
+    """Parse a workspace request as this MLflow's handler does (3.17 has a helper for it that
+    also returns the JSON body; 3.10 parses it like every other request)."""
+    parse = getattr(handlers, "_get_workspace_request_message", None)
+    if parse is not None:
+        return parse(message)  # type: ignore[no-any-return]
+    from flask import request
+
+    return handlers._get_request_message(message), request.get_json(silent=True) or {}
+
+
+def _archival_location(message: Any) -> str:
+    """The trace archival location of a workspace request ("" on MLflow versions without it)."""
+    try:
+        return str(message.trace_archival_config.location)
+    except AttributeError:
+        return ""
 
 
 #: Flask endpoint (the handler's name) -> what it stores. Both /api and /ajax-api routes of
