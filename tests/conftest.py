@@ -135,47 +135,50 @@ def _server_env(config: Path) -> dict[str, str]:
     }
 
 
-def _create_workspaces(server: MlflowServer) -> None:
-    client = server.client()
-    for name in WORKSPACES:
-        client.create_workspace(name)
+PROXIED_ARGS = [
+    "--enable-workspaces",
+    "--serve-artifacts",
+    "--artifacts-destination",
+    "ws-s3://root",
+]
+DIRECT_ARGS = [
+    "--enable-workspaces",
+    "--no-serve-artifacts",
+    "--default-artifact-root",
+    "ws-s3://root",
+]
+
+
+@contextlib.contextmanager
+def running_server(
+    workdir: Path,
+    config: Path,
+    args: list[str],
+    *,
+    workers: int = 2,
+    workspaces: tuple[str, ...] = WORKSPACES,
+) -> Iterator[MlflowServer]:
+    """A workspace-enabled ``mlflow server`` on the moto server, its workspaces created."""
+    server = start_mlflow(workdir, args=args, env=_server_env(config), workers=workers)
+    try:
+        wrapped = MlflowServer(server, config)
+        client = wrapped.client()
+        for name in workspaces:
+            client.create_workspace(name)
+        yield wrapped
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def proxied(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[MlflowServer]:
     """``mlflow server --serve-artifacts --artifacts-destination ws-s3://root --workers 2``."""
-    server = start_mlflow(
-        session_dir / "proxied",
-        args=[
-            "--enable-workspaces",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            "ws-s3://root",
-        ],
-        env=_server_env(routed_config_file),
-        workers=2,
-    )
-    wrapped = MlflowServer(server, routed_config_file)
-    _create_workspaces(wrapped)
-    yield wrapped
-    server.stop()
+    with running_server(session_dir / "proxied", routed_config_file, PROXIED_ARGS) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def direct(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[MlflowServer]:
     """``mlflow server --no-serve-artifacts --default-artifact-root ws-s3://root``."""
-    server = start_mlflow(
-        session_dir / "direct",
-        args=[
-            "--enable-workspaces",
-            "--no-serve-artifacts",
-            "--default-artifact-root",
-            "ws-s3://root",
-        ],
-        env=_server_env(routed_config_file),
-        workers=2,
-    )
-    wrapped = MlflowServer(server, routed_config_file)
-    _create_workspaces(wrapped)
-    yield wrapped
-    server.stop()
+    with running_server(session_dir / "direct", routed_config_file, DIRECT_ARGS) as server:
+        yield server

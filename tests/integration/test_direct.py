@@ -13,14 +13,14 @@ import requests
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import (
+    PROXIED_ARGS,
     ROUTED_BUCKETS,
     MlflowServer,
-    _server_env,
     in_workspace,
     keys,
+    running_server,
 )
 from tests.integration.test_proxied import PLACES, expected_key, header, make_run
-from tests.servers import start_mlflow
 
 pytestmark = pytest.mark.integration
 
@@ -83,22 +83,14 @@ def test_direct_client_without_the_configuration_is_refused_and_writes_nothing(
 @pytest.fixture(scope="module")
 def workspace_first(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[MlflowServer]:
     """A fresh proxied server (one worker) whose first artifact request comes from team-a."""
-    server = start_mlflow(
+    with running_server(
         session_dir / "workspace-first",
-        args=[
-            "--enable-workspaces",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            "ws-s3://root",
-        ],
-        env=_server_env(routed_config_file),
+        routed_config_file,
+        PROXIED_ARGS,
         workers=1,
-    )
-    wrapped = MlflowServer(server, routed_config_file)
-    for name in ("team-a", "team-b", "vision-y"):
-        wrapped.client().create_workspace(name)
-    yield wrapped
-    server.stop()
+        workspaces=("team-a", "team-b", "vision-y"),
+    ) as server:
+        yield server
 
 
 def test_first_request_from_one_workspace_does_not_capture_the_others(
