@@ -20,6 +20,7 @@ __all__ = [
     "StorageError",
     "UnroutedWorkspaceError",
     "WsArtifactsError",
+    "boto_code",
     "translate_boto_error",
 ]
 
@@ -194,7 +195,7 @@ def translate_boto_error(
     Returns:
         The translated exception; the caller raises it ``from err``.
     """
-    code = _boto_code(err)
+    code = boto_code(err)
     name = type(err).__name__
     if getattr(err, "operation_name", None) == "AssumeRole":
         cls, fix = _ASSUME_ROLE_ERRORS.get(code, (CredentialsError, "check the route's role_arn"))
@@ -212,7 +213,8 @@ def translate_boto_error(
     )
 
 
-def _boto_code(err: BaseException) -> str:
+def boto_code(err: BaseException) -> str:
+    """The botocore error code of ``err`` (``""`` when it has none)."""
     response: Any = getattr(err, "response", None)
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))

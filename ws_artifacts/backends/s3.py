@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, cast
 from ws_artifacts.backends import Entry
 from ws_artifacts.clients import client_for, describe_credentials
 from ws_artifacts.config import WORKSPACE_TAG, Transfer
-from ws_artifacts.errors import NotFoundError, translate_boto_error
+from ws_artifacts.errors import NotFoundError, boto_code, translate_boto_error
 from ws_artifacts.paths import join
 from ws_artifacts.routing import Route, Target
 
@@ -181,7 +181,7 @@ class S3Backend:
                     Bucket=self.bucket, Key=target.key, Range=f"bytes=0-{part - 1}", **self._owner
                 )
             except ClientError as err:
-                if _code(err) != "InvalidRange":  # an empty object has no byte 0
+                if boto_code(err) != "InvalidRange":  # an empty object has no byte 0
                     raise
                 first = client.get_object(Bucket=self.bucket, Key=target.key, **self._owner)
             _copy_at(first["Body"], out, 0)
@@ -399,7 +399,3 @@ def _total_size(response: dict[str, Any]) -> int:
     if content_range and "/" in content_range:
         return int(content_range.rsplit("/", 1)[1])
     return int(response["ContentLength"])
-
-
-def _code(err: Any) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
