@@ -86,6 +86,26 @@ class _Routers:
 _routers = _Routers()
 
 
+@functools.lru_cache(maxsize=4096)
+def _decide(
+    base: str,
+    path: str | None,
+    operation: str,
+    active: str | None,
+    router: Router,
+    destinations: tuple[str, ...] | None,
+) -> Target:
+    """The routing decision: a pure function of its arguments, so it is memoised.
+
+    Every input that changes the outcome is in the key: the repository's base path, the
+    requested path, the operation, the active workspace, the router (a reloaded configuration
+    builds new routers) and the server's destinations. Refusals raise and are never cached.
+    """
+    logical = split_under(base, normalize(path))
+    check_owner(logical, active, operation=operation)
+    return check_destination(router.target(logical), destinations)
+
+
 class WorkspaceArtifactRepository(
     ArtifactRepository,
     MultipartUploadMixin,
@@ -160,10 +180,13 @@ class WorkspaceArtifactRepository(
         Containment is checked when the target is built (``Target.__post_init__``); on a
         server, a default-destination target must also lie under the server's destinations.
         """
-        logical = split_under(self._base, normalize(path))
-        check_owner(logical, self._active(), operation=operation)
-        target = check_destination(
-            self._router().target(logical), destinations_from_env(os.environ)
+        target = _decide(
+            self._base,
+            path,
+            operation,
+            self._active(),
+            self._router(),
+            destinations_from_env(os.environ),
         )
         _logger.debug(
             "%s workspace=%s route=%s key=%s",

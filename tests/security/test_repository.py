@@ -140,6 +140,43 @@ def test_a_symbolic_link_out_of_a_legacy_path_is_refused(
         repo.download_artifacts("legacy/link/secret.txt", str(_empty(tmp_path / "dl")))
 
 
+def test_a_remembered_decision_follows_every_input_that_changes_it(
+    stores: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Routing decisions are memoised; the same repository and path must still be re-decided
+    when the workspace, the configuration or the server's destination changes."""
+    repo = get_artifact_repository(
+        f"ws-file://{stores}/destination/workspaces/team-a/1/r/artifacts"
+    )
+
+    def read(workspace: str) -> str:
+        dst = _empty(tmp_path / f"dl-{len(list(tmp_path.glob('dl-*')))}")
+        with in_workspace(workspace):
+            return Path(repo.download_artifacts("own.txt", str(dst))).read_text()
+
+    assert read("team-a") == "own"
+    with pytest.raises(MlflowException, match="belongs to workspace 'team-a'") as err:
+        read("other")
+    assert err.value.error_code == "PERMISSION_DENIED"
+    assert read("team-a") == "own"
+
+    moved = stores / "moved/workspaces/team-a/1/r/artifacts/own.txt"
+    moved.parent.mkdir(parents=True)
+    moved.write_text("moved")
+    config = tmp_path / "moved.yaml"
+    config.write_text(yaml.safe_dump({"workspaces": {"team-a": {"url": f"file://{stores}/moved"}}}))
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(config))
+    assert read("team-a") == "moved"
+
+    legacy = get_artifact_repository(f"ws-file://{stores}/destination/legacy")
+    with in_workspace("default"):
+        assert Path(legacy.download_artifacts("ok.txt", str(_empty(tmp_path / "l1")))).read_text()
+        monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_DESTINATION", f"ws-file://{stores}/elsewhere")
+        with pytest.raises(MlflowException, match="not under this server's artifact destination"):
+            legacy.download_artifacts("ok.txt", str(_empty(tmp_path / "l2")))
+    assert _files(tmp_path / "l2") == []
+
+
 def _empty(path: Path) -> Path:
     path.mkdir()
     return path
