@@ -3,7 +3,9 @@ moto server, the local file system, and fsspec's memory file system."""
 
 from __future__ import annotations
 
+import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,11 @@ import fsspec
 import pytest
 import yaml
 
-from tests.conftest import keys, unique
-from tests.contract.base import RepositoryContract, Rig
+from tests.conftest import in_workspace, keys, unique
+from tests.contract.base import RUN, RepositoryContract, Rig
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
 
+MIB = 1024 * 1024
 SMALL_PARTS = {"multipart_threshold": 5 * 1024 * 1024, "part_size": 5 * 1024 * 1024}
 
 
@@ -60,6 +63,74 @@ class TestS3Contract(RepositoryContract):
             },
         )
         return _s3_rig(s3, prefix)
+
+    @pytest.mark.parametrize(
+        ("size", "etag_parts"),
+        [(2 * MIB - 1, None), (2 * MIB, None), (5 * MIB, 1), (5 * MIB + 1, 2), (21 * MIB, 5)],
+        # a stream of exactly one part is only known to end after it: a one-part upload
+        ids=["memory", "spooled-one-put", "exactly-one-part", "two-parts", "five-parts"],
+    )
+    def test_streams_are_spooled_part_by_part_and_the_spools_released(
+        self, rig: Rig, s3: Any, monkeypatch: pytest.MonkeyPatch, size: int, etag_parts: int | None
+    ) -> None:
+        """A stream over 2 MiB goes through temporary files, one 5 MiB part each, never more
+        than parts_in_flight (4) + 1 at once, every one closed (so deleted) at the end."""
+        spools: list[Any] = []
+        most_open = 0
+        real = tempfile.TemporaryFile
+
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            nonlocal most_open
+            spool = real(*args, **kwargs)
+            spools.append(spool)
+            most_open = max(most_open, sum(not f.closed for f in spools))
+            return spool
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", tracked)
+        data = os.urandom(size)
+        with in_workspace("team-a"):
+            self.repo(rig).log_artifact_from_stream(io.BytesIO(data), "s.bin", "st")
+        key = f"{rig.destination.removeprefix('ws-s3://root/')}/{RUN}/st/s.bin"
+        head = s3.head_object(Bucket="team-a-artifacts", Key=key)
+        got = s3.get_object(Bucket="team-a-artifacts", Key=key)["Body"].read()
+        assert got == data
+        etag = head["ETag"].strip('"')
+        assert (int(etag.split("-")[1]) if "-" in etag else None) == etag_parts
+        # one spool per part; a stream of whole parts also opens one that stays empty
+        expected = 0 if size < 2 * MIB else size // (5 * MIB) + 1
+        assert len(spools) == expected
+        assert all(f.closed for f in spools)
+        assert most_open <= 5
+        assert rig.pending_uploads() == []
+
+    def test_a_stream_that_fails_midway_releases_its_spools_and_stores_nothing(
+        self, rig: Rig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        spools: list[Any] = []
+        real = tempfile.TemporaryFile
+
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            spools.append(real(*args, **kwargs))
+            return spools[-1]
+
+        class Cut(io.RawIOBase):
+            sent = 0
+
+            def readinto(self, buffer: Any) -> int:
+                if self.sent >= 12 * MIB:
+                    raise ConnectionResetError("client went away")
+                n = min(len(buffer), 64 * 1024)
+                buffer[:n] = b"x" * n
+                self.sent += n
+                return n
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", tracked)
+        with in_workspace("team-a"), pytest.raises(ConnectionResetError, match="went away"):
+            self.repo(rig).log_artifact_from_stream(Cut(), "cut.bin", "st")
+        assert len(spools) == 3  # parts 1 and 2 went up; part 3 was being read
+        assert all(f.closed for f in spools)
+        assert rig.stored() == []
+        assert rig.pending_uploads() == []
 
 
 class TestS3fsContract(RepositoryContract):

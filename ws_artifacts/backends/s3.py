@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, cast
+from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any, BinaryIO
 
 from ws_artifacts.backends import Entry
 from ws_artifacts.clients import client_for, describe_credentials
@@ -22,6 +23,9 @@ __all__ = ["S3Backend", "put_args"]
 
 _logger = logging.getLogger(__name__)
 _READ_CHUNK = 1024 * 1024
+# A stream that ends within this many bytes is uploaded from memory in one PUT; a longer one
+# is spooled to disk part by part (see S3Backend.put_stream).
+_MEMORY_PUT = 2 * _READ_CHUNK
 _DELETE_BATCH = 1000
 
 
@@ -102,60 +106,78 @@ class S3Backend:
                     )
                 return
             with open(local_path, "rb") as body:
-                self._multipart(target, body, args)
+                self._multipart(target, _memory_parts(body, self.transfer.part_size), args)
 
     def put_stream(self, target: Target, stream: BinaryIO) -> None:
-        """Buffer one part; a stream that ends within it becomes one PUT, a longer one a
-        multipart upload that starts as soon as the first part is in."""
+        """Upload a stream of unknown length without holding it in memory.
+
+        A stream that ends within 2 MiB is one PUT from memory. A longer one is spooled to
+        temporary files one part at a time: one PUT when it ends within the first part, else a
+        multipart upload whose parts go up from their files while the next one arrives. Memory
+        stays at one read buffer whatever the size; disk holds at most ``parts_in_flight`` + 1
+        parts, never the whole object.
+        """
         args = put_args(self.route, target.workspace)
-        first = _read_full(stream, self.transfer.part_size)
+        head = _read_full(stream, _MEMORY_PUT)
         with self._errors("upload", target):
-            if len(first) < self.transfer.part_size:
+            if len(head) < _MEMORY_PUT:
                 self.client(target).put_object(
-                    Bucket=self.bucket, Key=target.key, Body=first, **args
+                    Bucket=self.bucket, Key=target.key, Body=head, **args
                 )
                 return
-            self._multipart(target, cast(BinaryIO, _Prefixed(first, stream)), args)
+            parts = _spooled_parts(head, stream, self.transfer.part_size)
+            first = next(parts)
+            if _size(first) < self.transfer.part_size:  # the stream ended within one part
+                with first:
+                    self.client(target).put_object(
+                        Bucket=self.bucket, Key=target.key, Body=first, **args
+                    )
+                return
+            try:
+                self._multipart(target, itertools.chain([first], parts), args)
+            finally:
+                first.close()  # already closed once uploaded; this covers an early failure
+                parts.close()
 
-    def _multipart(self, target: Target, body: BinaryIO, args: dict[str, str]) -> None:
-        """Upload ``body`` in parts, ``parts_in_flight`` at a time (which bounds the memory held);
-        abort on any failure so no parts are left behind and no partial object appears."""
+    def _multipart(self, target: Target, parts: Iterable[Any], args: dict[str, str]) -> None:
+        """Upload ``parts`` (bytes, or spool files closed once uploaded), ``parts_in_flight``
+        at a time, which bounds what is held; abort on any failure so no parts are left behind
+        and no partial object appears."""
         client = self.client(target)
         upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target.key, **args)[
             "UploadId"
         ]
         owner = self._owner
+        held: list[tuple[Future[Any], Any]] = []
         try:
-            parts: list[dict[str, Any]] = []
+            done: list[dict[str, Any]] = []
             window = self.transfer.parts_in_flight
             with ThreadPoolExecutor(max_workers=window) as pool:
-                number = 0
-                pending: list[Any] = []
-                while chunk := _read_full(body, self.transfer.part_size):
-                    number += 1
-                    pending.append(
-                        pool.submit(
-                            client.upload_part,
-                            Bucket=self.bucket,
-                            Key=target.key,
-                            UploadId=upload_id,
-                            PartNumber=number,
-                            Body=chunk,
-                            **owner,
-                        )
+                for number, body in enumerate(parts, start=1):
+                    future = pool.submit(
+                        client.upload_part,
+                        Bucket=self.bucket,
+                        Key=target.key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=body,
+                        **owner,
                     )
-                    if len(pending) >= window:  # bound memory: at most `window` parts held
-                        parts.append(_part(pending.pop(0), len(parts) + 1))
-                done = len(parts)
-                parts.extend([_part(f, done + i + 1) for i, f in enumerate(pending)])
+                    held.append((future, body))
+                    if len(held) >= window:
+                        done.append(_settle(held, len(done) + 1))
+                while held:
+                    done.append(_settle(held, len(done) + 1))
             client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=target.key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+                MultipartUpload={"Parts": done},
                 **owner,
             )
         except BaseException:
+            for _future, body in held:
+                _release(body)
             with contextlib.suppress(Exception):
                 client.abort_multipart_upload(
                     Bucket=self.bucket, Key=target.key, UploadId=upload_id, **owner
@@ -335,8 +357,55 @@ class S3Backend:
         return str(url), size
 
 
-def _part(future: Any, number: int) -> dict[str, Any]:
-    return {"PartNumber": number, "ETag": future.result()["ETag"]}
+def _settle(held: list[tuple[Future[Any], Any]], number: int) -> dict[str, Any]:
+    """Wait for the oldest part in flight (raising its error) and release its body."""
+    future, body = held[0]
+    etag = future.result()["ETag"]
+    held.pop(0)
+    _release(body)
+    return {"PartNumber": number, "ETag": etag}
+
+
+def _release(body: Any) -> None:
+    if hasattr(body, "close"):
+        body.close()  # a spool file: closing deletes it
+
+
+def _size(spool: IO[bytes]) -> int:
+    return os.fstat(spool.fileno()).st_size
+
+
+def _memory_parts(body: BinaryIO, part_size: int) -> Iterator[bytes]:
+    """A local file's parts, read as they are needed (``parts_in_flight`` bounds how many)."""
+    while chunk := _read_full(body, part_size):
+        yield chunk
+
+
+def _spooled_parts(head: bytes, stream: BinaryIO, part_size: int) -> Generator[IO[bytes]]:
+    """``head`` and then the rest of ``stream``, cut into parts of ``part_size`` bytes, each in
+    its own unlinked temporary file, rewound. The next part is read only when asked for."""
+    pending = head
+    while True:
+        spool = tempfile.TemporaryFile(prefix="ws-artifacts-part-")  # noqa: SIM115 - handed on
+        try:
+            spool.write(pending)
+            written, pending = len(pending), b""
+            while written < part_size:
+                chunk = stream.read(min(_READ_CHUNK, part_size - written))
+                if not chunk:
+                    break
+                spool.write(chunk)
+                written += len(chunk)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        if written == 0:
+            spool.close()
+            return
+        yield spool
+        if written < part_size:
+            return
 
 
 def _read_full(stream: BinaryIO, size: int) -> bytes:
@@ -350,23 +419,6 @@ def _read_full(stream: BinaryIO, size: int) -> bytes:
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
-
-
-class _Prefixed:
-    """A stream that yields ``head`` first, then the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._head:
-            return self._stream.read(size)
-        if size < 0:
-            out, self._head = self._head + self._stream.read(), b""
-        else:
-            out, self._head = self._head[:size], self._head[size:]
-        return out
 
 
 @contextlib.contextmanager
