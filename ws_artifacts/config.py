@@ -216,7 +216,8 @@ class Transfer(_Model):
         ge=1,
         le=64,
         description="Parts of one large object transferred at once; with part_size, this "
-        "bounds the memory one transfer holds (default 4 x 8 MiB).",
+        "bounds what one transfer holds (default 4 x 8 MiB): in memory for files, on disk "
+        "(one more part) for uploads streamed through the server.",
     )
     presigned_downloads: bool = Field(
         default=True,
