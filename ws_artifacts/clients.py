@@ -257,10 +257,32 @@ def session_policy(
 
 # -- building -------------------------------------------------------------------------------
 def _new_botocore_session() -> Any:
-    """A fresh botocore session (one place, so tests can hook its events)."""
+    """A fresh botocore session (one place, so tests can hook its events), sharing one data
+    loader with every other session of this process."""
     import botocore.session
 
-    return botocore.session.Session()
+    session = botocore.session.Session()
+    session.register_component("data_loader", _shared_data_loader(session))
+    return session
+
+
+_loader_lock = threading.Lock()
+_loader: Any = None
+
+
+def _shared_data_loader(session: Any) -> Any:
+    """botocore's loader of service models, one per process.
+
+    Every route identity needs its own session (credentials live there), and each session
+    would otherwise parse S3's model and endpoint rules again: ~12 MB per client, so twenty
+    teams' credentials cost ~240 MB in every server worker. The loader only caches what it
+    read from botocore's data files, so sharing it shares nothing of a team's.
+    """
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = session.get_component("data_loader")
+        return _loader
 
 
 def _build_client(key: ClientKey) -> Any:

@@ -260,6 +260,30 @@ def test_client_options_come_from_the_route(fresh_cache: ClientCache) -> None:
     assert client.meta.config.signature_version == "s3v4"
 
 
+def test_clients_of_different_identities_share_the_service_models_not_the_credentials(
+    fresh_cache: ClientCache,
+) -> None:
+    """Twenty teams' credentials must not mean twenty parsed copies of S3's model (~12 MB
+    each in every worker): the sessions share one data loader, and nothing else."""
+    built = [
+        client_for(
+            Settings(
+                endpoint_url="http://127.0.0.1:9",
+                region="us-east-1",
+                credentials=Credentials(access_key_id=f"AKIA{n}", secret_access_key=f"s{n}"),
+            ),
+            "b",
+            "",
+        )
+        for n in range(3)
+    ]
+    assert [c._request_signer._credentials.access_key for c in built] == ["AKIA0", "AKIA1", "AKIA2"]
+    sessions = [clients._new_botocore_session() for _ in range(2)]
+    loaders = {id(s.get_component("data_loader")) for s in sessions}
+    assert loaders == {id(clients._loader)}
+    assert sessions[0] is not sessions[1]
+
+
 # -- the session policy -----------------------------------------------------------------------
 def test_session_policy_document() -> None:
     policy = json.loads(
