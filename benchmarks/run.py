@@ -1201,10 +1201,11 @@ def _memory_target(summary: dict[Any, Any]) -> list[tuple[str, bool | None, str]
     stock = summary.get(("1x1GiB", "upload", "stock-proxied"), {})
     return [
         (
-            "server peak RSS growth in 1 GiB proxied upload < 300 MB",
-            entry["server_growth_mb"] < 300,
-            f"ours +{entry['server_growth_mb']:.0f} MB (busiest process peak "
-            f"{entry['server_max_peak_mb']:.0f} MB absolute); stock +"
+            "server peak RSS in 1 GiB proxied upload < 300 MB (busiest process, absolute)",
+            entry["server_max_peak_mb"] < 300,
+            f"ours {entry['server_max_peak_mb']:.0f} MB, of which the upload grew the server "
+            f"by {entry['server_growth_mb']:.0f} MB; stock "
+            f"{stock.get('server_max_peak_mb') or 0:.0f} MB, grew "
             f"{stock.get('server_growth_mb') or 0:.0f} MB",
         )
     ]
