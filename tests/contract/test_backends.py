@@ -18,7 +18,27 @@ from tests.contract.base import RUN, RepositoryContract, Rig
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
 
 MIB = 1024 * 1024
-SMALL_PARTS = {"multipart_threshold": 5 * 1024 * 1024, "part_size": 5 * 1024 * 1024}
+SMALL_PARTS = {"multipart_threshold": 5 * MIB, "part_size": 5 * MIB}
+
+
+class Spools(list[Any]):
+    """Every temporary file made while installed, and the most open at once."""
+
+    most_open = 0
+
+
+@pytest.fixture
+def spools(monkeypatch: pytest.MonkeyPatch) -> Spools:
+    made = Spools()
+    real = tempfile.TemporaryFile
+
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        made.append(real(*args, **kwargs))
+        made.most_open = max(made.most_open, sum(not f.closed for f in made))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", tracked)
+    return made
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config_data: dict[str, Any]) -> None:
@@ -71,22 +91,10 @@ class TestS3Contract(RepositoryContract):
         ids=["memory", "spooled-one-put", "exactly-one-part", "two-parts", "five-parts"],
     )
     def test_streams_are_spooled_part_by_part_and_the_spools_released(
-        self, rig: Rig, s3: Any, monkeypatch: pytest.MonkeyPatch, size: int, etag_parts: int | None
+        self, rig: Rig, s3: Any, spools: Spools, size: int, etag_parts: int | None
     ) -> None:
         """A stream over 2 MiB goes through temporary files, one 5 MiB part each, never more
         than parts_in_flight (4) + 1 at once, every one closed (so deleted) at the end."""
-        spools: list[Any] = []
-        most_open = 0
-        real = tempfile.TemporaryFile
-
-        def tracked(*args: Any, **kwargs: Any) -> Any:
-            nonlocal most_open
-            spool = real(*args, **kwargs)
-            spools.append(spool)
-            most_open = max(most_open, sum(not f.closed for f in spools))
-            return spool
-
-        monkeypatch.setattr(tempfile, "TemporaryFile", tracked)
         data = os.urandom(size)
         with in_workspace("team-a"):
             self.repo(rig).log_artifact_from_stream(io.BytesIO(data), "s.bin", "st")
@@ -100,19 +108,12 @@ class TestS3Contract(RepositoryContract):
         expected = 0 if size < 2 * MIB else size // (5 * MIB) + 1
         assert len(spools) == expected
         assert all(f.closed for f in spools)
-        assert most_open <= 5
+        assert spools.most_open <= 5
         assert rig.pending_uploads() == []
 
     def test_a_stream_that_fails_midway_releases_its_spools_and_stores_nothing(
-        self, rig: Rig, monkeypatch: pytest.MonkeyPatch
+        self, rig: Rig, spools: Spools
     ) -> None:
-        spools: list[Any] = []
-        real = tempfile.TemporaryFile
-
-        def tracked(*args: Any, **kwargs: Any) -> Any:
-            spools.append(real(*args, **kwargs))
-            return spools[-1]
-
         class Cut(io.RawIOBase):
             sent = 0
 
@@ -124,7 +125,6 @@ class TestS3Contract(RepositoryContract):
                 self.sent += n
                 return n
 
-        monkeypatch.setattr(tempfile, "TemporaryFile", tracked)
         with in_workspace("team-a"), pytest.raises(ConnectionResetError, match="went away"):
             self.repo(rig).log_artifact_from_stream(Cut(), "cut.bin", "st")
         assert len(spools) == 3  # parts 1 and 2 went up; part 3 was being read
