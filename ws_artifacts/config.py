@@ -1,4 +1,5 @@
-"""The configuration file: pydantic models, ``${VAR}`` expansion, and a loader cached by mtime.
+"""The configuration file: pydantic models, ``${VAR}`` expansion and the loader (the live,
+re-read configuration of a running server is :mod:`ws_artifacts.watch`).
 
 The file is YAML, named by ``WS_ARTIFACTS_CONFIG`` (or ``--config`` on the CLI)::
 
@@ -22,19 +23,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
-import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "Settings",
     "StoragePolicy",
     "Transfer",
+    "check_store_url",
     "config_from_env",
     "load_config",
     "parse_config",
@@ -262,21 +264,68 @@ def _mask_options(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>.*)", re.DOTALL)
+# S3's bucket naming rules: 3-63 characters of a-z 0-9 . -, starting and ending with a letter
+# or digit, no "..", not an IP address, not the reserved xn-- / sthree- / -s3alias forms.
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_S3_RESERVED = re.compile(r"^(xn--|sthree-)|(-s3alias|--ol-s3|--x-s3)$|\.\.|^\d+\.\d+\.\d+\.\d+$")
+
+
+def check_store_url(url: str) -> None:
+    """Refuse a route URL that no store can serve: no scheme, a scheme no store provides
+    (``s4://``, ``htps://``), a placeholder other than ``{workspace}``, or an invalid S3 bucket.
+
+    Raises:
+        ValueError: What is wrong and how to write it (pydantic adds the key path).
+    """
+    match = _URL.fullmatch(url)
+    if match is None:
+        raise ValueError(
+            "url needs a scheme, e.g. s3://bucket/prefix, file:///srv/artifacts or gs://bucket"
+        )
+    scheme, rest = match["scheme"], match["rest"]
+    stripped = url.replace("{workspace}", "")
+    if "{" in stripped or "}" in stripped:
+        raise ValueError("url may only use the placeholder {workspace}")
+    if scheme != "s3" and scheme not in _fsspec_protocols():
+        raise ValueError(
+            f"no store provides the scheme '{scheme}://'; use s3://, file://, memory://, gs://, "
+            "abfs:// or another fsspec protocol"
+        )
+    if scheme == "s3":
+        bucket = rest.split("/", 1)[0].replace("{workspace}", "ws")
+        if not bucket:
+            raise ValueError("an s3:// url needs a bucket name")
+        if not _S3_BUCKET.fullmatch(bucket) or _S3_RESERVED.search(bucket):
+            raise ValueError(
+                f"'{bucket}' is not a valid S3 bucket name (3 to 63 characters: lowercase "
+                "letters, digits, dots and hyphens, starting and ending with a letter or digit)"
+            )
+
+
+def _fsspec_protocols() -> set[str]:
+    """Every protocol fsspec knows, installed or not (a missing package is --probe's to find)."""
+    from fsspec.registry import known_implementations, registry
+
+    return set(known_implementations) | set(registry)
+
+
 class RouteConfig(Settings):
     """Where one workspace (or a glob of workspaces) keeps its artifacts."""
 
-    url: str = Field(pattern=r"^[a-z][a-z0-9+.-]*://")
+    url: str = Field(description="scheme://location/prefix, e.g. s3://bucket/prefix")
     backend: Literal["s3", "fsspec"] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_store(cls, url: str) -> str:
+        check_store_url(url)
+        return url
 
     @model_validator(mode="after")
     def _check_url(self) -> RouteConfig:
-        stripped = self.url.replace("{workspace}", "")
-        if "{" in stripped or "}" in stripped:
-            raise ValueError("url may only use the placeholder {workspace}")
         if self.backend == "s3" and not self.url.startswith("s3://"):
             raise ValueError("backend s3 needs an s3:// url")
-        if self.url.startswith("s3://") and not self.url[5:].split("/", 1)[0]:
-            raise ValueError("an s3:// url needs a bucket name")
         return self
 
     @property
@@ -287,25 +336,28 @@ class RouteConfig(Settings):
         return "s3" if self.url.startswith("s3://") else "fsspec"
 
 
+def _check_entry_name(key: str) -> str:
+    """A ``workspaces`` key: an exact workspace name or a glob pattern."""
+    if _GLOB_CHARS & set(key):
+        if not re.fullmatch(r"[a-z0-9*?\[\]!-]+", key):
+            raise ValueError(f"pattern {key!r} may use only a-z 0-9 - and * ? [ ]")
+    elif not is_valid_workspace_name(key):
+        raise ValueError(
+            f"{key!r} is not a workspace name (lowercase letters, digits and inner "
+            "hyphens, 2 to 63 characters) nor a glob pattern"
+        )
+    return key
+
+
 class Config(_Model):
     """The whole file."""
 
     defaults: Settings = Field(default_factory=Settings)
-    workspaces: dict[str, RouteConfig] = Field(default_factory=dict)
+    # A key's errors are reported at its own path (workspaces.Team_A), not at the top level.
+    workspaces: dict[Annotated[str, AfterValidator(_check_entry_name)], RouteConfig] = Field(
+        default_factory=dict
+    )
     unknown_workspaces: Literal["default", "deny"] = "default"
-
-    @model_validator(mode="after")
-    def _check_names(self) -> Config:
-        for key in self.workspaces:
-            if _GLOB_CHARS & set(key):
-                if not re.fullmatch(r"[a-z0-9*?\[\]!-]+", key):
-                    raise ValueError(f"pattern {key!r} may use only a-z 0-9 - and * ? [ ]")
-            elif not is_valid_workspace_name(key):
-                raise ValueError(
-                    f"{key!r} is not a workspace name (lowercase letters, digits and inner "
-                    "hyphens, 2 to 63 characters) nor a glob pattern"
-                )
-        return self
 
 
 def parse_config(
@@ -371,48 +423,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return config
 
 
-class _Watched:
-    """The configuration named by the environment, re-read when the file changes."""
-
-    _CHECK_EVERY = 1.0  # seconds between stat() calls
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[str, int, int] | None = None
-        self._config: Config | None = None
-        self._checked = 0.0
-
-    def get(self) -> Config | None:
-        path = os.environ.get(CONFIG_ENV_VAR, "").strip()
-        if not path:
-            return None
-        now = time.monotonic()
-        if (
-            self._config is not None
-            and self._key is not None
-            and self._key[0] == path
-            and now - self._checked < self._CHECK_EVERY
-        ):
-            return self._config
-        with self._lock:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                return load_config(path)  # raises a ConfigError that names the fix
-            key = (path, stat.st_mtime_ns, stat.st_size)
-            if key != self._key or self._config is None:
-                self._config = load_config(path)
-                self._key = key
-            self._checked = now
-            return self._config
-
-
-_watched = _Watched()
-
-
 def config_from_env() -> Config | None:
-    """The configuration named by ``WS_ARTIFACTS_CONFIG``, or None when it is unset."""
-    return _watched.get()
+    """The configuration named by ``WS_ARTIFACTS_CONFIG`` (None when it is unset), re-read when
+    the file changes; a bad edit keeps the last good configuration serving
+    (:mod:`ws_artifacts.watch`)."""
+    from ws_artifacts.watch import live_config
+
+    return live_config.get()
 
 
 def _expand(node: Any, env: dict[str, str], source: str, loc: tuple[str, ...]) -> Any:
@@ -438,7 +455,8 @@ def _expand(node: Any, env: dict[str, str], source: str, loc: tuple[str, ...]) -
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    # pydantic adds "[key]" after a mapping key whose own validation failed.
+    return ".".join(str(part) for part in loc if part != "[key]")
 
 
 def _message(error: Any) -> str:

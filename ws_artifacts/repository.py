@@ -165,7 +165,8 @@ class WorkspaceArtifactRepository(
         return _mlflow.active_workspace() or self._pinned
 
     def _router(self) -> Router:
-        config = config_from_env()
+        on_server = destinations_from_env(os.environ) is not None
+        config = _server_config() if on_server else config_from_env()
         if config is None:
             raise ConfigError(
                 f"{CONFIG_ENV_VAR} is not set, so ws-artifacts cannot tell where each "
@@ -385,6 +386,20 @@ class WorkspaceArtifactRepository(
             url, size = backend.presign_get(target, expiration)
             return PresignedDownloadUrlResponse(url=url, headers={}, file_size=size)
         return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
+
+
+def _server_config() -> Config | None:
+    """The configuration in a server worker. Its load errors name the file and its keys: they
+    go to the server's log, and the client is only told to look there."""
+    try:
+        return config_from_env()
+    except ConfigError as err:
+        _logger.error("%s", err)
+        raise ConfigError(
+            f"The ws-artifacts configuration of this server cannot be loaded ({CONFIG_ENV_VAR}); "
+            "the server's log says which file and key, and why. Ask the server's operator to "
+            "fix it."
+        ) from None
 
 
 def _file_path(artifact_path: str | None, file_name: str) -> str:

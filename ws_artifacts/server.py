@@ -51,6 +51,19 @@ class ServerPlan:
     config_path: Path
     extra: list[str] = field(default_factory=list)
 
+    def shell_command(self) -> str:
+        """The command as one shell line, with the environment it needs in front of it
+        (``WS_ARTIFACTS_CONFIG=... WS_ARTIFACTS_GUARD=... python -m mlflow server ...``): copied
+        and run elsewhere, it starts the same server, configuration and guard included."""
+        import shlex
+
+        settings = [
+            f"{name}={shlex.quote(value)}"
+            for name, value in sorted(self.env.items())
+            if name.startswith("WS_ARTIFACTS_")
+        ]
+        return " ".join([*settings, *(shlex.quote(arg) for arg in self.argv)])
+
 
 def plan_command(
     *,
@@ -130,6 +143,7 @@ def create_app() -> Any:
     if os.environ.get(NODELAY_ENV, "1") != "0":
         enable_nodelay()
     _return_large_buffers()
+    _log_to_stderr()
     _warm_up()
     app = _inner_app(os.environ.get(INNER_APP_ENV, "").strip())
     if os.environ.get(GUARD_ENV, "0") == "1":
@@ -162,6 +176,22 @@ def _return_large_buffers() -> None:
         libc.mallopt(-1, 8 * 1024 * 1024)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc: nothing to pin
         return
+
+
+def _log_to_stderr() -> None:
+    """Send ws-artifacts' INFO and above to this worker's stderr (the server's log): a reload
+    refused or a route dropped must be seen by the operator. A library only adds a NullHandler;
+    here we are the application, so the handler is ours to add (once)."""
+    logger = logging.getLogger("ws_artifacts")
+    if any(getattr(handler, "_ws_artifacts", False) for handler in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    )
+    handler._ws_artifacts = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _warm_up() -> None:

@@ -231,8 +231,8 @@ def test_s3fs_route_reads_static_keys_from_files_and_refuses_roles(tmp_path: Pat
     config = parse_config(
         {
             "workspaces": {
-                "team-a": {"url": "s3://a", "backend": "fsspec", "credentials": files},
-                "team-b": {"url": "s3://b", "backend": "fsspec", "credentials": role},
+                "team-a": {"url": "s3://bucket-a", "backend": "fsspec", "credentials": files},
+                "team-b": {"url": "s3://bucket-b", "backend": "fsspec", "credentials": role},
             }
         }
     )

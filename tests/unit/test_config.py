@@ -52,29 +52,53 @@ def test_the_example_from_the_issue_loads(tmp_path: Path, monkeypatch: pytest.Mo
     ("text", "message"),
     [
         (
-            "workspaces:\n  team-a: {url: s3://b, colour: red}\n",
+            "workspaces:\n  team-a: {url: s3://bucket-b, colour: red}\n",
             r"workspaces\.team-a\.colour: unknown key",
         ),
-        ("workspaces:\n  Team_A: {url: s3://b}\n", r"'Team_A' is not a workspace name"),
         (
-            "workspaces:\n  team-a: {url: s3://b, credentials: {role_arn: nope}}\n",
+            "workspaces:\n  Team_A: {url: s3://bucket-b}\n",
+            r"workspaces\.Team_A: 'Team_A' is not a workspace name",
+        ),
+        (
+            "workspaces:\n  team-a: {url: s3://bucket-b, credentials: {role_arn: nope}}\n",
             r"workspaces\.team-a\.credentials\.role_arn: String should match pattern",
         ),
         (
-            "workspaces:\n  team-a: {url: s3://b, credentials: {access_key_id: k}}\n",
+            "workspaces:\n  team-a: {url: s3://bucket-b, credentials: {access_key_id: k}}\n",
             r"workspaces\.team-a\.credentials: static credentials need both",
         ),
         (
-            "workspaces:\n  team-a: {url: s3://b, storage: {kms_key_id: k}}\n",
+            "workspaces:\n  team-a: {url: s3://bucket-b, storage: {kms_key_id: k}}\n",
             r"workspaces\.team-a\.storage: kms_key_id needs sse: aws:kms",
         ),
         (
-            "workspaces:\n  team-a: {url: 's3://b/{team}'}\n",
-            r"workspaces\.team-a: url may only use the placeholder \{workspace\}",
+            "workspaces:\n  team-a: {url: 's3://bucket-b/{team}'}\n",
+            r"workspaces\.team-a\.url: url may only use the placeholder \{workspace\}",
         ),
         (
             "workspaces:\n  team-a: {url: 's3://'}\n",
-            r"workspaces\.team-a: an s3:// url needs a bucket name",
+            r"workspaces\.team-a\.url: an s3:// url needs a bucket name",
+        ),
+        (
+            "workspaces:\n  team-a: {url: 's4://bucket-a'}\n",
+            r"workspaces\.team-a\.url: no store provides the scheme 's4://'; use s3://",
+        ),
+        (
+            "workspaces:\n  team-a: {url: 'htps://host/x'}\n",
+            r"workspaces\.team-a\.url: no store provides the scheme 'htps://'",
+        ),
+        (
+            "workspaces:\n  team-a: {url: 's3://Bad_Bucket/x'}\n",
+            r"workspaces\.team-a\.url: 'Bad_Bucket' is not a valid S3 bucket name \(3 to 63",
+        ),
+        (
+            "workspaces:\n  team-a: {url: 's3://192.168.1.1'}\n",
+            r"workspaces\.team-a\.url: '192\.168\.1\.1' is not a valid S3 bucket name",
+        ),
+        (
+            "workspaces:\n  team-a: {url: 'team-a-bucket/prefix'}\n",
+            r"workspaces\.team-a\.url: url needs a scheme, e\.g\. s3://bucket/prefix, "
+            r"file:///srv/artifacts or gs://bucket$",
         ),
         ("unknown_workspaces: maybe\n", r"unknown_workspaces: Input should be 'default' or 'deny'"),
         (
@@ -91,6 +115,11 @@ def test_the_example_from_the_issue_loads(tmp_path: Path, monkeypatch: pytest.Mo
         "kms-without-sse",
         "bad-placeholder",
         "no-bucket",
+        "unknown-scheme",
+        "misspelt-scheme",
+        "bad-bucket-name",
+        "ip-bucket-name",
+        "no-scheme",
         "bad-policy",
         "tiny-parts",
         "not-a-mapping",
@@ -113,7 +142,7 @@ def test_secret_values_never_appear_in_errors(
         """
         workspaces:
           team-a:
-            url: s3://b
+            url: s3://bucket-b
             credentials: {access_key_id: "${LEAKY}", secret_access_key: "${LEAKY}", profile: p}
         """,
     )

@@ -44,7 +44,7 @@ FULL = """
         session_token: ${TEAM_TOKEN}
     workspaces:
       team-a:
-        url: s3://a
+        url: s3://bucket-a
         credentials:
           access_key_id: ${TEAM_KEY}
           secret_access_key: ${TEAM_SECRET}
@@ -116,7 +116,9 @@ def test_empty_secrets_are_refused(
     monkeypatch.setenv("EMPTY", "")
     import yaml
 
-    data = yaml.safe_load(f"workspaces:\n  team-a: {{url: s3://a, credentials: {credentials}}}\n")
+    data = yaml.safe_load(
+        f"workspaces:\n  team-a: {{url: s3://bucket-a, credentials: {credentials}}}\n"
+    )
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
 
@@ -151,7 +153,9 @@ def test_empty_secrets_are_refused(
 def test_config_errors_never_show_a_value(
     tmp_path: Path, secret_env: dict[str, str], credentials: str
 ) -> None:
-    path = write(tmp_path, f"workspaces:\n  team-a: {{url: s3://a, credentials: {credentials}}}\n")
+    path = write(
+        tmp_path, f"workspaces:\n  team-a: {{url: s3://bucket-a, credentials: {credentials}}}\n"
+    )
     with pytest.raises(ConfigError, match=r"ws\.yaml: workspaces\.team-a\.credentials") as caught:
         load_config(path)
     for value in SECRETS.values():
@@ -164,7 +168,7 @@ def test_config_errors_never_show_a_value(
 def test_missing_variable_names_only_the_variable(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "workspaces:\n  team-a: {url: s3://a, credentials: "
+        "workspaces:\n  team-a: {url: s3://bucket-a, credentials: "
         "{access_key_id: k, secret_access_key: '${NOT_SET_ANYWHERE}'}}\n",
     )
     with pytest.raises(
@@ -208,7 +212,7 @@ def test_missing_variable_names_only_the_variable(tmp_path: Path) -> None:
 def test_storage_policy_validation(storage: str, message: str) -> None:
     import yaml
 
-    data = yaml.safe_load(f"workspaces:\n  team-a: {{url: s3://a, storage: {storage}}}\n")
+    data = yaml.safe_load(f"workspaces:\n  team-a: {{url: s3://bucket-a, storage: {storage}}}\n")
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
 
@@ -218,7 +222,10 @@ def test_ten_tags_are_fine_without_the_workspace_tag() -> None:
     config = parse_config(
         {
             "workspaces": {
-                "team-a": {"url": "s3://a", "storage": {"tags": tags, "tag_workspace": False}}
+                "team-a": {
+                    "url": "s3://bucket-a",
+                    "storage": {"tags": tags, "tag_workspace": False},
+                }
             }
         }
     )
