@@ -15,8 +15,15 @@ from typing import Any
 from ws_artifacts.backends import backend_for
 from ws_artifacts.config import Config, Settings
 from ws_artifacts.errors import WsArtifactsError
-from ws_artifacts.paths import WORKSPACES_SEGMENT, check_owner, join, normalize, split_logical
-from ws_artifacts.routing import Route, Router, Target, split_url
+from ws_artifacts.paths import (
+    DEFAULT_WORKSPACE,
+    WORKSPACES_SEGMENT,
+    check_owner,
+    join,
+    normalize,
+    split_logical,
+)
+from ws_artifacts.routing import DESTINATION, Route, Router, Target, split_url
 
 __all__ = ["RouteReport", "check_routes", "describe_route", "example_name"]
 
@@ -77,18 +84,18 @@ def check_routes(config: Config, destination: str, *, probe: bool) -> list[Route
     write, read back and delete a small marker in each route with the route's own
     credentials."""
     router = Router(config, _inner(destination))
+    places = [(entry, example_name(entry)) for entry in config.workspaces]
     reports = []
-    for entry in config.workspaces:
-        workspace = example_name(entry)
+    for entry, workspace in places:
         route = router.route_for(workspace)
-        report = _report(entry, workspace, route)
-        if probe:
-            try:
-                _probe(route, workspace)
-                report.ok = True
-            except WsArtifactsError as err:
-                report.ok, report.error = False, str(err)
-        reports.append(report)
+        scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
+        reports.append(_report(entry, workspace, route, scope, probe))
+    # The default destination: the default workspace, unrouted workspaces, legacy paths.
+    _, _, root = split_url(_inner(destination))
+    scope = join(root, WORKSPACES_SEGMENT, DEFAULT_WORKSPACE)
+    report = _report(DESTINATION, DEFAULT_WORKSPACE, router.destination, scope, probe)
+    report.url = _inner(destination)
+    reports.append(report)
     return reports
 
 
@@ -119,8 +126,8 @@ def _inner(destination: str) -> str:
     return destination[3:] if destination.startswith("ws-") else destination
 
 
-def _report(entry: str, workspace: str, route: Route) -> RouteReport:
-    return RouteReport(
+def _report(entry: str, workspace: str, route: Route, scope: str, probe: bool) -> RouteReport:
+    report = RouteReport(
         entry=entry,
         workspace=workspace,
         url=route.url,
@@ -128,10 +135,16 @@ def _report(entry: str, workspace: str, route: Route) -> RouteReport:
         credentials=credentials_source(route.settings),
         storage=storage_summary(route.settings),
     )
+    if probe:
+        try:
+            _probe(route, workspace, scope)
+            report.ok = True
+        except WsArtifactsError as err:
+            report.ok, report.error = False, str(err)
+    return report
 
 
-def _probe(route: Route, workspace: str) -> None:
-    scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
+def _probe(route: Route, workspace: str, scope: str) -> None:
     target = Target(route, join(scope, f".ws-artifacts-probe-{uuid.uuid4().hex}"), workspace, scope)
     backend = backend_for(route)
     payload = b"ws-artifacts probe"

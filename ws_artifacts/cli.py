@@ -118,7 +118,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     data_dir.mkdir(parents=True, exist_ok=True)
     _print_plan(plan, config)
     if dry_run:
-        click.echo(" ".join(plan.argv))
+        click.echo(plan.shell_command())
         return
     inner = plan.env.get(srv.INNER_APP_ENV)
     if inner:
@@ -131,6 +131,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
 
 def _print_plan(plan: Any, config: Config) -> None:
     from ws_artifacts.checks import check_routes
+    from ws_artifacts.routing import DESTINATION
 
     _out.print(
         f"ws-artifacts {__version__}: MLflow server with workspaces at [bold]{plan.url}[/bold]"
@@ -142,6 +143,8 @@ def _print_plan(plan: Any, config: Config) -> None:
     for column in ("workspaces", "goes to", "backend", "credentials"):
         table.add_column(column)
     for report in check_routes(config, plan.destination, probe=False):
+        if report.entry == DESTINATION:
+            continue  # the "(any other)" row below
         table.add_row(
             escape(report.entry),
             escape(report.url + "/workspaces/<name>/..."),

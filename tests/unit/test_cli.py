@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import shlex
 import textwrap
 from pathlib import Path
 
@@ -74,16 +76,52 @@ def test_check_probe_writes_reads_and_removes_a_marker(config: Path, tmp_path: P
         .replace("url: s3://team-a-artifacts", f"url: file://{tmp_path}/x")
     )
     config.write_text(text)
-    result = CliRunner().invoke(main, ["check", "--config", str(config), "--probe", "--json"])
+    (tmp_path / "dest").mkdir()
+    result = CliRunner().invoke(
+        main,
+        [
+            *("check", "--config", str(config), "--probe", "--json"),
+            *("--destination", f"ws-file://{tmp_path}/dest"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert [r["ok"] for r in json.loads(result.output)["routes"]] == [True, True]
+    routes = json.loads(result.output)["routes"]
+    assert [(r["entry"], r["ok"]) for r in routes] == [
+        ("team-x", True),
+        ("vision-*", True),
+        ("(default destination)", True),
+    ]
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".yaml"]
     assert leftovers == []
 
 
+def test_check_shows_and_probes_the_default_destination(config: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the destination should be")
+    args = ["check", "--config", str(config), "--destination", f"ws-file://{blocked}"]
+    listed = CliRunner().invoke(main, [*args, "--json"])
+    assert listed.exit_code == 0, listed.output
+    row = json.loads(listed.output)["routes"][-1]
+    assert (row["entry"], row["workspace"], row["url"], row["ok"]) == (
+        "(default destination)",
+        "default",
+        f"file://{blocked}",
+        None,
+    )
+    probed = CliRunner().invoke(main, [*args, "--probe", "--json"])
+    assert probed.exit_code == 1
+    row = json.loads(probed.output)["routes"][-1]
+    assert row["ok"] is False
+    assert row["error"].startswith(
+        f"upload failed for workspace 'default' at file:///{str(blocked).lstrip('/')}/workspaces/"
+        "default/.ws-artifacts-probe-"
+    )
+    assert blocked.read_text() == "a file where the destination should be"
+
+
 def test_check_fails_on_an_invalid_file_with_the_key_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("workspaces:\n  team-a: {url: s3://b, colour: red}\n")
+    bad.write_text("workspaces:\n  team-a: {url: s3://bucket-b, colour: red}\n")
     result = CliRunner().invoke(main, ["check", "--config", str(bad)])
     assert result.exit_code == 2
     assert "workspaces.team-a.colour: unknown key" in result.output
@@ -116,7 +154,15 @@ def test_server_dry_run_plans_mlflow_with_workspaces(config: Path, tmp_path: Pat
         ],
     )
     assert result.exit_code == 0, result.output
-    command = result.output.strip().splitlines()[-1].split(" ")
+    words = shlex.split(result.output.strip().splitlines()[-1])
+    settings = dict(w.split("=", 1) for w in itertools.takewhile(lambda w: "=" in w, words))
+    command = words[len(settings) :]
+    # Copied elsewhere, the line keeps the configuration and the app's settings.
+    assert settings == {
+        "WS_ARTIFACTS_CONFIG": str(config.resolve()),
+        "WS_ARTIFACTS_GUARD": "0",
+        "WS_ARTIFACTS_NODELAY": "1",
+    }
     assert command[1:4] == ["-m", "mlflow", "server"]
     for flag, value in [
         ("--backend-store-uri", f"sqlite:///{tmp_path}/data/mlflow.db"),
