@@ -340,8 +340,7 @@ def test_kubernetes_config_passes_check(tmp_path: Path) -> None:
     assert routes(reports) == TEAM_ROUTES
     secrets = "/etc/ws-artifacts/secrets"
     assert [r["credentials"] for r in reports] == [
-        f"static keys from files {secrets}/{team}/access_key_id, "
-        f"{secrets}/{team}/secret_access_key"
+        f"static keys from files {secrets}/{team}/access_key_id, {secrets}/{team}/secret_access_key"
         for team in ("team-a", "team-b")
     ]
     assert [r["storage"] for r in reports] == [
