@@ -472,3 +472,13 @@ def test_deployment_doc_names_only_files_that_exist() -> None:
         "docs/deploy/kubernetes/ws-artifacts.yaml",
     }
     assert sorted(p for p in named if not (REPO / p).exists()) == []
+
+
+def test_deployment_doc_check_command_passes_in_the_compose_directory(tmp_path: Path) -> None:
+    """The documented `ws-artifacts check` line, run where the doc says, with .env sourced."""
+    text = (REPO / "docs" / "deployment.md").read_text()
+    (line,) = [x for x in text.splitlines() if x.startswith("ws-artifacts check ")]
+    args = shlex.split(line)[1:]
+    out = ws_artifacts([*args, "--json"], dotenv(COMPOSE / ".env.example"), COMPOSE)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert routes(json.loads(out.stdout)["routes"]) == TEAM_ROUTES
