@@ -356,16 +356,13 @@ def secret_files(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, tu
     pod = objects[("Deployment", "ws-artifacts")]["spec"]["template"]["spec"]
     out: dict[str, tuple[str, str]] = {}
     for volume in pod["volumes"]:
-        sources = volume.get("projected", {}).get("sources", [])
-        sources += (
-            [{"secret": {"name": volume["secret"]["secretName"], **volume["secret"]}}]
-            if ("secret" in volume)
-            else []
-        )
+        # A projected volume of several Secrets, or a plain secret volume.
+        secrets = [s["secret"] for s in volume.get("projected", {}).get("sources", [])]
+        if "secret" in volume:
+            secrets.append({"name": volume["secret"]["secretName"], **volume["secret"]})
         for mount in (m for m in spec["volumeMounts"] if m["name"] == volume["name"]):
             assert "subPath" not in mount  # rotated keys must reach the pods
-            for source in sources:
-                secret = source["secret"]
+            for secret in secrets:
                 for item in secret["items"]:
                     path = f"{mount['mountPath']}/{item['path']}"
                     out[path] = (secret["name"], item["key"])
@@ -407,6 +404,24 @@ def test_kubernetes_file_credentials_work_from_the_mounted_secrets(
         for o in s3.list_objects_v2(Bucket="team-a-artifacts").get("Contents", [])
         if ".ws-artifacts-probe-" in o["Key"]
     ] == []  # the probe cleaned up
+    # A Secret that is not mounted: the probe of that route fails and names the file and fix.
+    missing = root / "etc/ws-artifacts/secrets/team-b/secret_access_key"
+    missing.unlink()
+    out = ws_artifacts(
+        ["check", "--config", str(config), "--destination", DESTINATION, "--probe", "--json"],
+        env,
+        tmp_path,
+    )
+    assert out.returncode == 1
+    failed = {r["entry"]: (r["ok"], r["error"]) for r in json.loads(out.stdout)["routes"]}
+    assert failed == {
+        "team-a": (True, None),
+        "team-b": (
+            False,
+            f"Cannot read secret_access_key_file {missing} (No such file or directory); mount "
+            "the secret there or fix the path in the route's credentials.",
+        ),
+    }
 
 
 def test_kubernetes_deployment_args_pass_dry_run(tmp_path: Path) -> None:
