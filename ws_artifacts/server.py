@@ -14,6 +14,7 @@ worker. It:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -32,6 +33,7 @@ INNER_APP_ENV = "WS_ARTIFACTS_INNER_APP"
 GUARD_ENV = "WS_ARTIFACTS_GUARD"
 NODELAY_ENV = "WS_ARTIFACTS_NODELAY"
 APP_NAME = "ws-artifacts"
+READY_DIR_ENV = "WS_ARTIFACTS_READY_DIR"  # set by ws_artifacts.launcher
 
 
 def default_config_path() -> Path:
@@ -136,7 +138,56 @@ def create_app() -> Any:
         from ws_artifacts import guard
 
         app = guard.install(app)
+    ready_dir = os.environ.get(READY_DIR_ENV, "")
+    if ready_dir:
+        _report_ready(app, ready_dir)
     return app
+
+
+def _report_ready(app: Any, directory: str) -> None:
+    """Mark this worker ready for ``ws-artifacts server`` once it accepts requests: under
+    uvicorn, when its application startup has completed; a WSGI app (gunicorn) right away."""
+    from ws_artifacts.launcher import mark_ready
+
+    if not hasattr(app, "add_middleware"):
+        mark_ready(directory)
+        return
+    app.add_middleware(ReadyReporter, directory=directory)
+
+
+class ReadyReporter:
+    """ASGI middleware: after ``lifespan.startup.complete``, mark the worker ready.
+
+    uvicorn starts serving the listening socket right after startup completes, in the same
+    coroutine and without waiting on anything (``loop.create_server(sock=...)``); the mark is
+    written from a task that first lets the event loop run that far.
+    """
+
+    _YIELDS = 3
+
+    def __init__(self, app: Any, directory: str) -> None:
+        self.app = app
+        self.directory = directory
+        self._task: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_then_mark(message: dict[str, Any]) -> None:
+            await send(message)
+            if message.get("type") == "lifespan.startup.complete":
+                self._task = asyncio.get_running_loop().create_task(self._mark())
+
+        await self.app(scope, receive, send_then_mark)
+
+    async def _mark(self) -> None:
+        from ws_artifacts.launcher import mark_ready
+
+        for _ in range(self._YIELDS):
+            await asyncio.sleep(0)
+        await asyncio.to_thread(mark_ready, self.directory)
 
 
 def _return_large_buffers() -> None:
