@@ -91,7 +91,7 @@ def plan_command(
         str(workers),
         "--app-name",
         APP_NAME,
-        *extra,
+        *_with_worker_healthcheck(extra),
     ]
     env = dict(os.environ)
     env["WS_ARTIFACTS_CONFIG"] = str(config_path)
@@ -110,6 +110,46 @@ def plan_command(
         config_path=config_path,
         extra=list(extra),
     )
+
+
+#: How long uvicorn's supervisor waits for a worker to answer its health ping before killing
+#: it (uvicorn's default: 5 s). A spawned worker answers only once it has imported uvicorn and
+#: unpickled its configuration, which on a loaded machine takes longer than 5 s: the worker was
+#: killed and restarted again and again, and nothing answered.
+WORKER_HEALTHCHECK_SECONDS = 30
+_HEALTHCHECK_OPTION = "--timeout-worker-healthcheck"
+
+
+def _with_worker_healthcheck(extra: tuple[str, ...]) -> list[str]:
+    """``extra`` with ``--uvicorn-opts`` carrying a longer worker health-check timeout, unless
+    another server is chosen, the user set one, or this uvicorn has no such option."""
+    args = list(extra)
+    if any(a.startswith(("--gunicorn-opts", "--waitress-opts", "--dev")) for a in args):
+        return args
+    if not _uvicorn_has_healthcheck_option():
+        return args
+    ours = f"{_HEALTHCHECK_OPTION}={WORKER_HEALTHCHECK_SECONDS}"  # no space: copy-paste safe
+    for index, arg in enumerate(args):
+        if arg.startswith("--uvicorn-opts="):
+            value = arg.split("=", 1)[1]
+            if _HEALTHCHECK_OPTION not in value:
+                args[index] = f"--uvicorn-opts={value} {ours}".replace("= ", "=")
+            return args
+        if arg == "--uvicorn-opts" and index + 1 < len(args):
+            if _HEALTHCHECK_OPTION not in args[index + 1]:
+                args[index + 1] = f"{args[index + 1]} {ours}".strip()
+            return args
+    return [*args, f"--uvicorn-opts={ours}"]
+
+
+def _uvicorn_has_healthcheck_option() -> bool:
+    import inspect
+
+    try:
+        from uvicorn import Config
+    except ImportError:
+        return False
+    return "timeout_worker_healthcheck" in inspect.signature(Config).parameters
 
 
 def enable_nodelay() -> None:
