@@ -32,7 +32,12 @@ from mlflow.utils.workspace_context import get_request_workspace
 
 from ws_artifacts.errors import WsArtifactsError
 
+#: Where ``mlflow server`` tells its workers the proxied artifact destination
+#: (``mlflow.server.constants``; not imported: importing it runs ``mlflow.server``, the app).
+ARTIFACTS_DESTINATION_ENV_VAR = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
+
 __all__ = [
+    "ARTIFACTS_DESTINATION_ENV_VAR",
     "MLFLOW_VERSION",
     "TRACE_DATA_FILE_NAME",
     "ArtifactRepository",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,9 +79,10 @@ def main() -> None:
 @click.option("--app-name", help="Another mlflow.app to wrap, e.g. basic-auth.")
 @click.option(
     "--guard/--no-guard",
-    default=False,
+    default=True,
     show_default=True,
-    help="Refuse requests that point locations into other workspaces.",
+    help="Refuse requests that point locations into other workspaces (see docs/security.md "
+    "for what --no-guard gives up).",
 )
 @click.option(
     "--nodelay/--no-nodelay",
@@ -126,7 +126,9 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
 
         bootstrap_server_app(inner)
     sys.stdout.flush()
-    os.execve(plan.argv[0], plan.argv, plan.env)  # noqa: S606 - becomes mlflow server
+    from ws_artifacts.launcher import run
+
+    sys.exit(run(plan.argv, plan.env, url=plan.url, workers=options["workers"]))
 
 
 def _print_plan(plan: Any, config: Config) -> None:

@@ -108,6 +108,7 @@ def normalize(path: str | None) -> str:
             _check_segment("..", path)
         return "/".join(parts)
     _check_characters(path, path)
+    _check_invisible_and_lookalikes(path, path)
     if _DANGEROUS_ESCAPE.search(path):
         raise PathError(
             f"Artifact path {path!r} contains a percent-escaped separator, dot or control "
@@ -123,6 +124,7 @@ def normalize(path: str | None) -> str:
         decoded = _unquote_fully(segment, path)
         if decoded != segment:  # what a layer that decodes (once or more) would see
             _check_characters(decoded, path)
+            _check_invisible_and_lookalikes(decoded, path)
             if decoded in (".", "..") or "/" in decoded:
                 raise PathError(
                     f"Artifact path {path!r} has a segment {segment!r} that decodes to "
@@ -141,6 +143,34 @@ def _check_characters(text: str, path: str) -> None:
             raise PathError(
                 f"Artifact path {path!r} contains a control, line-separator or bidirectional "
                 f"character (U+{ord(ch):04X}); remove it."
+            )
+
+
+# Characters drawn like a slash or a backslash that are neither (Unicode's confusables of
+# U+002F and U+005C among symbols and punctuation; letters such as KATAKANA NO are left alone).
+# Unicode compatibility folding leaves these as they are, so a console shows a key such as
+# "workspaces\u2215team-b" as if it were another workspace's. (The fullwidth and small solidi
+# fold to "/" and "\\" and are refused by _check_segment.)
+_SLASH_LOOKALIKES = frozenset(
+    "\u1735\u2041\u2044\u2215\u2571\u27cb\u29f8\u2f03\u3033\U0001d23a"  # like "/"
+    "\u2216\u2572\u27cd\u29f5\u29f9"  # like "\\"
+)
+
+
+def _check_invisible_and_lookalikes(text: str, path: str) -> None:
+    """Refuse invisible format characters (category Cf: U+200B, U+FEFF, U+2060, ...) and slash
+    look-alikes: either makes a key read in a console as another key (another workspace's)."""
+    for ch in text:
+        if ch in _SLASH_LOOKALIKES:
+            raise PathError(
+                f"Artifact path {path!r} contains U+{ord(ch):04X} "
+                f"({unicodedata.name(ch, 'unnamed')}), which looks like a slash but is not one; "
+                "use '/' between directories and other characters in names."
+            )
+        if unicodedata.category(ch) == "Cf":
+            raise PathError(
+                f"Artifact path {path!r} contains the invisible character U+{ord(ch):04X} "
+                f"({unicodedata.name(ch, 'unnamed')}); remove it."
             )
 
 

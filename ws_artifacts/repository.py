@@ -16,7 +16,7 @@ import os
 import posixpath
 import queue
 import threading
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
@@ -247,21 +247,40 @@ class WorkspaceArtifactRepository(
         dst = _destination_dir(dst_path)
         files = list(backend.walk(target))
         local_root = os.path.join(dst, *rel.split("/")) if rel else dst
+        if files and self._serves_files_only():
+            raise PathError(
+                f"Artifact path refers to a directory, not a file: '{rel or '/'}' in workspace "
+                f"'{target.workspace}'; list it (GET .../artifacts?path=...) and download its "
+                "files one by one."
+            )
         if not files:
             if not rel:
                 return dst  # nothing at the root: MLflow returns the empty destination
             os.makedirs(os.path.dirname(local_root), exist_ok=True)
             backend.get_file(target, local_root)
             return local_root
-        # Every child target is built (and so checked) before anything is created locally.
+        # Every child is built and checked (containment, symbolic links) before anything is
+        # created locally; a copy that fails later takes the tree's other new files with it.
         children = [(target.child(normalize(entry.name)), normalize(entry.name)) for entry in files]
-        jobs = []
+        for child, _name in children:
+            backend.check(child)
+        jobs, created = [], _Created(local_root)
         for child, name in children:
             local = os.path.join(local_root, *name.split("/"))
-            os.makedirs(os.path.dirname(local), exist_ok=True)
+            created.makedirs(os.path.dirname(local))
+            created.file(local)
             jobs.append((functools.partial(backend.get_file, child, local), name))
-        _run_all(jobs, what="download", concurrency=_transfer(target).max_concurrency)
+        with created.removed_on_failure():
+            _run_all(jobs, what="download", concurrency=_transfer(target).max_concurrency)
         return local_root
+
+    def _serves_files_only(self) -> bool:
+        """Whether this is the repository of the server's proxied artifact serving, built from
+        its ``--artifacts-destination``: MLflow's handlers send what it downloads as one file
+        (and refuse a directory only after copying the tree), and its clients fetch trees file
+        by file, so a directory is refused before anything is copied."""
+        destination = os.environ.get(_mlflow.ARTIFACTS_DESTINATION_ENV_VAR, "")
+        return bool(destination) and destination.rstrip("/") == self.artifact_uri.rstrip("/")
 
     @_boundary
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
@@ -403,7 +422,14 @@ def _server_config() -> Config | None:
 
 
 def _file_path(artifact_path: str | None, file_name: str) -> str:
-    return join(normalize(artifact_path), normalize(os.path.basename(file_name)))
+    name = normalize(os.path.basename(file_name))
+    if not name:
+        raise PathError(
+            f"File name {file_name!r} names no file (it would write to the directory "
+            f"'{normalize(artifact_path) or '/'}' itself); give the name of a file, such as "
+            "'model.pkl'."
+        )
+    return join(normalize(artifact_path), name)
 
 
 def _transfer(target: Target) -> Transfer:
@@ -459,6 +485,42 @@ def _collect(calls: Any) -> list[tuple[str, BaseException]]:
         except Exception as err:  # noqa: BLE001 - collected and re-raised together below
             failures.append((name, err))
     return failures
+
+
+class _Created:
+    """What a tree download creates below its local root, removed again if the download fails
+    (files and directories that were there before are left alone)."""
+
+    def __init__(self, root: str) -> None:
+        self._files: list[str] = []
+        self._dirs: list[str] = []
+        self.makedirs(root)
+
+    def makedirs(self, path: str) -> None:
+        missing = []
+        while path and not os.path.isdir(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for directory in reversed(missing):
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.append(directory)
+
+    def file(self, path: str) -> None:
+        if not os.path.lexists(path):
+            self._files.append(path)
+
+    @contextlib.contextmanager
+    def removed_on_failure(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            for path in self._files:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            for directory in reversed(self._dirs):
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)  # only if empty
+            raise
 
 
 class _FailedTransfers(WsArtifactsError, OSError):

@@ -14,6 +14,7 @@ worker. It:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -32,6 +33,7 @@ INNER_APP_ENV = "WS_ARTIFACTS_INNER_APP"
 GUARD_ENV = "WS_ARTIFACTS_GUARD"
 NODELAY_ENV = "WS_ARTIFACTS_NODELAY"
 APP_NAME = "ws-artifacts"
+READY_DIR_ENV = "WS_ARTIFACTS_READY_DIR"  # set by ws_artifacts.launcher
 
 
 def default_config_path() -> Path:
@@ -102,7 +104,7 @@ def plan_command(
         str(workers),
         "--app-name",
         APP_NAME,
-        *extra,
+        *_with_worker_healthcheck(extra),
     ]
     env = dict(os.environ)
     env["WS_ARTIFACTS_CONFIG"] = str(config_path)
@@ -121,6 +123,46 @@ def plan_command(
         config_path=config_path,
         extra=list(extra),
     )
+
+
+#: How long uvicorn's supervisor waits for a worker to answer its health ping before killing
+#: it (uvicorn's default: 5 s). A spawned worker answers only once it has imported uvicorn and
+#: unpickled its configuration, which on a loaded machine takes longer than 5 s: the worker was
+#: killed and restarted again and again, and nothing answered.
+WORKER_HEALTHCHECK_SECONDS = 30
+_HEALTHCHECK_OPTION = "--timeout-worker-healthcheck"
+
+
+def _with_worker_healthcheck(extra: tuple[str, ...]) -> list[str]:
+    """``extra`` with ``--uvicorn-opts`` carrying a longer worker health-check timeout, unless
+    another server is chosen, the user set one, or this uvicorn has no such option."""
+    args = list(extra)
+    if any(a.startswith(("--gunicorn-opts", "--waitress-opts", "--dev")) for a in args):
+        return args
+    if not _uvicorn_has_healthcheck_option():
+        return args
+    ours = f"{_HEALTHCHECK_OPTION}={WORKER_HEALTHCHECK_SECONDS}"  # no space: copy-paste safe
+    for index, arg in enumerate(args):
+        if arg.startswith("--uvicorn-opts="):
+            value = arg.split("=", 1)[1]
+            if _HEALTHCHECK_OPTION not in value:
+                args[index] = f"--uvicorn-opts={value} {ours}".replace("= ", "=")
+            return args
+        if arg == "--uvicorn-opts" and index + 1 < len(args):
+            if _HEALTHCHECK_OPTION not in args[index + 1]:
+                args[index + 1] = f"{args[index + 1]} {ours}".strip()
+            return args
+    return [*args, f"--uvicorn-opts={ours}"]
+
+
+def _uvicorn_has_healthcheck_option() -> bool:
+    import inspect
+
+    try:
+        from uvicorn import Config
+    except ImportError:
+        return False
+    return "timeout_worker_healthcheck" in inspect.signature(Config).parameters
 
 
 def enable_nodelay() -> None:
@@ -150,7 +192,56 @@ def create_app() -> Any:
         from ws_artifacts import guard
 
         app = guard.install(app)
+    ready_dir = os.environ.get(READY_DIR_ENV, "")
+    if ready_dir:
+        _report_ready(app, ready_dir)
     return app
+
+
+def _report_ready(app: Any, directory: str) -> None:
+    """Mark this worker ready for ``ws-artifacts server`` once it accepts requests: under
+    uvicorn, when its application startup has completed; a WSGI app (gunicorn) right away."""
+    from ws_artifacts.launcher import mark_ready
+
+    if not hasattr(app, "add_middleware"):
+        mark_ready(directory)
+        return
+    app.add_middleware(ReadyReporter, directory=directory)
+
+
+class ReadyReporter:
+    """ASGI middleware: after ``lifespan.startup.complete``, mark the worker ready.
+
+    uvicorn starts serving the listening socket right after startup completes, in the same
+    coroutine and without waiting on anything (``loop.create_server(sock=...)``); the mark is
+    written from a task that first lets the event loop run that far.
+    """
+
+    _YIELDS = 3
+
+    def __init__(self, app: Any, directory: str) -> None:
+        self.app = app
+        self.directory = directory
+        self._task: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_then_mark(message: dict[str, Any]) -> None:
+            await send(message)
+            if message.get("type") == "lifespan.startup.complete":
+                self._task = asyncio.get_running_loop().create_task(self._mark())
+
+        await self.app(scope, receive, send_then_mark)
+
+    async def _mark(self) -> None:
+        from ws_artifacts.launcher import mark_ready
+
+        for _ in range(self._YIELDS):
+            await asyncio.sleep(0)
+        await asyncio.to_thread(mark_ready, self.directory)
 
 
 def _return_large_buffers() -> None:

@@ -43,6 +43,10 @@ class Backend(Protocol):
     def walk(self, target: Target) -> Iterator[Entry]:
         """Every file below ``target``, names relative to it."""
 
+    def check(self, target: Target) -> None:
+        """Refuse ``target`` now if reading it would be refused (a symbolic link out of the
+        workspace): lets a tree download refuse before it copies anything."""
+
     def delete(self, target: Target) -> int:
         """Delete ``target`` and everything below it; return how many objects went."""
 

@@ -93,6 +93,10 @@ class FsspecBackend:
                 )
         return path
 
+    def check(self, target: Target) -> None:
+        """Refuse a target that resolves outside its workspace (see :meth:`_checked`)."""
+        self._checked(target)
+
     # -- writes ---------------------------------------------------------------------------
     def put_file(self, target: Target, local_path: str) -> None:
         """Copy a local file into place; local routes write a temporary name, then rename."""

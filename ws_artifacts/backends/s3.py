@@ -262,6 +262,9 @@ class S3Backend:
                     if name and not name.endswith("/"):
                         yield Entry(name, False, int(obj["Size"]))
 
+    def check(self, target: Target) -> None:
+        """Nothing to check before a read: object keys have no links."""
+
     def size(self, target: Target) -> int:
         """The object's size in bytes."""
         with self._errors("stat", target):

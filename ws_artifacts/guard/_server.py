@@ -31,6 +31,7 @@ _logger = logging.getLogger(__name__)
 LOCATION_TAGS = ("mlflow.artifactLocation", "mlflow.trace.archiveLocation")
 _TRACE_TAG_ATTRIBUTE = "mlflow.traceTag."  # OTLP root-span attributes that become trace tags
 _BAD_OTLP = "Invalid OpenTelemetry format"
+_TRACE_TAG_FIELD = "trace tag "  # how checks of trace tags name their field
 
 # (field, uri, workspace to check against; None: the caller's)
 Check = tuple[str, str, str | None]
@@ -81,7 +82,15 @@ def check_all(checks: list[Check]) -> None:
         return
     policy, caller = _policy(), _caller()
     for field, uri, workspace in checks:
-        policy.check(uri, workspace or caller, field=field, resolve=resolve_reference)
+        policy.check(
+            uri,
+            workspace or caller,
+            field=field,
+            resolve=resolve_reference,
+            # A trace tag set to "" is a location to MLflow (its working directory); "" in
+            # the other fields is a proto field left out.
+            empty_is_unset=not field.startswith(_TRACE_TAG_FIELD),
+        )
         _logger.debug("guard: %s accepted for workspace %s", field, workspace or caller)
 
 
@@ -135,7 +144,9 @@ def _model_version() -> list[Check]:
 
 
 def _tag_pairs(pairs: Iterator[tuple[str, str]]) -> list[Check]:
-    return [(f"trace tag {key}", value, None) for key, value in pairs if key in LOCATION_TAGS]
+    return [
+        (f"{_TRACE_TAG_FIELD}{key}", value, None) for key, value in pairs if key in LOCATION_TAGS
+    ]
 
 
 def _set_trace_tag(name: str) -> Callable[[], list[Check]]:
@@ -302,7 +313,7 @@ def location_tags(body: bytes, content_type: str, content_encoding: str) -> list
                         # The store keeps str() of the decoded value.
                         value = otlp._decode_otel_proto_anyvalue(attribute.value)
                         text = value if isinstance(value, str) else str(value)
-                        checks.append((f"trace tag {tag} (OTLP)", text, None))
+                        checks.append((f"{_TRACE_TAG_FIELD}{tag} (OTLP)", text, None))
     return checks
 
 

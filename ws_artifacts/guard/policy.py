@@ -104,20 +104,33 @@ class LocationPolicy:
         self._places: dict[str, tuple[Place, ...]] = {}
 
     def check(
-        self, uri: str, workspace: str, *, field: str, resolve: Resolver | None = None
+        self,
+        uri: str,
+        workspace: str,
+        *,
+        field: str,
+        resolve: Resolver | None = None,
+        empty_is_unset: bool = True,
     ) -> None:
         """Refuse ``uri`` unless it lies inside ``workspace``.
 
         Args:
-            uri: The location a request wants to store; ``""`` (nothing) passes.
+            uri: The location a request wants to store.
             workspace: The caller's workspace (or the workspace being configured).
             field: What the request sets, for the message (``source``, ``trace tag ...``).
             resolve: Resolves ``runs:/`` and ``models:/`` URIs in the caller's workspace.
+            empty_is_unset: Whether MLflow reads ``""`` in this field as "not set" (a proto
+                field left out), so that it passes. Where MLflow uses ``""`` as a location
+                (a trace tag: a local repository on the server's working directory), say False.
 
         Raises:
             LocationRefused: With the reason and the workspace's own places.
         """
         try:
+            if not uri and not empty_is_unset:
+                raise LocationRefused(
+                    "an empty location is read by MLflow as the server's working directory."
+                )
             self._check(uri, workspace, resolve, depth=0)
         except LocationRefused as err:
             raise LocationRefused(
@@ -182,6 +195,11 @@ class LocationPolicy:
             raise LocationRefused(str(err).removeprefix("Refused: ")) from None
 
     def _check_raw(self, scheme: str, netloc: str, path: str, workspace: str) -> None:
+        if scheme == "" and not path.startswith("/"):
+            raise LocationRefused(
+                "a relative path is read by MLflow against the server's working directory; "
+                "use an absolute path or a URI."
+            )
         if scheme in ("", "local"):
             scheme = "file"
         if scheme == "file":

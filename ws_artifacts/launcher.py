@@ -1,0 +1,107 @@
+"""Run ``mlflow server`` as a child and say, in one line, when every worker accepts requests.
+
+uvicorn prints ``Uvicorn running on ...`` as soon as its supervisor binds the socket, long
+before the workers have imported MLflow; a client that probes ``/server-info`` then (MLflow's
+client waits 3 s) can time out. So ``ws-artifacts server`` does not exec ``mlflow server`` but
+supervises it:
+
+* it gives the server a fresh directory in ``WS_ARTIFACTS_READY_DIR``; the ``ws-artifacts``
+  app in every worker writes a file named after its process id there once its application
+  startup has completed and its event loop serves the listening socket
+  (:func:`ws_artifacts.server.create_app`);
+* when files from as many workers as ``--workers`` asked for are there and ``/health``
+  answers, it prints ``ws-artifacts: ready on http://HOST:PORT (N workers)``, once;
+* it forwards SIGINT, SIGTERM and SIGHUP to the server and exits with the server's status
+  (128 + N when the server died of signal N).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from ws_artifacts.server import READY_DIR_ENV
+
+__all__ = ["READY_DIR_ENV", "mark_ready", "run", "wait_until_ready"]
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_POLL_SECONDS = 0.05
+
+
+def mark_ready(directory: str) -> None:
+    """Record that this worker process accepts requests (atomically: write, then rename)."""
+    final = Path(directory) / str(os.getpid())
+    tmp = final.with_name(f".{final.name}.tmp")
+    with contextlib.suppress(OSError):  # the launcher may be gone; never fail a worker for it
+        tmp.write_text(f"{time.time():.6f}\n")
+        tmp.rename(final)
+
+
+def wait_until_ready(
+    directory: Path,
+    workers: int,
+    health_url: str,
+    alive: Callable[[], bool],
+) -> bool:
+    """Wait until ``workers`` workers have marked themselves ready and ``health_url`` answers.
+
+    Returns:
+        True when ready; False when ``alive()`` turned False first (the server exited).
+    """
+    while alive():
+        ready = [p for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+        if len(ready) >= workers and _answers(health_url):
+            return True
+        time.sleep(_POLL_SECONDS)
+    return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - the server we started
+            return True
+    except urllib.error.HTTPError:
+        return True  # an answer all the same (an auth app may guard /health)
+    except OSError:
+        return False
+
+
+def run(argv: list[str], env: dict[str, str], *, url: str, workers: int) -> int:
+    """Start the server, print the ready line when it is, and return its exit status."""
+    directory = Path(tempfile.mkdtemp(prefix="ws-artifacts-ready-"))
+    try:
+        proc = subprocess.Popen(argv, env={**env, READY_DIR_ENV: str(directory)})
+        previous = {sig: signal.signal(sig, _forward(proc)) for sig in _FORWARDED}
+        try:
+            if wait_until_ready(directory, workers, f"{url}/health", lambda: proc.poll() is None):
+                print(f"ws-artifacts: ready on {url} ({_workers(workers)})", flush=True)
+            code = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return 128 - code if code < 0 else code
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def _forward(proc: subprocess.Popen[bytes]) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+    return handler
