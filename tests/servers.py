@@ -117,6 +117,7 @@ def start_mlflow(
     env: dict[str, str],
     workers: int = 2,
     command: list[str] | None = None,
+    backend_store_uri: str | None = None,
 ) -> Server:
     """Start ``mlflow server --enable-workspaces`` on SQLite in ``workdir``.
 
@@ -126,6 +127,7 @@ def start_mlflow(
         env: Extra environment (WS_ARTIFACTS_CONFIG, AWS credentials...).
         workers: uvicorn workers.
         command: Another launcher instead of ``python -m mlflow server`` (e.g. ws-artifacts).
+        backend_store_uri: Another tracking store (e.g. ``postgresql://...``) instead of SQLite.
     """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,7 @@ def start_mlflow(
     cmd = [
         *(command or [sys.executable, "-m", "mlflow", "server"]),
         "--backend-store-uri",
-        f"sqlite:///{db}",
+        backend_store_uri or f"sqlite:///{db}",
         "--host",
         "127.0.0.1",
         "--port",
