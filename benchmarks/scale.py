@@ -38,6 +38,9 @@ from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow, start_mot
 
 WS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+# uvicorn kills a worker that misses a 5 s health ping; on a loaded 2-core machine a starting
+# worker can, and is then restarted over and over.
+PATIENT_WORKERS = ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
 
 
 def _config(endpoint: str) -> str:
@@ -95,7 +98,7 @@ def _start(work: Path, uri: str, config: Path, workers: int) -> Server:
         work,
         command=WS,
         backend_store_uri=uri,
-        args=["--artifacts-destination", "ws-s3://scale-root"],
+        args=["--artifacts-destination", "ws-s3://scale-root", *PATIENT_WORKERS],
         env=env,
         workers=workers,
         startup_timeout=600,

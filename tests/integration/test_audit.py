@@ -33,6 +33,9 @@ admin_password = {password}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 """
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+# uvicorn kills a worker that misses a 5 s health ping; on a loaded 2-core machine a starting
+# worker can, and is then restarted over and over.
+PATIENT_WORKERS = ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
 VOLATILE = ("time", "duration_ms", "pid")
 
 
@@ -83,7 +86,7 @@ def audited(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Au
     server = start_mlflow(
         workdir,
         command=[*WS_ARTIFACTS, "--app-name", "basic-auth", "--audit", str(log)],
-        args=["--artifacts-destination", "ws-s3://root"],
+        args=["--artifacts-destination", "ws-s3://root", *PATIENT_WORKERS],
         env={
             **_server_env(routed_config_file),
             "MLFLOW_AUTH_CONFIG_PATH": str(ini),

@@ -33,6 +33,9 @@ pytestmark = pytest.mark.integration
 WS_ARTIFACTS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]
 MIB = 1024 * 1024
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+# uvicorn kills a worker that misses a 5 s health ping; on a loaded 2-core machine a starting
+# worker can, and is then restarted over and over.
+PATIENT_WORKERS = ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
 MPU = "/api/2.0/mlflow-artifacts/mpu"
 WORKSPACES = ("team-a", "team-b", "vision-x", "other")
 # workspace -> (bucket, key prefix before "workspaces/")
@@ -132,7 +135,7 @@ def pair(session_dir: Path, postgres: Postgres, moto: Server, s3: Any) -> Iterat
             session_dir / name,
             command=WS_ARTIFACTS,
             backend_store_uri=uri,
-            args=["--artifacts-destination", "ws-s3://root"],
+            args=["--artifacts-destination", "ws-s3://root", *PATIENT_WORKERS],
             env=_server_env(config),
             workers=2,
             startup_timeout=300,  # two at once on a shared 2-core machine
