@@ -193,3 +193,32 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("logs/audit.jsonl", "ABS"), ("-", "-"), (None, None)],
+    ids=["relative-path", "stdout", "off"],
+)
+def test_server_audit_option_sets_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, given: str | None, expected: str | None
+) -> None:
+    from ws_artifacts.server import plan_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(audit.AUDIT_ENV, raising=False)
+    plan = plan_command(
+        config_path=tmp_path / "c.yaml",
+        data_dir=tmp_path,
+        backend_store_uri=None,
+        artifacts_destination=None,
+        host="127.0.0.1",
+        port=5000,
+        workers=2,
+        inner_app=None,
+        guard=False,
+        nodelay=True,
+        audit=given,
+    )
+    want = str(tmp_path / "logs/audit.jsonl") if expected == "ABS" else expected
+    assert plan.env.get(audit.AUDIT_ENV) == want
