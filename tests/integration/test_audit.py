@@ -94,7 +94,7 @@ def audited(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Au
             "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
         },
         workers=2,
-        startup_timeout=300,  # a shared 2-core machine under load starts slowly
+        startup_timeout=900,  # a shared 2-core machine under load starts slowly
     )
     try:
         wrapped = Audited(MlflowServer(server, routed_config_file), log)

@@ -115,7 +115,7 @@ def _migrate(uri: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=1200,  # 20 s of CPU; far longer on a loaded shared machine
     )
 
 
@@ -138,7 +138,7 @@ def pair(session_dir: Path, postgres: Postgres, moto: Server, s3: Any) -> Iterat
             args=["--artifacts-destination", "ws-s3://root", *PATIENT_WORKERS],
             env=_server_env(config),
             workers=2,
-            startup_timeout=300,  # two at once on a shared 2-core machine
+            startup_timeout=900,  # two at once on a shared 2-core machine
         )
 
     with ThreadPoolExecutor(max_workers=2) as pool:
