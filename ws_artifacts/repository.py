@@ -180,12 +180,13 @@ class WorkspaceArtifactRepository(
         Containment is checked when the target is built (``Target.__post_init__``); on a
         server, a default-destination target must also lie under the server's destinations.
         """
-        audit.note(workspace=self._active(), base=self._base, path=path)
+        active = self._active()
+        audit.note(workspace=active, base=self._base, path=path)
         target = _decide(
             self._base,
             path,
             operation,
-            self._active(),
+            active,
             self._router(),
             destinations_from_env(os.environ),
         )
