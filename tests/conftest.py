@@ -182,3 +182,13 @@ def direct(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Mlf
     """``mlflow server --no-serve-artifacts --default-artifact-root ws-s3://root``."""
     with running_server(session_dir / "direct", routed_config_file, DIRECT_ARGS) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server on loopback (Debian's binaries; see tests/postgres.py)."""
+    from tests.postgres import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()

@@ -99,6 +99,19 @@ def active_workspace() -> str | None:
     return workspace
 
 
+def authenticated_user() -> str | None:
+    """The user MLflow's basic-auth authenticated for this Flask request (3.11+ keeps it in
+    ``flask.g.mlflow_authenticated_user``); None outside a Flask request or without it."""
+    try:
+        from flask import g, has_app_context
+    except ImportError:
+        return None
+    if not has_app_context():
+        return None
+    user = getattr(g, "mlflow_authenticated_user", None)
+    return user if isinstance(user, str) and user else None
+
+
 def mlflow_error(err: WsArtifactsError) -> MlflowException:
     """The MlflowException to raise for one of our errors (``raise mlflow_error(e) from e``)."""
     return MlflowException(str(err), error_code=ErrorCode.Value(err.mlflow_code))

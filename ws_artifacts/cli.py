@@ -90,6 +90,12 @@ def main() -> None:
     show_default=True,
     help="Turn Nagle's algorithm off on connections (avoids ~40 ms stalls).",
 )
+@click.option(
+    "--audit",
+    metavar="PATH",
+    help="Write one JSON line per artifact operation to PATH ('-': standard output); "
+    "default: $WS_ARTIFACTS_AUDIT, else off. See docs/audit.md.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the command; do not start.")
 @click.pass_context
 def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **options: Any) -> None:
@@ -141,6 +147,7 @@ def _print_plan(plan: Any, config: Config) -> None:
     _out.print(f"  tracking store : {plan.backend_store_uri}")
     _out.print(f"  destination    : {plan.destination}")
     _out.print(f"  configuration  : {plan.config_path}")
+    _out.print(f"  audit trail    : {plan.env.get('WS_ARTIFACTS_AUDIT') or 'off'}")
     table = Table(title="workspace routes", title_justify="left")
     for column in ("workspaces", "goes to", "backend", "credentials"):
         table.add_column(column)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow
+from ws_artifacts import _mlflow, audit
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -181,14 +181,17 @@ class WorkspaceArtifactRepository(
         Containment is checked when the target is built (``Target.__post_init__``); on a
         server, a default-destination target must also lie under the server's destinations.
         """
+        active = self._active()
+        audit.note(workspace=active, base=self._base, path=path)
         target = _decide(
             self._base,
             path,
             operation,
-            self._active(),
+            active,
             self._router(),
             destinations_from_env(os.environ),
         )
+        audit.note(target)
         _logger.debug(
             "%s workspace=%s route=%s key=%s",
             operation,
@@ -199,12 +202,15 @@ class WorkspaceArtifactRepository(
         return target
 
     # -- the repository contract ----------------------------------------------------------
+    @audit.audited("write")
     @_boundary
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         """Upload one local file to ``artifact_path/<file name>``."""
         target = self._resolve(_file_path(artifact_path, local_file), "write")
         backend_for(target.route).put_file(target, local_file)
+        audit.note(files=[local_file])
 
+    @audit.audited("write")
     @_boundary
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         """Upload a directory tree, several files at a time."""
@@ -220,7 +226,9 @@ class WorkspaceArtifactRepository(
             what="upload",
             concurrency=_transfer(base).max_concurrency,
         )
+        audit.note(files=[f for _t, f in jobs])
 
+    @audit.audited("list")
     @_boundary
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         """The direct children of ``path``; a file or missing path lists as empty."""
@@ -232,11 +240,14 @@ class WorkspaceArtifactRepository(
             key=lambda info: info.path,
         )
 
+    @audit.audited("read")
     @_boundary
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
         target = self._resolve(remote_file_path, "read")
         backend_for(target.route).get_file(target, local_path)
+        audit.note(files=[local_path])
 
+    @audit.audited("read")
     @_boundary
     def download_artifacts(self, artifact_path: str | None, dst_path: str | None = None) -> str:
         """Download a file or a tree. The target is resolved here, in the calling thread,
@@ -258,6 +269,7 @@ class WorkspaceArtifactRepository(
                 return dst  # nothing at the root: MLflow returns the empty destination
             os.makedirs(os.path.dirname(local_root), exist_ok=True)
             backend.get_file(target, local_root)
+            audit.note(files=[local_root])
             return local_root
         # Every child is built and checked (containment, symbolic links) before anything is
         # created locally; a copy that fails later takes the tree's other new files with it.
@@ -272,6 +284,7 @@ class WorkspaceArtifactRepository(
             jobs.append((functools.partial(backend.get_file, child, local), name))
         with created.removed_on_failure():
             _run_all(jobs, what="download", concurrency=_transfer(target).max_concurrency)
+        audit.note(size=sum(entry.size or 0 for entry in files))
         return local_root
 
     def _serves_files_only(self) -> bool:
@@ -282,6 +295,7 @@ class WorkspaceArtifactRepository(
         destination = os.environ.get(_mlflow.ARTIFACTS_DESTINATION_ENV_VAR, "")
         return bool(destination) and destination.rstrip("/") == self.artifact_uri.rstrip("/")
 
+    @audit.audited("delete")
     @_boundary
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
         """Delete a file or a tree (MLflow's base class silently does nothing)."""
@@ -296,11 +310,13 @@ class WorkspaceArtifactRepository(
 
     # MLflow's trace readers turn every failure into "trace data not found" (HTTP 404); check
     # ownership first so that a refusal stays a refusal (HTTP 403).
+    @audit.audited("read")
     def download_trace_data(self) -> Any:
         """As MLflow's, after the ownership check."""
         self._check_readable(_mlflow.TRACE_DATA_FILE_NAME)
         return super().download_trace_data()
 
+    @audit.audited("read")
     def download_trace_data_to_file(self, dst_path: Any) -> Any:
         """As MLflow's (3.17+), after the ownership check."""
         self._check_readable(_mlflow.TRACE_DATA_FILE_NAME)
@@ -315,14 +331,16 @@ class WorkspaceArtifactRepository(
         return None
 
     # -- streamed uploads (the server hands us the request body) --------------------------
+    @audit.audited("write")
     @_boundary
     def log_artifact_from_stream(
         self, stream: BinaryIO, artifact_file_name: str, artifact_path: str | None = None
     ) -> None:
         """Upload a request body without a temporary file."""
         target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
-        backend_for(target.route).put_stream(target, stream)
+        backend_for(target.route).put_stream(target, audit.counted(stream))
 
+    @audit.audited("write")
     async def log_artifact_from_async_stream(
         self,
         chunks: AsyncIterable[bytes],
@@ -338,7 +356,7 @@ class WorkspaceArtifactRepository(
         backend = backend_for(target.route)
         upload = asyncio.ensure_future(asyncio.to_thread(reader.drain_into, backend, target))
         try:
-            async for chunk in chunks:
+            async for chunk in audit.counted_chunks(chunks):
                 if upload.done():
                     break  # the upload failed already; its error is raised below
                 await reader.feed(chunk)
@@ -354,6 +372,7 @@ class WorkspaceArtifactRepository(
             raise _mlflow.mlflow_error(err) from err
 
     # -- proxied multipart upload and presigned download ----------------------------------
+    @audit.audited("multipart_create")
     @_boundary
     def create_multipart_upload(
         self, local_file: str, num_parts: int = 1, artifact_path: str | None = None
@@ -369,6 +388,7 @@ class WorkspaceArtifactRepository(
             ],
         )
 
+    @audit.audited("multipart_complete")
     @_boundary
     def complete_multipart_upload(
         self,
@@ -382,6 +402,7 @@ class WorkspaceArtifactRepository(
         etags = [(p.part_number, p.etag or "") for p in sorted(parts, key=lambda p: p.part_number)]
         _s3(target).complete_multipart(target, upload_id, etags)
 
+    @audit.audited("multipart_abort")
     @_boundary
     def abort_multipart_upload(
         self, local_file: str, upload_id: str, artifact_path: str | None = None
@@ -390,6 +411,7 @@ class WorkspaceArtifactRepository(
         target = self._resolve(_file_path(artifact_path, local_file), "write")
         _s3(target).abort_multipart(target, upload_id)
 
+    @audit.audited("presign_read")
     @_boundary
     def get_download_presigned_url(
         self, artifact_path: str, expiration: int = 300
@@ -403,6 +425,7 @@ class WorkspaceArtifactRepository(
 
         if isinstance(backend, S3Backend) and backend.transfer.presigned_downloads:
             url, size = backend.presign_get(target, expiration)
+            audit.note(size=size)
             return PresignedDownloadUrlResponse(url=url, headers={}, file_size=size)
         return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
 

@@ -9,7 +9,9 @@ worker. It:
   IPPROTO_TCP, so every reused-connection response with a body stalls ~40 ms on delayed ACKs;
 * optionally installs the request guard (``WS_ARTIFACTS_GUARD=1``);
 * wraps another ``mlflow.app`` (``WS_ARTIFACTS_INNER_APP``, e.g. ``basic-auth``) instead of
-  replacing it.
+  replacing it;
+* with the audit trail on (``WS_ARTIFACTS_AUDIT``), opens its file and installs the outermost
+  ASGI middleware that gives each request an id, a remote address and a user for the lines.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def plan_command(
     guard: bool,
     nodelay: bool,
     extra: tuple[str, ...] = (),
+    audit: str | None = None,
 ) -> ServerPlan:
     """Build the ``mlflow server`` command line and environment (no side effects)."""
     data_dir = data_dir.resolve()
@@ -110,6 +113,10 @@ def plan_command(
     env["WS_ARTIFACTS_CONFIG"] = str(config_path)
     env[GUARD_ENV] = "1" if guard else "0"
     env[NODELAY_ENV] = "1" if nodelay else "0"
+    if audit:
+        from ws_artifacts.audit import AUDIT_ENV
+
+        env[AUDIT_ENV] = audit if audit == "-" else str(Path(audit).resolve())
     if inner_app:
         env[INNER_APP_ENV] = inner_app
     else:
@@ -187,7 +194,8 @@ def create_app() -> Any:
     _return_large_buffers()
     _log_to_stderr()
     _warm_up()
-    app = _inner_app(os.environ.get(INNER_APP_ENV, "").strip())
+    inner = os.environ.get(INNER_APP_ENV, "").strip()
+    app = _inner_app(inner)
     if os.environ.get(GUARD_ENV, "0") == "1":
         from ws_artifacts import guard
 
@@ -195,6 +203,7 @@ def create_app() -> Any:
     ready_dir = os.environ.get(READY_DIR_ENV, "")
     if ready_dir:
         _report_ready(app, ready_dir)
+    _install_audit(app, inner)
     return app
 
 
@@ -242,6 +251,32 @@ class ReadyReporter:
         for _ in range(self._YIELDS):
             await asyncio.sleep(0)
         await asyncio.to_thread(mark_ready, self.directory)
+
+
+def _install_audit(app: Any, inner: str) -> None:
+    """Open the audit file (a bad path fails the start) and put the request middleware
+    outermost, so every request has an id before any other app sees it."""
+    from ws_artifacts import audit
+
+    if not audit.enabled():
+        return
+    audit.open_sink()
+    if not hasattr(app, "user_middleware"):
+        _logger.warning(
+            "ws-artifacts audit: %s is not an ASGI app; lines carry no request id, user or "
+            "remote address",
+            type(app).__name__,
+        )
+        return
+    from starlette.middleware import Middleware
+
+    app.user_middleware.insert(
+        0,
+        Middleware(
+            audit.AuditMiddleware,
+            trust_basic_header=inner in audit.BASIC_AUTH_APPS,
+        ),
+    )
 
 
 def _return_large_buffers() -> None:

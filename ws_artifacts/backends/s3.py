@@ -168,6 +168,7 @@ class S3Backend:
                         done.append(_settle(held, len(done) + 1))
                 while held:
                     done.append(_settle(held, len(done) + 1))
+            stale = self.stale_uploads(target, upload_id)
             client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=target.key,
@@ -183,6 +184,67 @@ class S3Backend:
                     Bucket=self.bucket, Key=target.key, UploadId=upload_id, **owner
                 )
             raise
+        self.abort_stale(target, stale)
+
+    # -- uploads a killed server left behind ------------------------------------------------
+    # A server killed in the middle of a multipart upload cannot abort it; its parts would stay
+    # (and be billed) until a bucket lifecycle rule removes them. So when a multipart write of
+    # key K completes, the uploads of exactly K that S3 lists before ours (it lists one key's
+    # uploads in ascending order of initiation) are aborted: they began before this write and
+    # this write replaces whatever they would have produced. Best effort: a failure here never
+    # fails the write (AbortIncompleteMultipartUpload in the lifecycle rule is the backstop).
+    def stale_uploads(self, target: Target, upload_id: str) -> list[str]:
+        """The pending uploads of exactly ``target.key`` initiated before ``upload_id``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        older: list[str] = []
+        try:
+            pages = (
+                self.client(target)
+                .get_paginator("list_multipart_uploads")
+                .paginate(Bucket=self.bucket, Prefix=target.key, **self._owner)
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload.get("Key") != target.key:
+                        continue  # K/child or K.bak: another object
+                    if upload.get("UploadId") == upload_id:
+                        return older
+                    older.append(str(upload["UploadId"]))
+        except (ClientError, BotoCoreError) as err:
+            _logger.info(
+                "cannot list pending uploads for workspace=%s bucket=%s (%s); stale uploads are "
+                "left to the bucket's lifecycle rule",
+                target.workspace,
+                self.bucket,
+                boto_code(err) or type(err).__name__,
+            )
+        return []  # ours was not listed: no order to go by, abort nothing
+
+    def abort_stale(self, target: Target, upload_ids: list[str]) -> None:
+        """Abort ``upload_ids`` (from :meth:`stale_uploads`); failures are logged, not raised."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = self.client(target)
+        for stale in upload_ids:
+            try:
+                client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=target.key, UploadId=stale, **self._owner
+                )
+            except (ClientError, BotoCoreError) as err:
+                _logger.info(
+                    "cannot abort a stale upload for workspace=%s bucket=%s (%s)",
+                    target.workspace,
+                    self.bucket,
+                    boto_code(err) or type(err).__name__,
+                )
+            else:
+                _logger.info(
+                    "aborted a stale multipart upload for workspace=%s bucket=%s key=%s",
+                    target.workspace,
+                    self.bucket,
+                    target.key,
+                )
 
     # -- reads ----------------------------------------------------------------------------
     def get_file(self, target: Target, local_path: str) -> None:
@@ -330,7 +392,9 @@ class S3Backend:
     def complete_multipart(
         self, target: Target, upload_id: str, etags: list[tuple[int, str]]
     ) -> None:
-        """Assemble the uploaded parts into the object."""
+        """Assemble the uploaded parts into the object, then abort older uploads of the same
+        key (see :meth:`stale_uploads`)."""
+        stale = self.stale_uploads(target, upload_id)
         with self._errors("complete multipart upload", target):
             self.client(target).complete_multipart_upload(
                 Bucket=self.bucket,
@@ -339,6 +403,7 @@ class S3Backend:
                 MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags]},
                 **self._owner,
             )
+        self.abort_stale(target, stale)
 
     def abort_multipart(self, target: Target, upload_id: str) -> None:
         """Abort, so no orphaned parts remain."""
