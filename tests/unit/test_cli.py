@@ -160,7 +160,7 @@ def test_server_dry_run_plans_mlflow_with_workspaces(config: Path, tmp_path: Pat
     # Copied elsewhere, the line keeps the configuration and the app's settings.
     assert settings == {
         "WS_ARTIFACTS_CONFIG": str(config.resolve()),
-        "WS_ARTIFACTS_GUARD": "0",
+        "WS_ARTIFACTS_GUARD": "1",  # safe by default: --no-guard turns it off
         "WS_ARTIFACTS_NODELAY": "1",
     }
     assert command[1:4] == ["-m", "mlflow", "server"]
