@@ -33,6 +33,8 @@ class RouteReport:
     storage: str
     ok: bool | None = None
     error: str | None = None
+    previous: int = 0
+    left_in_previous: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -86,6 +88,8 @@ def check_routes(config: Config, destination: str, *, probe: bool) -> list[Route
             try:
                 _probe(route, workspace)
                 report.ok = True
+                if route.previous and entry == workspace:  # exact names: see migrate --dry-run
+                    report.left_in_previous = _left_in_previous(route, workspace)
             except WsArtifactsError as err:
                 report.ok, report.error = False, str(err)
         reports.append(report)
@@ -127,7 +131,17 @@ def _report(entry: str, workspace: str, route: Route) -> RouteReport:
         backend=route.backend,
         credentials=credentials_source(route.settings),
         storage=storage_summary(route.settings),
+        previous=len(route.previous),
     )
+
+
+def _left_in_previous(route: Route, workspace: str) -> int:
+    """Objects of ``workspace`` still in its route's previous places (parallel listing)."""
+    from ws_artifacts.copying import list_tree
+
+    scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
+    root = Target(route, scope, workspace, scope)
+    return sum(len(list_tree(place)) for place in root.places()[1:])
 
 
 def _probe(route: Route, workspace: str) -> None:

@@ -35,6 +35,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "WORKSPACE_TAG",
     "Config",
     "Credentials",
+    "PlaceConfig",
     "RouteConfig",
     "Settings",
     "StoragePolicy",
@@ -150,7 +152,8 @@ _SECRET_FIELDS = ("access_key_id", "secret_access_key", "session_token", "extern
 def secret_values(config: Config) -> list[str]:
     """Every secret value the configuration holds (for log redaction; never print them)."""
     values = []
-    for settings in (config.defaults, *config.workspaces.values()):
+    places = [p for route in config.workspaces.values() for p in route.previous]
+    for settings in (config.defaults, *config.workspaces.values(), *places):
         creds = settings.credentials
         if creds is not None:
             for name in _SECRET_FIELDS:
@@ -262,14 +265,14 @@ def _mask_options(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class RouteConfig(Settings):
-    """Where one workspace (or a glob of workspaces) keeps its artifacts."""
+class PlaceConfig(Settings):
+    """One store location: a URL and, optionally, its own connection settings."""
 
     url: str = Field(pattern=r"^[a-z][a-z0-9+.-]*://")
     backend: Literal["s3", "fsspec"] | None = None
 
     @model_validator(mode="after")
-    def _check_url(self) -> RouteConfig:
+    def _check_url(self) -> PlaceConfig:
         stripped = self.url.replace("{workspace}", "")
         if "{" in stripped or "}" in stripped:
             raise ValueError("url may only use the placeholder {workspace}")
@@ -285,6 +288,50 @@ class RouteConfig(Settings):
         if self.backend is not None:
             return self.backend
         return "s3" if self.url.startswith("s3://") else "fsspec"
+
+
+class RouteConfig(PlaceConfig):
+    """Where one workspace (or a glob of workspaces) keeps its artifacts.
+
+    ``previous`` names the places the route used to be, newest first: a URL (it inherits the
+    route's settings) or a mapping with ``url`` and its own connection settings (``endpoint_url``,
+    ``credentials``...; ``storage`` and ``transfer`` stay the route's). Each keeps the same
+    layout, ``<url>/workspaces/<workspace>/...``. Reads look there after the current place;
+    writes go to the current place only; deletes remove every copy.
+    """
+
+    previous: tuple[PlaceConfig, ...] = Field(
+        default=(),
+        description="Earlier places of this route, newest first: a URL or {url, credentials, "
+        "endpoint_url, ...}. Read after the current place; 'ws-artifacts migrate' empties them.",
+    )
+
+    @field_validator("previous", mode="before")
+    @classmethod
+    def _urls_to_places(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("previous is a list of places: previous: [s3://old-bucket/prefix]")
+        if isinstance(value, list | tuple):
+            return [{"url": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _check_previous(self) -> RouteConfig:
+        seen = {self.url.rstrip("/")}
+        for index, place in enumerate(self.previous):
+            if place.url.rstrip("/") in seen:
+                raise ValueError(
+                    f"previous.{index}: {place.url} is the route's url or listed twice; "
+                    "each previous place must be another location"
+                )
+            seen.add(place.url.rstrip("/"))
+            unmovable = {"storage", "transfer"} & place.model_fields_set
+            if unmovable:
+                raise ValueError(
+                    f"previous.{index}: {', '.join(sorted(unmovable))} is the route's own "
+                    "(objects are written only to the current place); remove it here"
+                )
+        return self
 
 
 class Config(_Model):
