@@ -34,6 +34,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -315,23 +316,26 @@ class RouteConfig(PlaceConfig):
             return [{"url": item} if isinstance(item, str) else item for item in value]
         return value
 
-    @model_validator(mode="after")
-    def _check_previous(self) -> RouteConfig:
-        seen = {self.url.rstrip("/")}
-        for index, place in enumerate(self.previous):
+    @field_validator("previous", mode="after")
+    @classmethod
+    def _check_previous(
+        cls, places: tuple[PlaceConfig, ...], info: ValidationInfo
+    ) -> tuple[PlaceConfig, ...]:
+        seen = {str(info.data.get("url", "")).rstrip("/")}
+        for index, place in enumerate(places):
             if place.url.rstrip("/") in seen:
                 raise ValueError(
-                    f"previous.{index}: {place.url} is the route's url or listed twice; "
+                    f"place {index} ({place.url}) is the route's url or listed twice; "
                     "each previous place must be another location"
                 )
             seen.add(place.url.rstrip("/"))
             unmovable = {"storage", "transfer"} & place.model_fields_set
             if unmovable:
                 raise ValueError(
-                    f"previous.{index}: {', '.join(sorted(unmovable))} is the route's own "
+                    f"place {index}: {', '.join(sorted(unmovable))} is the route's own "
                     "(objects are written only to the current place); remove it here"
                 )
-        return self
+        return places
 
 
 class Config(_Model):

@@ -1,0 +1,187 @@
+"""Route changes with ``previous``, ``ws-artifacts migrate`` and moved experiments, through a
+real ``mlflow server --workers 2`` on moto (and, for faults, a fault-injecting proxy)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
+from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from ws_artifacts.cli import main
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+BUCKETS = ("mig-old-a", "mig-new-a", "mig-mv-x", "mig-mv-y", "mig-dir-old", "mig-dir-new")
+MOVE_WORKSPACES = ("team-a", "mv-x", "mv-y")
+
+
+def write_config(path: Path, endpoint: str, team_a: str, *, extra: str = "") -> None:
+    """The server's configuration: team-a's route as given, mv-x and mv-y fixed."""
+    text = f"""
+        defaults:
+          endpoint_url: {endpoint}
+          region: us-east-1
+          addressing_style: path
+        workspaces:
+          team-a:
+{textwrap.indent(textwrap.dedent(team_a).strip(), " " * 12)}
+          mv-x:
+            url: s3://mig-mv-x
+          mv-y:
+            url: s3://mig-mv-y
+{textwrap.indent(textwrap.dedent(extra).strip(), " " * 10)}
+    """
+    path.write_text(textwrap.dedent(text))
+    # The server re-reads the file when its mtime changes (checked at most once a second).
+    time.sleep(1.3)
+
+
+@pytest.fixture(scope="module")
+def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Iterator[Any]:
+    for bucket in BUCKETS:
+        s3.create_bucket(Bucket=bucket)
+    workdir = tmp_path_factory.mktemp("migrate")
+    config = workdir / "ws-artifacts.yaml"
+    write_config(config, moto.url, "url: s3://mig-old-a")
+    with running_server(
+        workdir / "server", config, PROXIED_ARGS, workspaces=MOVE_WORKSPACES
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("WS_ARTIFACTS_CONFIG", raising=False)
+
+
+def run_cli(*args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def md5(s3: Any, bucket: str, key: str) -> str:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def policy(s3: Any, bucket: str, key: str) -> tuple[Any, Any, list[dict[str, str]]]:
+    head = s3.head_object(Bucket=bucket, Key=key)
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    return (
+        head.get("ServerSideEncryption"),
+        head.get("StorageClass"),
+        sorted(tags, key=lambda t: t["Key"]),
+    )
+
+
+NEW_ROUTE_A = """
+    url: s3://mig-new-a
+    storage: {sse: AES256, storage_class: STANDARD_IA, tags: {team: a}}
+    previous: [s3://mig-old-a]
+"""
+NEW_POLICY = (
+    "AES256",
+    "STANDARD_IA",
+    [{"Key": "mlflow-workspace", "Value": "team-a"}, {"Key": "team", "Value": "a"}],
+)
+
+
+def test_route_change_reads_previous_then_migrate_moves_everything(
+    mig_server: MlflowServer, s3: Any, tmp_path: Path, cli_env: None
+) -> None:
+    config = mig_server.config
+    moto_url = s3.meta.endpoint_url
+    files = {"model.pkl": os.urandom(3000), "sub/conf.yaml": b"a: 1"}
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    for name, data in files.items():
+        (tmp_path / "src" / name).write_bytes(data)
+    with in_workspace("team-a"):
+        client = mig_server.client()
+        exp = client.create_experiment(unique("route-change"))
+        run = client.create_run(exp).info.run_id
+        client.log_artifacts(run, str(tmp_path / "src"))
+    base = f"workspaces/team-a/{exp}/{run}/artifacts"
+    old_keys = [f"{base}/model.pkl", f"{base}/sub/conf.yaml"]
+    assert keys(s3, "mig-old-a", f"workspaces/team-a/{exp}/") == old_keys
+    digests = {k: md5(s3, "mig-old-a", k) for k in old_keys}
+
+    write_config(config, moto_url, NEW_ROUTE_A)
+    with in_workspace("team-a"):
+        client = mig_server.client()
+        assert [f.path for f in client.list_artifacts(run)] == ["model.pkl", "sub"]
+        out = Path(client.download_artifacts(run, "", str(tmp_path / "dl1")))
+        assert (out / "model.pkl").read_bytes() == files["model.pkl"]
+        assert (out / "sub" / "conf.yaml").read_bytes() == b"a: 1"
+        (tmp_path / "new.txt").write_bytes(b"written after the change")
+        client.log_artifact(run, str(tmp_path / "new.txt"))
+        assert [f.path for f in client.list_artifacts(run)] == ["model.pkl", "new.txt", "sub"]
+    assert keys(s3, "mig-new-a", f"workspaces/team-a/{exp}/") == [f"{base}/new.txt"]
+    assert keys(s3, "mig-old-a", f"workspaces/team-a/{exp}/") == old_keys
+    assert policy(s3, "mig-new-a", f"{base}/new.txt") == NEW_POLICY
+
+    # A delete reaches every place: a copy in the old place goes too.
+    s3.put_object(Bucket="mig-old-a", Key=f"{base}/tmp.txt", Body=b"old copy")
+    url = f"{mig_server.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/tmp.txt"
+    headers = {"X-MLFLOW-WORKSPACE": "team-a"}
+    assert requests.put(url, data=b"new copy", headers=headers, timeout=30).status_code == 200
+    assert requests.delete(url, headers=headers, timeout=30).status_code == 200
+    assert f"{base}/tmp.txt" not in keys(s3, "mig-old-a") + keys(s3, "mig-new-a")
+
+    args = ["migrate", "team-a", "--config", str(config), "--json"]
+    before = keys(s3, "mig-new-a")
+    plan = run_cli(*args, "--dry-run")
+    place = plan["places"][0]
+    assert (place["source"], place["target"], place["mode"]) == (
+        "s3://mig-old-a/workspaces/team-a",
+        "s3://mig-new-a/workspaces/team-a",
+        "server-side",
+    )
+    assert (place["planned"], place["copied"], place["present"], place["failed"]) == (2, 0, 0, 0)
+    assert place["bytes_planned"] == 3000 + 4
+    assert keys(s3, "mig-new-a") == before  # the dry run wrote nothing
+    assert keys(s3, "mig-old-a", f"workspaces/team-a/{exp}/") == old_keys
+
+    done = run_cli(*args)["places"][0]
+    assert (done["copied"], done["failed"], done["bytes_copied"]) == (2, 0, 3004)
+    assert keys(s3, "mig-new-a", f"workspaces/team-a/{exp}/") == sorted(
+        [*old_keys, f"{base}/new.txt"]
+    )
+    for key, digest in digests.items():
+        assert md5(s3, "mig-new-a", key) == digest
+        assert policy(s3, "mig-new-a", key) == NEW_POLICY
+
+    again = run_cli(*args)["places"][0]
+    assert (again["copied"], again["present"], again["failed"]) == (0, 2, 0)
+
+    report = run_cli(
+        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://root"
+    )
+    team_a = next(r for r in report["routes"] if r["entry"] == "team-a")
+    assert (team_a["previous"], team_a["left_in_previous"]) == (1, 2)
+
+    deleted = run_cli(*args, "--delete-source")["places"][0]
+    assert (deleted["copied"], deleted["deleted"]) == (0, 2)
+    assert keys(s3, "mig-old-a") == []
+    with in_workspace("team-a"):
+        out = Path(mig_server.client().download_artifacts(run, "", str(tmp_path / "dl2")))
+    assert (out / "model.pkl").read_bytes() == files["model.pkl"]
+    report = run_cli(
+        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://root"
+    )
+    assert next(r for r in report["routes"] if r["entry"] == "team-a")["left_in_previous"] == 0
