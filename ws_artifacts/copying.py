@@ -23,6 +23,7 @@ The engine under ``ws-artifacts migrate`` (and free for any other tool that move
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ _MAX_COPY_OBJECT = 5 * _GIB  # S3's limit for one copy_object
 _LIST_DEPTH = 2  # split listings at <experiment>/ and then <run>/
 _LIST_THREADS = 16
 _READ = 1024 * 1024
+_RELIST_FROM = 50  # copies verified from one listing of the target rather than HEADs
 
 Mode = Literal["server-side", "streamed"]
 Action = Literal["copied", "present", "shadowed", "failed", "planned"]
@@ -103,6 +105,7 @@ class _Job:
     listed: Listed
     mode: Mode
     outcome: Outcome = field(init=False)
+    md5: str | None = None  # of the bytes streamed (streamed copies)
 
 
 # -- listing ------------------------------------------------------------------------------
@@ -207,24 +210,42 @@ def copy_tree(
     if jobs:
         transfer = dst.route.settings.transfer or Transfer()
         with ThreadPoolExecutor(max_workers=transfer.max_concurrency) as pool:
-            for job in pool.map(_run, jobs):
-                outcomes.append(job.outcome)
-                report(job.outcome)
+            errors = dict(zip(map(id, jobs), pool.map(_run, jobs), strict=True))
+            copied = [job for job in jobs if errors[id(job)] is None]
+            # One (parallel) listing verifies many copies in a few requests; a few copies are
+            # verified with one HEAD each.
+            after = list_tree(dst) if len(copied) >= _RELIST_FROM else {}
+            list(pool.map(functools.partial(_verify, after=after), copied))
+        for job in jobs:
+            outcomes.append(job.outcome)
+            report(job.outcome)
     return sorted(outcomes, key=lambda o: o.name)
 
 
-def _run(job: _Job) -> _Job:
-    name, size = job.listed.name, job.listed.size
+def _run(job: _Job) -> WsArtifactsError | None:
+    """Copy one object; on failure, settle its outcome and return the error."""
     try:
-        md5 = None if job.mode == "server-side" else _copy_streamed(job)
         if job.mode == "server-side":
             _copy_server_side(job)
-        how = _verify_copy(job, md5)
-        job.outcome = Outcome(name, size, "copied", job.mode, how)
+        else:
+            job.md5 = _copy_streamed(job)
     except WsArtifactsError as err:
-        _logger.debug("copy of %s failed: %s", job.src.uri, type(err).__name__)
-        job.outcome = Outcome(name, size, "failed", job.mode, error=str(err))
-    return job
+        _fail(job, err)
+        return err
+    return None
+
+
+def _verify(job: _Job, after: dict[str, Listed]) -> None:
+    try:
+        how = _verify_copy(job, after.get(job.listed.name))
+        job.outcome = Outcome(job.listed.name, job.listed.size, "copied", job.mode, how)
+    except WsArtifactsError as err:
+        _fail(job, err)
+
+
+def _fail(job: _Job, err: WsArtifactsError) -> None:
+    _logger.debug("copy of %s failed: %s", job.src.uri, type(err).__name__)
+    job.outcome = Outcome(job.listed.name, job.listed.size, "failed", job.mode, error=str(err))
 
 
 def _copy_server_side(job: _Job) -> str:
@@ -312,11 +333,12 @@ def _copy_streamed(job: _Job) -> str:
 
 
 # -- verification -------------------------------------------------------------------------
-def _verify_copy(job: _Job, streamed: str | None) -> str:
-    """Check the new object against the source; on a mismatch delete it and raise."""
+def _verify_copy(job: _Job, listed_after: Listed | None) -> str:
+    """Check the new object (as listed after the copies, else from a HEAD) against the source;
+    on a mismatch delete it and raise."""
     src, dst, listed = job.src, job.dst, job.listed
-    there = _stat(dst)
-    how = same_content(src, listed, dst, there, streamed_md5=streamed)
+    there = listed_after or _stat(dst)
+    how = same_content(src, listed, dst, there, streamed_md5=job.md5)
     if how is None:
         with contextlib.suppress(WsArtifactsError):
             backend_for(dst.route).delete(dst)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from mlflow.exceptions import MlflowException
 
 from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
@@ -185,3 +188,98 @@ def test_route_change_reads_previous_then_migrate_moves_everything(
         "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://root"
     )
     assert next(r for r in report["routes"] if r["entry"] == "team-a")["left_in_previous"] == 0
+
+
+def move_experiment(server: MlflowServer, name: str, source: str, target: str) -> None:
+    """Move an experiment as `mlflow db move-resources --artifact-policy retarget` does. MLflow
+    3.10 has no such command: there the same rows are changed through MLflow's own models."""
+    db = f"sqlite:///{server.server.log.parent / 'mlflow.db'}"
+    from mlflow.store.db import workspace_migration  # noqa: F401 - present on 3.10 and 3.17
+
+    try:
+        from mlflow.store.db import workspace_move  # noqa: F401
+    except ImportError:  # MLflow 3.10
+        from mlflow.store.db.utils import create_sqlalchemy_engine
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment
+        from sqlalchemy.orm import Session
+
+        engine = create_sqlalchemy_engine(db)
+        with Session(engine) as session, session.begin():
+            experiment = session.query(SqlExperiment).filter_by(name=name, workspace=source).one()
+            experiment.workspace = target
+            experiment.artifact_location = (
+                f"mlflow-artifacts:/workspaces/{target}/{experiment.experiment_id}"
+            )
+        engine.dispose()
+        return
+    command = [sys.executable, "-m", "mlflow", "db", "move-resources", db]
+    command += ["--from", source, "--to", target, "--resource-type", "experiments"]
+    command += ["--name", name, "--artifact-policy", "retarget", "--yes"]
+    command += ["--default-artifact-root", "mlflow-artifacts:/"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspace(
+    mig_server: MlflowServer, s3: Any, tmp_path: Path, cli_env: None
+) -> None:
+    name = unique("moved")
+    (tmp_path / "w.bin").write_bytes(b"run weights")
+    (tmp_path / "m.bin").write_bytes(b"model weights")
+    with in_workspace("mv-x"):
+        client = mig_server.client()
+        exp = client.create_experiment(name)
+        run = client.create_run(exp).info.run_id
+        client.log_artifact(run, str(tmp_path / "w.bin"))
+        model = client.create_logged_model(exp, name="m")
+        client.log_model_artifact(model.model_id, str(tmp_path / "m.bin"))
+    old_keys = [
+        f"workspaces/mv-x/{exp}/models/{model.model_id}/artifacts/m.bin",
+        f"workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
+    ]
+    assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == old_keys
+    move_experiment(mig_server, name, "mv-x", "mv-y")
+    with in_workspace("mv-y"):
+        stuck = mig_server.client().get_run(run).info.artifact_uri
+    assert stuck == f"mlflow-artifacts:/workspaces/mv-x/{exp}/{run}/artifacts"
+
+    db = f"sqlite:///{mig_server.server.log.parent / 'mlflow.db'}"
+    args = ["migrate", "--moved-from", "mv-x", "--to", "mv-y", "--backend-store-uri", db]
+    args += ["--destination", "ws-s3://root", "--config", str(mig_server.config), "--json"]
+    plan = run_cli(*args, "--dry-run")
+    assert plan["experiments"] == [exp]
+    assert plan["locations"] == {"experiment": 0, "run": 1, "logged_model": 1, "trace": 0}
+    assert [(p["source"], p["target"], p["planned"]) for p in plan["places"]] == [
+        (f"s3://mig-mv-x/workspaces/mv-x/{exp}", f"s3://mig-mv-y/workspaces/mv-y/{exp}", 2)
+    ]
+    assert keys(s3, "mig-mv-y", f"workspaces/mv-y/{exp}/") == []  # the dry run copied nothing
+    with in_workspace("mv-y"):
+        assert mig_server.client().get_run(run).info.artifact_uri == stuck
+
+    done = run_cli(*args, "--delete-source")
+    assert (done["updated"], done["deleted"], done["places"][0]["copied"]) == (2, 2, 2)
+    assert keys(s3, "mig-mv-y", f"workspaces/mv-y/{exp}/") == [
+        k.replace("workspaces/mv-x/", "workspaces/mv-y/") for k in old_keys
+    ]
+    assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == []
+    with in_workspace("mv-y"):
+        client = mig_server.client()
+        assert client.get_run(run).info.artifact_uri == (
+            f"mlflow-artifacts:/workspaces/mv-y/{exp}/{run}/artifacts"
+        )
+        assert client.get_logged_model(model.model_id).artifact_location == (
+            f"mlflow-artifacts:/workspaces/mv-y/{exp}/models/{model.model_id}/artifacts"
+        )
+        out = client.download_artifacts(run, "w.bin", str(tmp_path))
+        assert Path(out).read_bytes() == b"run weights"
+    # The old location is refused from the new workspace, and the run is gone from the old one.
+    refused = requests.get(
+        f"{mig_server.url}/api/2.0/mlflow-artifacts/artifacts/workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
+        headers={"X-MLFLOW-WORKSPACE": "mv-y"},
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    with in_workspace("mv-x"), pytest.raises(MlflowException, match=r"not found|does not exist"):
+        mig_server.client().get_run(run)
+    again = run_cli(*args)
+    assert (again["experiments"], again["updated"]) == ([], 0)
