@@ -52,7 +52,7 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 _GIB = 1024**3
 _MAX_COPY_OBJECT = 5 * _GIB  # S3's limit for one copy_object
-_LIST_DEPTH = 2  # split listings at <experiment>/ and then <run>/
+_LIST_DEPTH = 1  # one delimited listing of experiments, then one flat listing each
 _LIST_THREADS = 16
 _READ = 1024 * 1024
 _RELIST_FROM = 50  # copies verified from one listing of the target rather than HEADs
@@ -111,7 +111,7 @@ class _Job:
 # -- listing ------------------------------------------------------------------------------
 def list_tree(target: Target, *, threads: int = _LIST_THREADS) -> dict[str, Listed]:
     """Every object below ``target`` (names relative to it). S3 trees are listed in parallel:
-    one delimited listing per level down to runs, then one flat listing per run."""
+    one delimited listing of the experiments, then one flat listing per experiment."""
     if target.route.backend != "s3":
         backend = backend_for(target.route)
         return {e.name: Listed(e.name, e.size or 0, None) for e in backend.walk(target)}

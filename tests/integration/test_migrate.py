@@ -283,3 +283,50 @@ def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspa
         mig_server.client().get_run(run)
     again = run_cli(*args)
     assert (again["experiments"], again["updated"]) == ([], 0)
+
+
+def test_direct_clients_read_previous_places_and_delete_everywhere(
+    direct: MlflowServer, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_env: None
+) -> None:
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    endpoint = s3.meta.endpoint_url
+    common = f"defaults: {{endpoint_url: {endpoint}, region: us-east-1, addressing_style: path}}"
+    before.write_text(f"{common}\nworkspaces:\n  other: {{url: s3://mig-dir-old}}\n")
+    after.write_text(
+        f"{common}\nworkspaces:\n  other: {{url: s3://mig-dir-new, previous: [s3://mig-dir-old]}}\n"
+    )
+    (tmp_path / "a.txt").write_bytes(b"old place")
+    (tmp_path / "b.txt").write_bytes(b"doomed")
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(before))
+    with in_workspace("other"):
+        client = direct.client()
+        exp = client.create_experiment(unique("direct-move"))
+        run = client.create_run(exp).info.run_id
+        client.log_artifact(run, str(tmp_path / "a.txt"))
+        client.log_artifact(run, str(tmp_path / "b.txt"), "d")
+    base = f"workspaces/other/{exp}/{run}/artifacts"
+    assert keys(s3, "mig-dir-old", f"workspaces/other/{exp}/") == [
+        f"{base}/a.txt",
+        f"{base}/d/b.txt",
+    ]
+
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(after))
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with in_workspace("other"):
+        client = direct.client()
+        assert [f.path for f in client.list_artifacts(run)] == ["a.txt", "d"]
+        assert Path(client.download_artifacts(run, "a.txt", str(tmp_path / "x"))).name == "a.txt"
+        assert (tmp_path / "x" / "a.txt").read_bytes() == b"old place"
+        repo = get_artifact_repository(client.get_run(run).info.artifact_uri)
+        repo.delete_artifacts("d")
+        assert [f.path for f in client.list_artifacts(run)] == ["a.txt"]
+    assert keys(s3, "mig-dir-old", f"workspaces/other/{exp}/") == [f"{base}/a.txt"]
+    done = run_cli("migrate", "other", "--config", str(after), "--json", "--delete-source")
+    place = done["places"][0]
+    assert (place["copied"], place["deleted"], place["failed"]) == (1, 1, 0)
+    assert keys(s3, "mig-dir-new", f"workspaces/other/{exp}/") == [f"{base}/a.txt"]
+    assert keys(s3, "mig-dir-old", f"workspaces/other/{exp}/") == []
+    with in_workspace("other"):
+        out = direct.client().download_artifacts(run, "a.txt", str(tmp_path / "y"))
+    assert Path(out).read_bytes() == b"old place"
