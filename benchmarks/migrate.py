@@ -161,9 +161,13 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def raw_copy(s3: Any, src: str, dst: str, keys: list[str]) -> None:
+def raw_copy(s3: Any, src: str, dst: str, keys: list[str], workspace: str) -> None:
+    """``copy_object`` of each key, 8 threads, with the storage policy migrate applies too
+    (the route's default: the ``mlflow-workspace`` tag)."""
+    tagging = {"TaggingDirective": "REPLACE", "Tagging": f"mlflow-workspace={workspace}"}
+
     def one(key: str) -> None:
-        s3.copy_object(Bucket=dst, Key=key, CopySource={"Bucket": src, "Key": key})
+        s3.copy_object(Bucket=dst, Key=key, CopySource={"Bucket": src, "Key": key}, **tagging)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, keys))
@@ -198,8 +202,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--store", choices=["seaweedfs", "moto"], default="seaweedfs")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/migrate.json")
+    parser.add_argument("--tree", type=int, help="objects in the dry-run tree (default 100 000)")
     args = parser.parse_args()
     small_n, big_size, tree_n = (200, 64 * MIB, 10_000) if args.quick else (1000, GIB, 100_000)
+    tree_n = args.tree or tree_n
     from ws_artifacts.migrate import migrate_workspace
 
     workdir = Path(tempfile.mkdtemp(prefix="ws-migrate-bench-"))
@@ -217,7 +223,7 @@ def main() -> None:
                 f"workspaces/bench-s/1/run{i // 100}/artifacts/f{i:04d}.bin" for i in range(small_n)
             ]
             fill(s3, "old-s", small, os.urandom(4 * KIB))
-            raw_s, _ = timed(lambda: raw_copy(s3, "old-s", "raw-s", small))
+            raw_s, _ = timed(lambda: raw_copy(s3, "old-s", "raw-s", small, "bench-s"))
             ours_s, res = timed(lambda: migrate_workspace(router, "bench-s"))
             assert res[0].count("copied") == small_n, res[0].as_dict()
             rows.append(_row(f"{small_n} x 4 KiB", raw_s, ours_s, res[0].outcomes[0].verified_by))
@@ -229,7 +235,7 @@ def main() -> None:
                 multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB, max_concurrency=8
             )
             s3.upload_fileobj(_Zeros(big_size), "old-b", big, Config=part)
-            raw_b, _ = timed(lambda: raw_copy(s3, "old-b", "raw-b", [big]))
+            raw_b, _ = timed(lambda: raw_copy(s3, "old-b", "raw-b", [big], "bench-b"))
             ours_b, res = timed(lambda: migrate_workspace(router, "bench-b"))
             assert res[0].count("copied") == 1, res[0].as_dict()
             size = f"{big_size // GIB} GiB" if big_size >= GIB else f"{big_size // MIB} MiB"
