@@ -19,7 +19,6 @@ import requests
 from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
-from tests import servers
 from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
 from ws_artifacts.cli import main
@@ -59,18 +58,12 @@ def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) 
     workdir = tmp_path_factory.mktemp("migrate")
     config = workdir / "ws-artifacts.yaml"
     write_config(config, moto.url, "url: s3://mig-old-a")
-    with pytest.MonkeyPatch.context() as patch:
-        # On the shared 2-core machine (load 15-20 while several suites run) two workers have
-        # taken up to five minutes to answer; give this module's server that long.
-        wait = servers.wait_http
-        patch.setattr(
-            servers, "wait_http", lambda url, proc, log, timeout=90: wait(url, proc, log, 600)
-        )
-        with running_server(
-            workdir / "server", config, PROXIED_ARGS, workspaces=MOVE_WORKSPACES
-        ) as server:
-            patch.undo()
-            yield server
+    # uvicorn 0.54 kills a worker that does not answer its health check within 5 s, which on
+    # the shared 2-core machine (load 15-20 while several suites run) kept the server from ever
+    # coming up; this module's server gives its workers 120 s.
+    args = [*PROXIED_ARGS, "--uvicorn-opts", "--timeout-worker-healthcheck 120"]
+    with running_server(workdir / "server", config, args, workspaces=MOVE_WORKSPACES) as server:
+        yield server
 
 
 @pytest.fixture
