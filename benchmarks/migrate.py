@@ -29,6 +29,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -208,6 +209,7 @@ def main() -> None:
     tree_n = args.tree or tree_n
     from ws_artifacts.migrate import migrate_workspace
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the store is stopped too
     workdir = Path(tempfile.mkdtemp(prefix="ws-migrate-bench-"))
     rows: list[dict[str, Any]] = []
     try:

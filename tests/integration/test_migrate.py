@@ -19,6 +19,7 @@ import requests
 from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
+from tests import servers
 from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
 from ws_artifacts.cli import main
@@ -61,9 +62,19 @@ def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) 
     # uvicorn 0.54 kills a worker that does not answer its health check within 5 s, which on
     # the shared 2-core machine (load 15-20 while several suites run) kept the server from ever
     # coming up; this module's server gives its workers 120 s.
+    # Starting can take minutes there too: wait up to 10 minutes for this one server.
     args = [*PROXIED_ARGS, "--uvicorn-opts", "--timeout-worker-healthcheck 120"]
-    with running_server(workdir / "server", config, args, workspaces=MOVE_WORKSPACES) as server:
+    wait = servers.wait_http
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            servers, "wait_http", lambda url, proc, log, timeout=90: wait(url, proc, log, 600)
+        )
+        started = running_server(workdir / "server", config, args, workspaces=MOVE_WORKSPACES)
+        server = started.__enter__()
+    try:
         yield server
+    finally:
+        started.__exit__(None, None, None)
 
 
 @pytest.fixture
