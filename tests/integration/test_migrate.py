@@ -246,10 +246,12 @@ def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspa
         client.log_artifact(run, str(tmp_path / "w.bin"))
         model = client.create_logged_model(exp, name="m")
         client.log_model_artifact(model.model_id, str(tmp_path / "m.bin"))
-    old_keys = [
-        f"workspaces/mv-x/{exp}/models/{model.model_id}/artifacts/m.bin",
-        f"workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
-    ]
+    old_keys = sorted(
+        [
+            f"workspaces/mv-x/{exp}/models/{model.model_id}/artifacts/m.bin",
+            f"workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
+        ]
+    )
     assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == old_keys
     move_experiment(mig_server, name, "mv-x", "mv-y")
     with in_workspace("mv-y"):
