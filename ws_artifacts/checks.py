@@ -40,6 +40,8 @@ class RouteReport:
     storage: str
     ok: bool | None = None
     error: str | None = None
+    previous: int = 0
+    left_in_previous: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -134,14 +136,25 @@ def _report(entry: str, workspace: str, route: Route, scope: str, probe: bool) -
         backend=route.backend,
         credentials=credentials_source(route.settings),
         storage=storage_summary(route.settings),
+        previous=len(route.previous),
     )
     if probe:
         try:
             _probe(route, workspace, scope)
             report.ok = True
+            if route.previous and entry == workspace:  # exact names: see migrate --dry-run
+                report.left_in_previous = _left_in_previous(route, workspace, scope)
         except WsArtifactsError as err:
             report.ok, report.error = False, str(err)
     return report
+
+
+def _left_in_previous(route: Route, workspace: str, scope: str) -> int:
+    """Objects of ``workspace`` still in its route's previous places (parallel listing)."""
+    from ws_artifacts.copying import list_tree
+
+    root = Target(route, scope, workspace, scope)
+    return sum(len(list_tree(place)) for place in root.places()[1:])
 
 
 def _probe(route: Route, workspace: str, scope: str) -> None:

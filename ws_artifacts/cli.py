@@ -186,7 +186,8 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
         click.echo(json.dumps(payload, indent=2))
     else:
         table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
-        for column in ("entry", "example", "url", "backend", "credentials", "storage", "probe"):
+        columns = ("entry", "example", "url", "backend", "credentials", "storage", "probe")
+        for column in (*columns, "left in previous"):
             table.add_column(column)
         for r in reports:
             status = (
@@ -200,6 +201,7 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
                     for v in (r.entry, r.workspace, r.url, r.backend, r.credentials, r.storage)
                 ),
                 status,
+                _left(r),
             )
         _out.print(table)
         _out.print(
@@ -208,6 +210,15 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
             else f"[red]{len(failed)} route(s) failed[/red]"
         )
     sys.exit(1 if failed else 0)
+
+
+def _left(report: Any) -> str:
+    """The 'left in previous' cell: objects still in previous places (counted by --probe)."""
+    if not report.previous:
+        return "-"
+    if report.left_in_previous is None:
+        return f"{report.previous} place(s); --probe counts"
+    return str(report.left_in_previous)
 
 
 @main.command()
@@ -244,3 +255,12 @@ def config() -> None:
 def schema() -> None:
     """Print the configuration file's JSON schema."""
     click.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+def _register() -> None:
+    from ws_artifacts.migrate_cli import migrate
+
+    main.add_command(migrate)
+
+
+_register()

@@ -34,6 +34,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -48,6 +49,7 @@ __all__ = [
     "WORKSPACE_TAG",
     "Config",
     "Credentials",
+    "PlaceConfig",
     "RouteConfig",
     "Settings",
     "StoragePolicy",
@@ -152,7 +154,8 @@ _SECRET_FIELDS = ("access_key_id", "secret_access_key", "session_token", "extern
 def secret_values(config: Config) -> list[str]:
     """Every secret value the configuration holds (for log redaction; never print them)."""
     values = []
-    for settings in (config.defaults, *config.workspaces.values()):
+    places = [p for route in config.workspaces.values() for p in route.previous]
+    for settings in (config.defaults, *config.workspaces.values(), *places):
         creds = settings.credentials
         if creds is not None:
             for name in _SECRET_FIELDS:
@@ -310,8 +313,8 @@ def _fsspec_protocols() -> set[str]:
     return set(known_implementations) | set(registry)
 
 
-class RouteConfig(Settings):
-    """Where one workspace (or a glob of workspaces) keeps its artifacts."""
+class PlaceConfig(Settings):
+    """One store location: a URL and, optionally, its own connection settings."""
 
     url: str = Field(description="scheme://location/prefix, e.g. s3://bucket/prefix")
     backend: Literal["s3", "fsspec"] | None = None
@@ -323,7 +326,7 @@ class RouteConfig(Settings):
         return url
 
     @model_validator(mode="after")
-    def _check_url(self) -> RouteConfig:
+    def _check_url(self) -> PlaceConfig:
         if self.backend == "s3" and not self.url.startswith("s3://"):
             raise ValueError("backend s3 needs an s3:// url")
         return self
@@ -347,6 +350,53 @@ def _check_entry_name(key: str) -> str:
             "hyphens, 2 to 63 characters) nor a glob pattern"
         )
     return key
+
+
+class RouteConfig(PlaceConfig):
+    """Where one workspace (or a glob of workspaces) keeps its artifacts.
+
+    ``previous`` names the places the route used to be, newest first: a URL (it inherits the
+    route's settings) or a mapping with ``url`` and its own connection settings (``endpoint_url``,
+    ``credentials``...; ``storage`` and ``transfer`` stay the route's). Each keeps the same
+    layout, ``<url>/workspaces/<workspace>/...``. Reads look there after the current place;
+    writes go to the current place only; deletes remove every copy.
+    """
+
+    previous: tuple[PlaceConfig, ...] = Field(
+        default=(),
+        description="Earlier places of this route, newest first: a URL or {url, credentials, "
+        "endpoint_url, ...}. Read after the current place; 'ws-artifacts migrate' empties them.",
+    )
+
+    @field_validator("previous", mode="before")
+    @classmethod
+    def _urls_to_places(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("previous is a list of places: previous: [s3://old-bucket/prefix]")
+        if isinstance(value, list | tuple):
+            return [{"url": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("previous", mode="after")
+    @classmethod
+    def _check_previous(
+        cls, places: tuple[PlaceConfig, ...], info: ValidationInfo
+    ) -> tuple[PlaceConfig, ...]:
+        seen = {str(info.data.get("url", "")).rstrip("/")}
+        for index, place in enumerate(places):
+            if place.url.rstrip("/") in seen:
+                raise ValueError(
+                    f"place {index} ({place.url}) is the route's url or listed twice; "
+                    "each previous place must be another location"
+                )
+            seen.add(place.url.rstrip("/"))
+            unmovable = {"storage", "transfer"} & place.model_fields_set
+            if unmovable:
+                raise ValueError(
+                    f"place {index}: {', '.join(sorted(unmovable))} is the route's own "
+                    "(objects are written only to the current place); remove it here"
+                )
+        return places
 
 
 class Config(_Model):

@@ -167,6 +167,7 @@ _ACTIONS = {
     "presign": "s3:GetObject",
     "list": "s3:ListBucket",
     "delete": "s3:DeleteObject",
+    "copy": "s3:GetObject on the source and s3:PutObject on the target",
 }
 
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow, audit
+from ws_artifacts import _mlflow, audit, places
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -234,7 +234,7 @@ class WorkspaceArtifactRepository(
         """The direct children of ``path``; a file or missing path lists as empty."""
         rel = normalize(path)
         target = self._resolve(rel, "list")
-        entries = backend_for(target.route).list_dir(target)
+        entries = places.list_union(target)  # the current place, then previous ones
         return sorted(
             (FileInfo(join(rel, e.name), e.is_dir, e.size) for e in entries),
             key=lambda info: info.path,
@@ -244,7 +244,7 @@ class WorkspaceArtifactRepository(
     @_boundary
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
         target = self._resolve(remote_file_path, "read")
-        backend_for(target.route).get_file(target, local_path)
+        places.read_first(target, lambda backend, place: backend.get_file(place, local_path))
         audit.note(files=[local_path])
 
     @audit.audited("read")
@@ -254,9 +254,8 @@ class WorkspaceArtifactRepository(
         before any work goes to the thread pool."""
         rel = normalize(artifact_path)
         target = self._resolve(rel, "read")
-        backend = backend_for(target.route)
         dst = _destination_dir(dst_path)
-        files = list(backend.walk(target))
+        files = places.walk_union(target)  # each file from the newest place that has it
         local_root = os.path.join(dst, *rel.split("/")) if rel else dst
         if files and self._serves_files_only():
             raise PathError(
@@ -268,23 +267,24 @@ class WorkspaceArtifactRepository(
             if not rel:
                 return dst  # nothing at the root: MLflow returns the empty destination
             os.makedirs(os.path.dirname(local_root), exist_ok=True)
-            backend.get_file(target, local_root)
+            places.read_first(target, lambda backend, place: backend.get_file(place, local_root))
             audit.note(files=[local_root])
             return local_root
         # Every child is built and checked (containment, symbolic links) before anything is
         # created locally; a copy that fails later takes the tree's other new files with it.
-        children = [(target.child(normalize(entry.name)), normalize(entry.name)) for entry in files]
+        children = [(place.child(normalize(e.name)), normalize(e.name)) for place, e in files]
         for child, _name in children:
-            backend.check(child)
+            backend_for(child.route).check(child)
         jobs, created = [], _Created(local_root)
         for child, name in children:
             local = os.path.join(local_root, *name.split("/"))
             created.makedirs(os.path.dirname(local))
             created.file(local)
-            jobs.append((functools.partial(backend.get_file, child, local), name))
+            get = backend_for(child.route).get_file
+            jobs.append((functools.partial(get, child, local), name))
         with created.removed_on_failure():
             _run_all(jobs, what="download", concurrency=_transfer(target).max_concurrency)
-        audit.note(size=sum(entry.size or 0 for entry in files))
+        audit.note(size=sum(entry.size or 0 for _place, entry in files))
         return local_root
 
     def _serves_files_only(self) -> bool:
@@ -298,7 +298,8 @@ class WorkspaceArtifactRepository(
     @audit.audited("delete")
     @_boundary
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
-        """Delete a file or a tree (MLflow's base class silently does nothing)."""
+        """Delete a file or a tree (MLflow's base class silently does nothing), in the current
+        place and every previous place of the route."""
         target = self._resolve(artifact_path, "delete")
         if not target.key or target.key == target.scope:
             raise PathError(
@@ -306,7 +307,7 @@ class WorkspaceArtifactRepository(
                 f"{'the destination' if not target.key else f'workspace {target.workspace}'}."
                 " Delete experiments or runs instead."
             )
-        backend_for(target.route).delete(target)
+        places.delete_everywhere(target)
 
     # MLflow's trace readers turn every failure into "trace data not found" (HTTP 404); check
     # ownership first so that a refusal stays a refusal (HTTP 403).
@@ -420,14 +421,16 @@ class WorkspaceArtifactRepository(
         or ``presigned_downloads: false``) answer without a size, which makes MLflow's client
         fall back to downloading through the server."""
         target = self._resolve(artifact_path, "read")
-        backend = backend_for(target.route)
         from ws_artifacts.backends.s3 import S3Backend
 
-        if isinstance(backend, S3Backend) and backend.transfer.presigned_downloads:
-            url, size = backend.presign_get(target, expiration)
-            audit.note(size=size)
-            return PresignedDownloadUrlResponse(url=url, headers={}, file_size=size)
-        return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
+        def presign(backend: Backend, place: Target) -> PresignedDownloadUrlResponse:
+            if isinstance(backend, S3Backend) and backend.transfer.presigned_downloads:
+                url, size = backend.presign_get(place, expiration)
+                audit.note(size=size)
+                return PresignedDownloadUrlResponse(url=url, headers={}, file_size=size)
+            return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
+
+        return places.read_first(target, presign)
 
 
 def _server_config() -> Config | None:

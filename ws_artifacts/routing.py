@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ws_artifacts.config import Config, Credentials, RouteConfig, Settings
+from ws_artifacts.config import Config, Credentials, PlaceConfig, RouteConfig, Settings
 from ws_artifacts.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
 from ws_artifacts.paths import (
     DEFAULT_WORKSPACE,
@@ -76,6 +76,8 @@ class Route:
         backend: Which backend serves it: ``s3`` (boto3) or ``fsspec``.
         settings: The effective settings: the route's own over ``defaults``.
         workspace: The workspace it was resolved for (None for the destination).
+        previous: The places this route used to be, newest first, each a Route of its own
+            (same layout, so the same containment check), read after this one.
     """
 
     name: str
@@ -86,6 +88,7 @@ class Route:
     backend: Literal["s3", "fsspec"]
     settings: Settings
     workspace: str | None
+    previous: tuple[Route, ...] = ()
 
     @property
     def is_destination(self) -> bool:
@@ -134,6 +137,18 @@ class Target:
     def child(self, name: str) -> Target:
         """The target of ``name`` below this one."""
         return Target(self.route, join(self.key, name), self.workspace, self.scope)
+
+    def places(self) -> tuple[Target, ...]:
+        """This target, then the same path in each previous place of its route (newest
+        first). Each is built as a Target, so each passes the same containment check."""
+        if not self.route.previous:
+            return (self,)
+        rest = self.key[len(self.scope) :].lstrip("/")
+        out = [self]
+        for route in self.route.previous:
+            scope = join(route.prefix, WORKSPACES_SEGMENT, self.workspace)
+            out.append(Target(route, join(scope, rest), self.workspace, scope))
+        return tuple(out)
 
 
 def _containment_problem(target: Target) -> str:
@@ -250,7 +265,24 @@ def _is_glob(key: str) -> bool:
 
 
 def _build_route(name: str, route: RouteConfig, defaults: Settings, workspace: str) -> Route:
-    url = route.url.replace("{workspace}", workspace)
+    settings = _merge(route, defaults, workspace)
+    previous = tuple(
+        _build_place(f"{name}.previous.{index}", place, settings, workspace)
+        for index, place in enumerate(route.previous)
+    )
+    return _build_place(name, route, defaults, workspace, previous)
+
+
+def _build_place(
+    name: str,
+    place: PlaceConfig,
+    base: Settings,
+    workspace: str,
+    previous: tuple[Route, ...] = (),
+) -> Route:
+    """A Route for ``place``: its own settings over ``base`` (the defaults for a route, the
+    route's effective settings for one of its previous places)."""
+    url = place.url.replace("{workspace}", workspace)
     scheme, location, prefix = split_url(url)
     _check_prefix(name, prefix, workspace)
     return Route(
@@ -259,9 +291,10 @@ def _build_route(name: str, route: RouteConfig, defaults: Settings, workspace: s
         scheme=scheme,
         location=location,
         prefix=prefix,
-        backend=route.backend_kind,
-        settings=_merge(route, defaults, workspace),
+        backend=place.backend_kind,
+        settings=_merge(place, base, workspace),
         workspace=workspace,
+        previous=previous,
     )
 
 
@@ -339,7 +372,7 @@ def destinations_from_env(environ: Mapping[str, str]) -> tuple[str, ...] | None:
     return tuple(value for value in values if value.startswith("ws-"))
 
 
-def _merge(route: RouteConfig, defaults: Settings, workspace: str) -> Settings:
+def _merge(route: Settings, defaults: Settings, workspace: str) -> Settings:
     """The route's settings over the defaults; nested blocks replace, not merge, except
     ``storage_options``, which merges key by key."""
     values = {name: getattr(defaults, name) for name in Settings.model_fields}

@@ -1,0 +1,159 @@
+"""A fault-injecting HTTP proxy for S3 tests: threaded, on 127.0.0.1, in front of moto.
+
+Every request is forwarded unchanged to the upstream server, except the ones a rule picks: the
+Nth request (counting from 1) that matches the rule's predicate is answered with an S3
+``InternalError`` (HTTP 500) and never reaches the upstream. Use it with ``max_attempts: 1`` in
+the route so botocore does not retry the failure away::
+
+    with FaultProxy(moto.url) as proxy:
+        proxy.fail(is_copy, nth={2, 5})
+        ...  # a configuration whose endpoint_url is proxy.url
+        assert proxy.failed == 2
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.parse
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+__all__ = ["FaultProxy", "Request", "is_copy", "is_part_copy", "is_part_upload", "is_put"]
+
+
+class Request:
+    """What a rule sees of one request."""
+
+    def __init__(self, method: str, path: str, headers: dict[str, str]) -> None:
+        self.method = method
+        self.path = path
+        self.query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        self.headers = {k.lower(): v for k, v in headers.items()}
+
+
+def is_copy(request: Request) -> bool:
+    """A ``copy_object`` (a PUT with a copy source, not a part)."""
+    return is_put(request) and "x-amz-copy-source" in request.headers and not _is_part(request)
+
+
+def is_part_copy(request: Request) -> bool:
+    """An ``upload_part_copy``."""
+    return is_put(request) and "x-amz-copy-source" in request.headers and _is_part(request)
+
+
+def is_part_upload(request: Request) -> bool:
+    """An ``upload_part`` with a body (not a copy)."""
+    return is_put(request) and "x-amz-copy-source" not in request.headers and _is_part(request)
+
+
+def is_put(request: Request) -> bool:
+    """Any PUT."""
+    return request.method == "PUT"
+
+
+def _is_part(request: Request) -> bool:
+    return "partNumber" in request.query and "uploadId" in request.query
+
+
+_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>injected fault</Message></Error>"
+)
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection"}
+
+
+class FaultProxy:
+    """A threaded proxy in front of ``upstream`` that fails chosen requests."""
+
+    def __init__(self, upstream: str) -> None:
+        parsed = urllib.parse.urlsplit(upstream)
+        self._upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        self._lock = threading.Lock()
+        self._rules: list[tuple[Callable[[Request], bool], set[int], list[int]]] = []
+        self.failed = 0
+        self.forwarded = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Where clients send their requests."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail(self, predicate: Callable[[Request], bool], nth: set[int]) -> None:
+        """Fail the requests matching ``predicate`` whose match count (from 1) is in ``nth``."""
+        with self._lock:
+            self._rules.append((predicate, set(nth), [0]))
+
+    def clear(self) -> None:
+        """Forward everything from now on."""
+        with self._lock:
+            self._rules.clear()
+
+    def _should_fail(self, request: Request) -> bool:
+        with self._lock:
+            for predicate, nth, seen in self._rules:
+                if predicate(request):
+                    seen[0] += 1
+                    if seen[0] in nth:
+                        self.failed += 1
+                        return True
+            self.forwarded += 1
+            return False
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = Request(self.command, self.path, dict(self.headers.items()))
+                if proxy._should_fail(request):
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(_ERROR)))
+                    self.end_headers()
+                    self.wfile.write(_ERROR)
+                    return
+                upstream = http.client.HTTPConnection(*proxy._upstream, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                    self.send_response(response.status)
+                    head = self.command == "HEAD"
+                    for key, value in response.getheaders():
+                        lower = key.lower()
+                        if lower not in _HOP and (head or lower != "content-length"):
+                            self.send_header(key, value)
+                    if not head:
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        return Handler

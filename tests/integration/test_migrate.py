@@ -1,0 +1,359 @@
+"""Route changes with ``previous``, ``ws-artifacts migrate`` and moved experiments, through a
+real ``mlflow server --workers 2`` on moto (and, for faults, a fault-injecting proxy)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+from mlflow.exceptions import MlflowException
+
+from tests import servers
+from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
+from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from ws_artifacts.cli import main
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+BUCKETS = ("mig-old-a", "mig-new-a", "mig-mv-x", "mig-mv-y")
+MOVE_WORKSPACES = ("team-a", "mv-x", "mv-y")
+
+
+def write_config(path: Path, endpoint: str, team_a: str, *, extra: str = "") -> None:
+    """The server's configuration: team-a's route as given, mv-x and mv-y fixed."""
+    text = f"""
+        defaults:
+          endpoint_url: {endpoint}
+          region: us-east-1
+          addressing_style: path
+        workspaces:
+          team-a:
+{textwrap.indent(textwrap.dedent(team_a).strip(), " " * 12)}
+          mv-x:
+            url: s3://mig-mv-x
+          mv-y:
+            url: s3://mig-mv-y
+{textwrap.indent(textwrap.dedent(extra).strip(), " " * 10)}
+    """
+    path.write_text(textwrap.dedent(text))
+    # The server re-reads the file when its mtime changes (checked at most once a second).
+    time.sleep(1.3)
+
+
+@pytest.fixture(scope="module")
+def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Iterator[Any]:
+    for bucket in BUCKETS:
+        s3.create_bucket(Bucket=bucket)
+    workdir = tmp_path_factory.mktemp("migrate")
+    config = workdir / "ws-artifacts.yaml"
+    write_config(config, moto.url, "url: s3://mig-old-a")
+    # uvicorn 0.54 kills a worker that does not answer its health check within 5 s, which on
+    # the shared 2-core machine (load 15-20 while several suites run) kept the server from ever
+    # coming up; this module's server gives its workers 120 s.
+    # Starting can take minutes there too: wait up to 10 minutes for this one server.
+    args = [*PROXIED_ARGS, "--uvicorn-opts", "--timeout-worker-healthcheck 120"]
+    wait = servers.wait_http
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            servers, "wait_http", lambda url, proc, log, timeout=90: wait(url, proc, log, 600)
+        )
+        started = running_server(workdir / "server", config, args, workspaces=MOVE_WORKSPACES)
+        server = started.__enter__()
+    try:
+        yield server
+    finally:
+        started.__exit__(None, None, None)
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("WS_ARTIFACTS_CONFIG", raising=False)
+
+
+def run_cli(*args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def md5(s3: Any, bucket: str, key: str) -> str:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def policy(s3: Any, bucket: str, key: str) -> tuple[Any, Any, list[dict[str, str]]]:
+    head = s3.head_object(Bucket=bucket, Key=key)
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    return (
+        head.get("ServerSideEncryption"),
+        head.get("StorageClass"),
+        sorted(tags, key=lambda t: t["Key"]),
+    )
+
+
+NEW_ROUTE_A = """
+    url: s3://mig-new-a
+    storage: {sse: AES256, storage_class: STANDARD_IA, tags: {team: a}}
+    previous: [s3://mig-old-a]
+"""
+NEW_POLICY = (
+    "AES256",
+    "STANDARD_IA",
+    [{"Key": "mlflow-workspace", "Value": "team-a"}, {"Key": "team", "Value": "a"}],
+)
+
+
+def test_route_change_reads_previous_then_migrate_moves_everything(
+    mig_server: MlflowServer, s3: Any, tmp_path: Path, cli_env: None
+) -> None:
+    config = mig_server.config
+    moto_url = s3.meta.endpoint_url
+    files = {"model.pkl": os.urandom(3000), "sub/conf.yaml": b"a: 1"}
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    for name, data in files.items():
+        (tmp_path / "src" / name).write_bytes(data)
+    with in_workspace("team-a"):
+        client = mig_server.client()
+        exp = client.create_experiment(unique("route-change"))
+        run = client.create_run(exp).info.run_id
+        client.log_artifacts(run, str(tmp_path / "src"))
+    base = f"workspaces/team-a/{exp}/{run}/artifacts"
+    old_keys = [f"{base}/model.pkl", f"{base}/sub/conf.yaml"]
+    assert keys(s3, "mig-old-a", f"workspaces/team-a/{exp}/") == old_keys
+    digests = {k: md5(s3, "mig-old-a", k) for k in old_keys}
+
+    write_config(config, moto_url, NEW_ROUTE_A)
+    with in_workspace("team-a"):
+        client = mig_server.client()
+        assert [f.path for f in client.list_artifacts(run)] == ["model.pkl", "sub"]
+        out = Path(client.download_artifacts(run, "", str(tmp_path / "dl1")))
+        assert (out / "model.pkl").read_bytes() == files["model.pkl"]
+        assert (out / "sub" / "conf.yaml").read_bytes() == b"a: 1"
+        (tmp_path / "new.txt").write_bytes(b"written after the change")
+        client.log_artifact(run, str(tmp_path / "new.txt"))
+        assert [f.path for f in client.list_artifacts(run)] == ["model.pkl", "new.txt", "sub"]
+    assert keys(s3, "mig-new-a", f"workspaces/team-a/{exp}/") == [f"{base}/new.txt"]
+    assert keys(s3, "mig-old-a", f"workspaces/team-a/{exp}/") == old_keys
+    assert policy(s3, "mig-new-a", f"{base}/new.txt") == NEW_POLICY
+
+    # A delete reaches every place: a copy in the old place goes too.
+    s3.put_object(Bucket="mig-old-a", Key=f"{base}/tmp.txt", Body=b"old copy")
+    url = f"{mig_server.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/tmp.txt"
+    headers = {"X-MLFLOW-WORKSPACE": "team-a"}
+    assert requests.put(url, data=b"new copy", headers=headers, timeout=30).status_code == 200
+    assert requests.delete(url, headers=headers, timeout=30).status_code == 200
+    assert f"{base}/tmp.txt" not in keys(s3, "mig-old-a") + keys(s3, "mig-new-a")
+
+    args = ["migrate", "team-a", "--config", str(config), "--json"]
+    before = keys(s3, "mig-new-a")
+    plan = run_cli(*args, "--dry-run")
+    place = plan["places"][0]
+    assert (place["source"], place["target"], place["mode"]) == (
+        "s3://mig-old-a/workspaces/team-a",
+        "s3://mig-new-a/workspaces/team-a",
+        "server-side",
+    )
+    assert (place["planned"], place["copied"], place["present"], place["failed"]) == (2, 0, 0, 0)
+    assert place["bytes_planned"] == 3000 + 4
+    assert keys(s3, "mig-new-a") == before  # the dry run wrote nothing
+    assert keys(s3, "mig-old-a", f"workspaces/team-a/{exp}/") == old_keys
+
+    done = run_cli(*args)["places"][0]
+    assert (done["copied"], done["failed"], done["bytes_copied"]) == (2, 0, 3004)
+    assert keys(s3, "mig-new-a", f"workspaces/team-a/{exp}/") == sorted(
+        [*old_keys, f"{base}/new.txt"]
+    )
+    for key, digest in digests.items():
+        assert md5(s3, "mig-new-a", key) == digest
+        assert policy(s3, "mig-new-a", key) == NEW_POLICY
+
+    again = run_cli(*args)["places"][0]
+    assert (again["copied"], again["present"], again["failed"]) == (0, 2, 0)
+
+    report = run_cli(
+        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://root"
+    )
+    team_a = next(r for r in report["routes"] if r["entry"] == "team-a")
+    assert (team_a["previous"], team_a["left_in_previous"]) == (1, 2)
+
+    deleted = run_cli(*args, "--delete-source")["places"][0]
+    assert (deleted["copied"], deleted["deleted"]) == (0, 2)
+    assert keys(s3, "mig-old-a") == []
+    with in_workspace("team-a"):
+        out = Path(mig_server.client().download_artifacts(run, "", str(tmp_path / "dl2")))
+    assert (out / "model.pkl").read_bytes() == files["model.pkl"]
+    report = run_cli(
+        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://root"
+    )
+    assert next(r for r in report["routes"] if r["entry"] == "team-a")["left_in_previous"] == 0
+
+
+def move_experiment(server: MlflowServer, name: str, source: str, target: str) -> None:
+    """Move an experiment as `mlflow db move-resources --artifact-policy retarget` does. MLflow
+    3.10 has no such command: there the same rows are changed through MLflow's own models."""
+    db = f"sqlite:///{server.server.log.parent / 'mlflow.db'}"
+    from mlflow.store.db import workspace_migration  # noqa: F401 - present on 3.10 and 3.17
+
+    try:
+        from mlflow.store.db import workspace_move  # noqa: F401
+    except ImportError:  # MLflow 3.10
+        from mlflow.store.db.utils import create_sqlalchemy_engine
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment
+        from sqlalchemy.orm import Session
+
+        engine = create_sqlalchemy_engine(db)
+        with Session(engine) as session, session.begin():
+            experiment = session.query(SqlExperiment).filter_by(name=name, workspace=source).one()
+            experiment.workspace = target
+            experiment.artifact_location = (
+                f"mlflow-artifacts:/workspaces/{target}/{experiment.experiment_id}"
+            )
+        engine.dispose()
+        return
+    command = [sys.executable, "-m", "mlflow", "db", "move-resources", db]
+    command += ["--from", source, "--to", target, "--resource-type", "experiments"]
+    command += ["--name", name, "--artifact-policy", "retarget", "--yes"]
+    command += ["--default-artifact-root", "mlflow-artifacts:/"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspace(
+    mig_server: MlflowServer, s3: Any, tmp_path: Path, cli_env: None
+) -> None:
+    name = unique("moved")
+    (tmp_path / "w.bin").write_bytes(b"run weights")
+    (tmp_path / "m.bin").write_bytes(b"model weights")
+    with in_workspace("mv-x"):
+        client = mig_server.client()
+        exp = client.create_experiment(name)
+        run = client.create_run(exp).info.run_id
+        client.log_artifact(run, str(tmp_path / "w.bin"))
+        model = client.create_logged_model(exp, name="m")
+        client.log_model_artifact(model.model_id, str(tmp_path / "m.bin"))
+    old_keys = sorted(
+        [
+            f"workspaces/mv-x/{exp}/models/{model.model_id}/artifacts/m.bin",
+            f"workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
+        ]
+    )
+    assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == old_keys
+    move_experiment(mig_server, name, "mv-x", "mv-y")
+    with in_workspace("mv-y"):
+        stuck = mig_server.client().get_run(run).info.artifact_uri
+    assert stuck == f"mlflow-artifacts:/workspaces/mv-x/{exp}/{run}/artifacts"
+
+    db = f"sqlite:///{mig_server.server.log.parent / 'mlflow.db'}"
+    args = ["migrate", "--moved-from", "mv-x", "--to", "mv-y", "--backend-store-uri", db]
+    args += ["--destination", "ws-s3://root", "--config", str(mig_server.config), "--json"]
+    plan = run_cli(*args, "--dry-run")
+    assert plan["experiments"] == [exp]
+    assert plan["locations"] == {"experiment": 0, "run": 1, "logged_model": 1, "trace": 0}
+    assert [(p["source"], p["target"], p["planned"]) for p in plan["places"]] == [
+        (f"s3://mig-mv-x/workspaces/mv-x/{exp}", f"s3://mig-mv-y/workspaces/mv-y/{exp}", 2)
+    ]
+    assert keys(s3, "mig-mv-y", f"workspaces/mv-y/{exp}/") == []  # the dry run copied nothing
+    with in_workspace("mv-y"):
+        assert mig_server.client().get_run(run).info.artifact_uri == stuck
+
+    done = run_cli(*args, "--delete-source")
+    assert (done["updated"], done["deleted"], done["places"][0]["copied"]) == (2, 2, 2)
+    assert keys(s3, "mig-mv-y", f"workspaces/mv-y/{exp}/") == [
+        k.replace("workspaces/mv-x/", "workspaces/mv-y/") for k in old_keys
+    ]
+    assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == []
+    with in_workspace("mv-y"):
+        client = mig_server.client()
+        assert client.get_run(run).info.artifact_uri == (
+            f"mlflow-artifacts:/workspaces/mv-y/{exp}/{run}/artifacts"
+        )
+        assert client.get_logged_model(model.model_id).artifact_location == (
+            f"mlflow-artifacts:/workspaces/mv-y/{exp}/models/{model.model_id}/artifacts"
+        )
+        out = client.download_artifacts(run, "w.bin", str(tmp_path))
+        assert Path(out).read_bytes() == b"run weights"
+    # The old location is refused from the new workspace, and the run is gone from the old one.
+    refused = requests.get(
+        f"{mig_server.url}/api/2.0/mlflow-artifacts/artifacts/workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
+        headers={"X-MLFLOW-WORKSPACE": "mv-y"},
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    with in_workspace("mv-x"), pytest.raises(MlflowException, match=r"not found|does not exist"):
+        mig_server.client().get_run(run)
+    again = run_cli(*args)
+    assert (again["experiments"], again["updated"]) == ([], 0)
+
+
+def test_direct_clients_read_previous_places_and_delete_everywhere(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_env: None
+) -> None:
+    """Direct access: the client's own repository for ``ws-s3://root/...`` run URIs, built by
+    MLflow's registry as MlflowClient builds it (the tracking server plays no part)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    endpoint = s3.meta.endpoint_url
+    common = f"defaults: {{endpoint_url: {endpoint}, region: us-east-1, addressing_style: path}}"
+    before.write_text(f"{common}\nworkspaces:\n  other: {{url: s3://mig-dir-old}}\n")
+    after.write_text(
+        f"{common}\nworkspaces:\n  other: {{url: s3://mig-dir-new, previous: [s3://mig-dir-old]}}\n"
+    )
+    for bucket in ("mig-dir-old", "mig-dir-new"):
+        s3.create_bucket(Bucket=bucket)
+    (tmp_path / "a.txt").write_bytes(b"old place")
+    (tmp_path / "b.txt").write_bytes(b"doomed")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    exp, run = "7", unique("run")
+    base = f"workspaces/other/{exp}/{run}/artifacts"
+    uri = f"ws-s3://root/{base}"
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(before))
+    with in_workspace("other"):
+        repo = get_artifact_repository(uri)
+        repo.log_artifact(str(tmp_path / "a.txt"))
+        repo.log_artifact(str(tmp_path / "b.txt"), "d")
+    assert keys(s3, "mig-dir-old", f"workspaces/other/{exp}/{run}/") == [
+        f"{base}/a.txt",
+        f"{base}/d/b.txt",
+    ]
+
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(after))
+    with in_workspace("other"):
+        repo = get_artifact_repository(uri)
+        assert [f.path for f in repo.list_artifacts()] == ["a.txt", "d"]
+        out = Path(repo.download_artifacts("", str(tmp_path / "x")))
+        assert (out / "a.txt").read_bytes() == b"old place"
+        assert (out / "d" / "b.txt").read_bytes() == b"doomed"
+        (tmp_path / "c.txt").write_bytes(b"new place")
+        repo.log_artifact(str(tmp_path / "c.txt"))
+        repo.delete_artifacts("d")
+        assert [f.path for f in repo.list_artifacts()] == ["a.txt", "c.txt"]
+    assert keys(s3, "mig-dir-old", f"workspaces/other/{exp}/{run}/") == [f"{base}/a.txt"]
+    assert keys(s3, "mig-dir-new", f"workspaces/other/{exp}/{run}/") == [f"{base}/c.txt"]
+    done = run_cli("migrate", "other", "--config", str(after), "--json", "--delete-source")
+    place = done["places"][0]
+    assert (place["copied"], place["deleted"], place["failed"]) == (1, 1, 0)
+    assert keys(s3, "mig-dir-new", f"workspaces/other/{exp}/{run}/") == [
+        f"{base}/a.txt",
+        f"{base}/c.txt",
+    ]
+    assert keys(s3, "mig-dir-old", f"workspaces/other/{exp}/{run}/") == []
+    with in_workspace("other"):
+        out = Path(get_artifact_repository(uri).download_artifacts("a.txt", str(tmp_path / "y")))
+    assert out.read_bytes() == b"old place"

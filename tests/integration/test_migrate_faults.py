@@ -1,0 +1,194 @@
+"""Migrate through a fault-injecting proxy in front of moto: copies that fail midway lose
+nothing, leave no partial object and no pending multipart upload, and a rerun completes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from click.testing import CliRunner
+
+from tests.conftest import keys, unique
+from tests.faults import FaultProxy, is_copy, is_part_copy, is_part_upload
+from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from ws_artifacts.cli import main
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def proxy(moto: Server) -> Iterator[FaultProxy]:
+    with FaultProxy(moto.url) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("WS_ARTIFACTS_CONFIG", raising=False)
+
+
+def migrate(config: Path, *extra: str, code: int = 0) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        main, ["migrate", "team-a", "--config", str(config), "--json", *extra]
+    )
+    assert result.exit_code == code, result.output
+    place: dict[str, Any] = json.loads(result.stdout)["places"][0]
+    return place
+
+
+def digests(s3: Any, bucket: str) -> dict[str, str]:
+    return {
+        key: hashlib.md5(
+            s3.get_object(Bucket=bucket, Key=key)["Body"].read(), usedforsecurity=False
+        ).hexdigest()
+        for key in keys(s3, bucket)
+    }
+
+
+def pending_uploads(s3: Any, bucket: str) -> list[str]:
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def config_file(tmp_path: Path, endpoint: str, new: str, previous: str) -> Path:
+    path = tmp_path / "ws-artifacts.yaml"
+    text = f"""
+        defaults:
+          endpoint_url: {endpoint}
+          region: us-east-1
+          addressing_style: path
+          max_attempts: 1
+          transfer: {{multipart_threshold: 5242880, part_size: 5242880}}
+        workspaces:
+          team-a:
+            url: s3://{new}
+            storage: {{sse: AES256, tags: {{tier: migrated}}}}
+            previous:
+{textwrap.indent(textwrap.dedent(previous).strip(), " " * 14)}
+    """
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def fill_old(s3: Any, bucket: str, *, multipart: bool) -> dict[str, bytes]:
+    """Ten small objects and one 11 MiB object (uploaded in 5 MiB parts, or in one PUT)."""
+    base = "workspaces/team-a/1/run1/artifacts"
+    objects = {f"{base}/f{i:02d}.bin": os.urandom(1000 + i) for i in range(10)}
+    for key, data in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    big = os.urandom(11 * MIB)
+    if multipart:
+        import io
+
+        config = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+        s3.upload_fileobj(io.BytesIO(big), bucket, f"{base}/big.bin", Config=config)
+        assert s3.head_object(Bucket=bucket, Key=f"{base}/big.bin")["ETag"].endswith('-3"')
+    else:
+        s3.put_object(Bucket=bucket, Key=f"{base}/big.bin", Body=big)
+    objects[f"{base}/big.bin"] = big
+    return objects
+
+
+def test_server_side_migrate_interrupted_midway_then_rerun(
+    s3: Any, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    old, new = unique("mig-f-old"), unique("mig-f-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    objects = fill_old(s3, old, multipart=True)
+    source = digests(s3, old)
+    config = config_file(tmp_path, proxy.url, new, f"- s3://{old}")
+
+    proxy.fail(is_copy, nth={3, 7})
+    proxy.fail(is_part_copy, nth={2})
+    first = migrate(config, code=1)
+    assert proxy.failed == 3
+    assert (first["copied"], first["failed"], first["mode"]) == (8, 3, "server-side")
+    failed = sorted(f["name"] for f in first["failures"])
+    assert "1/run1/artifacts/big.bin" in failed
+    assert len(failed) == 3
+    assert all("InternalError" in f["error"] for f in first["failures"])
+    copied = keys(s3, new)
+    assert len(copied) == 8
+    assert not {f"workspaces/team-a/{name}" for name in failed} & set(copied)  # nothing partial
+    assert pending_uploads(s3, new) == []
+    assert digests(s3, old) == source  # the source is untouched
+
+    proxy.clear()
+    second = migrate(config)
+    assert (second["copied"], second["present"], second["failed"]) == (3, 8, 0)
+    assert digests(s3, new) == source
+    assert s3.head_object(Bucket=new, Key=next(iter(objects)))["ServerSideEncryption"] == "AES256"
+    big = "workspaces/team-a/1/run1/artifacts/big.bin"
+    assert (
+        s3.head_object(Bucket=new, Key=big)["ETag"] == s3.head_object(Bucket=old, Key=big)["ETag"]
+    )
+    assert sorted(s3.get_object_tagging(Bucket=new, Key=big)["TagSet"], key=str) == [
+        {"Key": "mlflow-workspace", "Value": "team-a"},
+        {"Key": "tier", "Value": "migrated"},
+    ]
+    third = migrate(config, "--delete-source")
+    assert (third["copied"], third["present"], third["deleted"]) == (0, 11, 11)
+    assert keys(s3, old) == []
+    assert digests(s3, new) == source
+
+
+def test_streamed_migrate_with_other_credentials_interrupted_then_rerun(
+    s3: Any, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    old, new = unique("mig-s-old"), unique("mig-s-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    fill_old(s3, old, multipart=False)
+    source = digests(s3, old)
+    previous = f"""
+        - url: s3://{old}
+          credentials: {{access_key_id: other-key, secret_access_key: other-secret}}
+    """
+    config = config_file(tmp_path, proxy.url, new, previous)
+
+    proxy.fail(is_part_upload, nth={2})
+    first = migrate(config, code=1)
+    assert (first["mode"], first["copied"], first["failed"]) == ("streamed", 10, 1)
+    assert [f["name"] for f in first["failures"]] == ["1/run1/artifacts/big.bin"]
+    assert "workspaces/team-a/1/run1/artifacts/big.bin" not in keys(s3, new)
+    assert pending_uploads(s3, new) == []
+
+    proxy.clear()
+    plan = migrate(config, "--dry-run")
+    assert (plan["planned"], plan["present"], plan["bytes_planned"]) == (1, 10, 11 * MIB)
+    second = migrate(config)
+    assert (second["copied"], second["present"], second["failed"]) == (1, 10, 0)
+    assert digests(s3, new) == source
+
+
+def test_a_local_previous_place_is_streamed_into_s3(s3: Any, moto: Server, tmp_path: Path) -> None:
+    new = unique("mig-l-new")
+    s3.create_bucket(Bucket=new)
+    old = tmp_path / "old"
+    files = {"3/r/artifacts/a.txt": b"from disk", "3/r/artifacts/d/b.bin": os.urandom(7 * MIB)}
+    for name, data in files.items():
+        path = old / "workspaces" / "team-a" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    config = config_file(tmp_path, moto.url, new, f"- file://{old}")
+    done = migrate(config)
+    assert (done["mode"], done["copied"], done["failed"]) == ("streamed", 2, 0)
+    assert keys(s3, new) == [f"workspaces/team-a/{name}" for name in sorted(files)]
+    for name, data in files.items():
+        got = s3.get_object(Bucket=new, Key=f"workspaces/team-a/{name}")["Body"].read()
+        assert got == data
+    again = migrate(config, "--delete-source")
+    assert (again["copied"], again["present"], again["deleted"]) == (0, 2, 2)
+    assert [p for p in old.rglob("*") if p.is_file()] == []

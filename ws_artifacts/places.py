@@ -1,0 +1,70 @@
+"""Reads, lists and deletes over a route's current place and its previous places.
+
+A route that moved (``previous: [...]`` in its configuration) keeps its older objects readable
+until ``ws-artifacts migrate`` has copied them over: reads look in the current place first, then
+in each previous place, newest first; lists are the union (the current place wins a name
+clash); deletes remove every copy, so a deleted artifact cannot reappear from an older place.
+Writes are not here: they only ever go to the current place.
+
+Every place is a :class:`~ws_artifacts.routing.Target` built by routing, so every one has
+passed the same containment check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from ws_artifacts.backends import Backend, Entry, backend_for
+from ws_artifacts.errors import NotFoundError
+from ws_artifacts.routing import Target
+
+__all__ = ["delete_everywhere", "list_union", "read_first", "walk_union"]
+
+_R = TypeVar("_R")
+
+
+def read_first(target: Target, action: Callable[[Backend, Target], _R]) -> _R:
+    """``action(backend, place)`` on the first place where it does not raise NotFoundError.
+
+    Raises:
+        NotFoundError: The current place's error, when no place has it.
+    """
+    try:
+        return action(backend_for(target.route), target)
+    except NotFoundError:
+        for place in target.places()[1:]:
+            try:
+                return action(backend_for(place.route), place)
+            except NotFoundError:
+                continue
+        raise  # the current place's error: it names where the artifact belongs
+
+
+def list_union(target: Target) -> list[Entry]:
+    """The direct children of ``target`` in every place; the newest place wins a name."""
+    places = target.places()
+    if len(places) == 1:
+        return backend_for(target.route).list_dir(target)
+    seen: dict[str, Entry] = {}
+    for place in places:
+        for entry in backend_for(place.route).list_dir(place):
+            seen.setdefault(entry.name, entry)
+    return list(seen.values())
+
+
+def walk_union(target: Target) -> list[tuple[Target, Entry]]:
+    """Every file below ``target``, each with the place it is read from (the newest that has
+    it), names relative to that place."""
+    places = target.places()
+    seen: dict[str, tuple[Target, Entry]] = {}
+    for place in places:
+        for entry in backend_for(place.route).walk(place):
+            seen.setdefault(entry.name, (place, entry))
+    return list(seen.values())
+
+
+def delete_everywhere(target: Target) -> int:
+    """Delete ``target`` (a file or a tree) in the current place and every previous one;
+    return how many objects went in all."""
+    return sum(backend_for(place.route).delete(place) for place in target.places())
