@@ -90,6 +90,12 @@ def main() -> None:
     show_default=True,
     help="Turn Nagle's algorithm off on connections (avoids ~40 ms stalls).",
 )
+@click.option(
+    "--workspace-provider/--no-workspace-provider",
+    default=True,
+    show_default=True,
+    help="Quarantine a workspace's artifacts when it is deleted (docs/lifecycle.md).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the command; do not start.")
 @click.pass_context
 def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **options: Any) -> None:
@@ -232,3 +238,18 @@ def config() -> None:
 def schema() -> None:
     """Print the configuration file's JSON schema."""
     click.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+def _add_lifecycle_commands() -> None:
+    from ws_artifacts import lifecycle_cli
+
+    for command in (
+        lifecycle_cli.quarantine,
+        lifecycle_cli.purge,
+        lifecycle_cli.restore,
+        lifecycle_cli.orphans,
+    ):
+        main.add_command(command)
+
+
+_add_lifecycle_commands()

@@ -65,6 +65,7 @@ def plan_command(
     guard: bool,
     nodelay: bool,
     extra: tuple[str, ...] = (),
+    workspace_provider: bool = True,
 ) -> ServerPlan:
     """Build the ``mlflow server`` command line and environment (no side effects)."""
     data_dir = data_dir.resolve()
@@ -89,6 +90,7 @@ def plan_command(
         str(workers),
         "--app-name",
         APP_NAME,
+        *_workspace_store_args(backend, workspace_provider, extra),
         *extra,
     ]
     env = dict(os.environ)
@@ -108,6 +110,23 @@ def plan_command(
         config_path=config_path,
         extra=list(extra),
     )
+
+
+def _workspace_store_args(backend: str, on: bool, extra: tuple[str, ...]) -> list[str]:
+    """``--workspace-store-uri ws+<backend>`` (the quarantining provider, docs/lifecycle.md),
+    unless turned off, given explicitly, or the backend store is not a database."""
+    from ws_artifacts.provider import PREFIX
+
+    given = any(
+        a == "--workspace-store-uri" or a.startswith("--workspace-store-uri=") for a in extra
+    )
+    database = backend.split(":", 1)[0].split("+", 1)[0] in (
+        "sqlite",
+        "postgresql",
+        "mysql",
+        "mssql",
+    )
+    return ["--workspace-store-uri", PREFIX + backend] if on and database and not given else []
 
 
 def enable_nodelay() -> None:
