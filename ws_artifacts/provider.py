@@ -108,21 +108,26 @@ class _Provider:
     # -- what follows the artifacts -----------------------------------------------------
     def create_workspace(self, workspace: Any) -> Any:
         name = workspace.name
+        entry, place = None, None
         if is_valid_workspace_name(name) and name != DEFAULT_WORKSPACE and not self._exists(name):
             place = self._place(name, required=False)
-            if place is not None:
-                entry = quarantine_place(place, "leftovers found at create_workspace")
-                if entry is not None:
-                    _logger.warning(
-                        "workspace %s is being created, but its place %s already held %d "
-                        "object(s) (%d bytes) of an earlier owner: moved to %s",
-                        name,
-                        place.uri(),
-                        entry.objects,
-                        entry.bytes,
-                        place.store().uri(entry.root),
-                    )
-        return self.inner.create_workspace(workspace)
+            entry = self._move(place, "leftovers found at create_workspace") if place else None
+            if entry is not None and place is not None:
+                _logger.warning(
+                    "workspace %s is being created, but its place %s already held %d "
+                    "object(s) (%d bytes) of an earlier owner: moved to %s",
+                    name,
+                    place.uri(),
+                    entry.objects,
+                    entry.bytes,
+                    place.store().uri(entry.root),
+                )
+        try:
+            return self.inner.create_workspace(workspace)
+        except Exception:
+            if entry is not None and place is not None:  # e.g. created meanwhile by another
+                self._put_back(entry, place)
+            raise
 
     def delete_workspace(self, workspace_name: str, mode: Any = None) -> None:
         args = () if mode is None else (mode,)
