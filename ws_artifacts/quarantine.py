@@ -178,7 +178,7 @@ def move(store: KeyStore, pairs: Iterable[tuple[str, str, int]], workspace: str)
                 verified.append(future.result())
             except WsArtifactsError as err:
                 error = error or err
-    store.delete(verified)  # only what was verified, even when another copy failed
+    store.delete(verified, workspace)  # only what was verified, even when another copy failed
     if error is not None:
         raise error
     return len(todo), sum(size for _, _, size in todo)
@@ -277,7 +277,7 @@ def restore(entry: Entry, place: Place) -> int:
 def purge(entry: Entry, store: KeyStore) -> int:
     """Delete a quarantined entry's objects, then its manifest. Returns the objects deleted."""
     keys = [key for key, _ in store.walk(entry.data)]
-    store.delete(keys)
+    store.delete(keys, entry.workspace)
     store.delete([join(entry.root, MANIFEST)])
     _logger.info("purged quarantine of workspace=%s from %s", entry.workspace, entry.deleted_at)
     return len(keys)

@@ -47,7 +47,7 @@ class KeyStore(Protocol):
     def copy(self, src: str, dst: str, size: int, workspace: str) -> None:
         """Copy one object within the location (server-side where the store can)."""
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: list[str], workspace: str | None = None) -> None:
         """Delete these objects (missing ones are no error)."""
 
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -169,18 +169,19 @@ class S3Keys:
                     )
                 raise
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: list[str], workspace: str | None = None) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start : start + _DELETE_BATCH]
-            with self._errors("delete", batch[0]):
+            with self._errors("delete", batch[0], workspace):
                 result = self.client.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
                 )
             if result.get("Errors"):
                 first = result["Errors"][0]
+                owner = workspace or self.route.workspace
                 raise StorageError(
-                    f"delete failed at {self.uri(first.get('Key', ''))}: "
+                    f"delete failed for workspace '{owner}' at {self.uri(first.get('Key', ''))}: "
                     f"{first.get('Code', 'error')}; grant the route's credentials "
                     f"s3:DeleteObject on bucket '{self.bucket}', then run the command again."
                 )
@@ -265,7 +266,7 @@ class FsKeys:
             self.fs.makedirs(self.fs._parent(self._path(dst)), exist_ok=True)
             self.fs.cp_file(self._path(src), self._path(dst))
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: list[str], workspace: str | None = None) -> None:
         for key in keys:
             with self._errors("delete", key), contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self._path(key))

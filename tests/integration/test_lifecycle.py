@@ -96,6 +96,7 @@ def life(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Ite
         args=["--artifacts-destination", f"ws-s3://{ROOT}"],
         env={"AWS_ACCESS_KEY_ID": MOTO_KEY, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET},
         workers=2,
+        start_timeout=600,
     )
     yield Life(server, config, work / "mlflow.db", s3)
     server.stop()
@@ -159,9 +160,7 @@ def test_deletion_moves_everything_to_quarantine(
     assert workspace not in {w.name for w in life.client().list_workspaces()}
 
 
-def test_set_default_experiment_reads_nothing_of_the_quarantine(
-    life: Life, tmp_path: Path
-) -> None:
+def test_set_default_experiment_reads_nothing_of_the_quarantine(life: Life, tmp_path: Path) -> None:
     life.client().create_workspace("lc-sd")
     exp, run = log_run(life, "lc-sd", {"x.txt": b"x"}, tmp_path)
     assert life.delete("lc-sd", "SET_DEFAULT") == 204
@@ -171,11 +170,9 @@ def test_set_default_experiment_reads_nothing_of_the_quarantine(
         assert [f.path for f in client.list_artifacts(run)] == []
 
 
-def test_restrict_on_a_workspace_with_experiments_moves_nothing(
-    life: Life, tmp_path: Path
-) -> None:
+def test_restrict_on_a_workspace_with_experiments_moves_nothing(life: Life, tmp_path: Path) -> None:
     life.client().create_workspace("lc-keep")
-    exp, run = log_run(life, "lc-keep", FILES, tmp_path)
+    _, run = log_run(life, "lc-keep", FILES, tmp_path)
     before = all_keys(life.s3, ROOT, "workspaces/lc-keep/")
 
     assert life.delete("lc-keep", "RESTRICT") >= 400
@@ -222,7 +219,7 @@ def test_recreated_workspace_with_a_reused_experiment_id_starts_empty(
         assert [f.path for f in listed or []] == []
         out = tmp_path / "out"
         out.mkdir()
-        with pytest.raises(Exception, match="(?i)not found|does not exist|No such"):
+        with pytest.raises(Exception, match=r"(?i)not found|does not exist|No such"):
             mlflow.artifacts.download_artifacts(
                 artifact_uri=f"mlflow-artifacts:/workspaces/lc-re/{old_exp}/{old_run}"
                 "/artifacts/secret.txt",
@@ -253,7 +250,7 @@ def test_create_quarantines_leftovers_of_a_deletion_made_without_the_provider(
 def test_quarantine_list_restore_and_its_refusals(life: Life, tmp_path: Path) -> None:
     client = life.client()
     client.create_workspace("lc-back")
-    exp, run = log_run(life, "lc-back", FILES, tmp_path)
+    log_run(life, "lc-back", FILES, tmp_path)
     original = all_keys(life.s3, ROOT, "workspaces/lc-back/")
     assert life.delete("lc-back", "CASCADE") == 204
 
@@ -284,8 +281,8 @@ def test_quarantine_list_restore_and_its_refusals(life: Life, tmp_path: Path) ->
 
 
 def test_purge_dry_run_then_only_older_than(life: Life, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ws_artifacts.orphans import router_for
     from ws_artifacts.config import load_config
+    from ws_artifacts.orphans import router_for
     from ws_artifacts.quarantine import place_of, quarantine_place
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
@@ -353,7 +350,10 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
 
     dry = life.cli("orphans", "--tracking-uri", life.url, "--quarantine")
     assert "dry run: nothing moved" in dry.stdout
-    assert len(json.loads(life.cli("orphans", "--tracking-uri", life.url, "--json").stdout)["orphans"]) == 2
+    assert (
+        len(json.loads(life.cli("orphans", "--tracking-uri", life.url, "--json").stdout)["orphans"])
+        == 2
+    )
 
     life.cli("orphans", "--tracking-uri", life.url, "--quarantine", "--yes")
     after = json.loads(life.cli("orphans", "--tracking-uri", life.url, "--json").stdout)
@@ -369,7 +369,9 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
 
 def test_quarantine_is_out_of_reach_of_requests(life: Life) -> None:
     life.client().create_workspace("lc-reach")
-    life.s3.put_object(Bucket=ROOT, Key=f"{Q}/lc-reach/20260101T000000Z/workspaces/lc-reach/1/f", Body=b"q")
+    life.s3.put_object(
+        Bucket=ROOT, Key=f"{Q}/lc-reach/20260101T000000Z/workspaces/lc-reach/1/f", Body=b"q"
+    )
     headers = {"X-MLFLOW-WORKSPACE": "lc-reach"}
     base = f"{life.url}/api/2.0/mlflow-artifacts/artifacts"
     for path in (f"{Q}/lc-reach/20260101T000000Z/workspaces/lc-reach/1", f"../../{Q}"):
