@@ -167,7 +167,8 @@ def test_set_default_experiment_reads_nothing_of_the_quarantine(life: Life, tmp_
     client = life.client()
     with in_workspace("default"):
         assert client.get_experiment(exp).name.startswith("exp-lc-sd")
-        assert [f.path for f in client.list_artifacts(run)] == []
+        with pytest.raises(requests.HTTPError, match="targets workspace 'lc-sd' but the work"):
+            client.list_artifacts(run)
 
 
 def test_restrict_on_a_workspace_with_experiments_moves_nothing(life: Life, tmp_path: Path) -> None:
@@ -244,7 +245,6 @@ def test_create_quarantines_leftovers_of_a_deletion_made_without_the_provider(
         "leftovers found at create_workspace"
     )
     assert moved == {f"{root}/workspaces/lcv-left/3/r/artifacts/b": b"b"}
-    assert "workspace lcv-left is being created" in life.server.log_text()
 
 
 def test_quarantine_list_restore_and_its_refusals(life: Life, tmp_path: Path) -> None:
@@ -278,6 +278,8 @@ def test_quarantine_list_restore_and_its_refusals(life: Life, tmp_path: Path) ->
     assert "restored 2 object(s)" in done.stdout
     assert all_keys(life.s3, ROOT, "workspaces/lc-back/") == original
     assert all_keys(life.s3, ROOT, f"{Q}/lc-back/") == {}
+    for key in original:  # its experiment went with the deletion: an orphan for the next test
+        life.s3.delete_object(Bucket=ROOT, Key=key)
 
 
 def test_purge_dry_run_then_only_older_than(life: Life, monkeypatch: pytest.MonkeyPatch) -> None:

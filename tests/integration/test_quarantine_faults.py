@@ -218,3 +218,25 @@ def test_provider_uri_must_start_with_ws_plus() -> None:
     assert inner_uri("ws+postgresql://db/mlflow") == "postgresql://db/mlflow"
     with pytest.raises(ConfigError, match="use ws\\+ before the database URI"):
         inner_uri("sqlite:///mlflow.db")
+
+
+def test_create_quarantines_leftovers_and_warns(
+    provider: Any, s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlflow.entities import Workspace
+
+    name = unique("wf")
+    s3.put_object(Bucket=BUCKET, Key=f"workspaces/{name}/3/r/old", Body=b"old owner")
+    with caplog.at_level("WARNING", logger="ws_artifacts.provider"):
+        provider.create_workspace(Workspace(name=name))
+    (stamp,) = {k.split("/")[2] for k in keys(s3, BUCKET, f"{Q}/{name}/")}
+    assert keys(s3, BUCKET, f"workspaces/{name}/") == []
+    assert keys(s3, BUCKET, f"{Q}/{name}/") == [
+        f"{Q}/{name}/{stamp}/workspaces/{name}/3/r/old",
+        f"{Q}/{name}/{stamp}/ws-quarantine.json",
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"workspace {name} is being created, but its place s3://{BUCKET}/workspaces/{name} "
+        f"already held 1 object(s) (9 bytes) of an earlier owner: moved to "
+        f"s3://{BUCKET}/{Q}/{name}/{stamp}"
+    ]
