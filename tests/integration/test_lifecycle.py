@@ -53,7 +53,7 @@ class Life:
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=900,  # a shared 2-core machine can be very slow
             check=False,
         )
         if ok:

@@ -167,3 +167,25 @@ def test_quarantine_is_refused_to_a_repository_on_a_server(
         top = WorkspaceArtifactRepository("ws-memory://lifecycle-unit-root")
         with pytest.raises(MlflowException, match="has 'workspaces/' below"):
             top.list_artifacts(f".ws-quarantine/team-q/{stamp}/workspaces/team-q")
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [("--workspace-provider", 1), ("--no-workspace-provider", 0)],
+    ids=["on", "off"],
+)
+def test_server_command_flag(tmp_path: Path, flag: str, expected: int) -> None:
+    from click.testing import CliRunner
+
+    from ws_artifacts.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("workspaces: {}\n")
+    args = ["server", "--config", str(config), "--data-dir", str(tmp_path), flag, "--dry-run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    command = result.output.strip().splitlines()[-1].split(" ")
+    assert command.count("--workspace-store-uri") == expected
+    if expected:
+        at = command.index("--workspace-store-uri")
+        assert command[at + 1] == f"ws+sqlite:///{tmp_path.resolve()}/mlflow.db"
