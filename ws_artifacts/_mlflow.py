@@ -279,3 +279,86 @@ def _update_one(session: Any, models: Any, kind: str, key: str, uri: str) -> int
         values = {models.SqlTraceTag.value: uri}
     count: int = query.update(values, synchronize_session=False)
     return count
+
+
+# -- workspace provider and tracking truth (lifecycle: provider.py, orphans.py) -------------
+def sql_workspace_store(db_uri: str) -> Any:
+    """MLflow's own SQL workspace provider on ``db_uri`` (``sqlite:///...``, ``postgresql://...``)."""
+    from mlflow.store.workspace.sqlalchemy_store import SqlAlchemyStore
+
+    return SqlAlchemyStore(db_uri)
+
+
+def workspace_store_base() -> type:
+    """MLflow's abstract workspace provider class (``mlflow.workspace_provider`` plugins)."""
+    from mlflow.store.workspace.abstract_store import AbstractStore
+
+    base: type = AbstractStore
+    return base
+
+
+def is_not_found(err: BaseException) -> bool:
+    """Whether ``err`` is MLflow's RESOURCE_DOES_NOT_EXIST."""
+    return isinstance(err, MlflowException) and err.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def check_workspace_deletable(store: Any, name: str, mode: Any) -> None:
+    """Refuse, exactly as MLflow's SQL provider would and before anything is touched, a deletion
+    that provider will refuse: RESTRICT on a workspace that still holds resources, SET_DEFAULT
+    with names that clash with the default workspace's (MLflow 3.10 to 3.17 share this code).
+
+    Raises:
+        MlflowException: INVALID_STATE, with MLflow's own message.
+    """
+    from mlflow.entities.workspace import WorkspaceDeletionMode
+    from mlflow.store.workspace import sqlalchemy_store as sql
+
+    mode = WorkspaceDeletionMode(getattr(mode, "value", mode))
+    with store.ManagedSessionMaker() as session:
+        if mode == WorkspaceDeletionMode.RESTRICT:
+            models: list[Any] = list(sql._WORKSPACE_ROOT_MODELS)
+            for model in models:
+                count = session.query(model).filter(model.workspace == name).count()
+                if count:
+                    raise MlflowException(
+                        f"Cannot delete workspace '{name}': table '{model.__tablename__}' still "
+                        f"contains {count} resource(s). Remove or reassign them before deleting "
+                        "the workspace.",
+                        error_code=ErrorCode.Value("INVALID_STATE"),
+                    )
+        elif mode == WorkspaceDeletionMode.SET_DEFAULT:
+            store._check_set_default_conflicts(session, name)
+
+
+def deletion_mode_name(mode: Any) -> str:
+    """``RESTRICT``, ``CASCADE`` or ``SET_DEFAULT``."""
+    return str(getattr(mode, "value", mode))
+
+
+def tracking_truth(tracking_uri: str) -> dict[str, set[str]]:
+    """Every workspace and the ids of all its experiments (active and deleted), read through
+    MLflow's client on a server URL or a database URI.
+
+    Returns:
+        ``{workspace: {experiment_id, ...}}``.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    truth: dict[str, set[str]] = {}
+    for workspace in client.list_workspaces():
+        ids: set[str] = set()
+        with WorkspaceContext(workspace.name):
+            token = None
+            while True:
+                page = client.search_experiments(
+                    view_type=ViewType.ALL, max_results=1000, page_token=token
+                )
+                ids.update(str(e.experiment_id) for e in page)
+                token = page.token
+                if not token:
+                    break
+        truth[workspace.name] = ids
+    return truth

@@ -96,6 +96,12 @@ def main() -> None:
     help="Write one JSON line per artifact operation to PATH ('-': standard output); "
     "default: $WS_ARTIFACTS_AUDIT, else off. See docs/audit.md.",
 )
+@click.option(
+    "--workspace-provider/--no-workspace-provider",
+    default=True,
+    show_default=True,
+    help="Quarantine a workspace's artifacts when it is deleted (docs/lifecycle.md).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the command; do not start.")
 @click.pass_context
 def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **options: Any) -> None:
@@ -258,9 +264,18 @@ def schema() -> None:
 
 
 def _register() -> None:
+    """The lifecycle commands, each defined in its own module."""
+    from ws_artifacts import lifecycle_cli
     from ws_artifacts.migrate_cli import migrate
 
-    main.add_command(migrate)
+    for command in (
+        migrate,
+        lifecycle_cli.quarantine,
+        lifecycle_cli.purge,
+        lifecycle_cli.restore,
+        lifecycle_cli.orphans,
+    ):
+        main.add_command(command)
 
 
 _register()

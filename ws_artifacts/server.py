@@ -83,6 +83,7 @@ def plan_command(
     nodelay: bool,
     extra: tuple[str, ...] = (),
     audit: str | None = None,
+    workspace_provider: bool = True,
 ) -> ServerPlan:
     """Build the ``mlflow server`` command line and environment (no side effects)."""
     data_dir = data_dir.resolve()
@@ -107,6 +108,7 @@ def plan_command(
         str(workers),
         "--app-name",
         APP_NAME,
+        *_workspace_store_args(backend, workspace_provider, extra),
         *_with_worker_healthcheck(extra),
     ]
     env = dict(os.environ)
@@ -170,6 +172,23 @@ def _uvicorn_has_healthcheck_option() -> bool:
     except ImportError:
         return False
     return "timeout_worker_healthcheck" in inspect.signature(Config).parameters
+
+
+def _workspace_store_args(backend: str, on: bool, extra: tuple[str, ...]) -> list[str]:
+    """``--workspace-store-uri ws+<backend>`` (the quarantining provider, docs/lifecycle.md),
+    unless turned off, given explicitly, or the backend store is not a database."""
+    from ws_artifacts.provider import PREFIX
+
+    given = any(
+        a == "--workspace-store-uri" or a.startswith("--workspace-store-uri=") for a in extra
+    )
+    database = backend.split(":", 1)[0].split("+", 1)[0] in (
+        "sqlite",
+        "postgresql",
+        "mysql",
+        "mssql",
+    )
+    return ["--workspace-store-uri", PREFIX + backend] if on and database and not given else []
 
 
 def enable_nodelay() -> None:

@@ -1,0 +1,276 @@
+"""``ws-artifacts quarantine list``, ``purge``, ``restore`` and ``orphans``: thin click commands
+over :mod:`ws_artifacts.quarantine` and :mod:`ws_artifacts.orphans`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from ws_artifacts import quarantine as q
+from ws_artifacts.config import CONFIG_ENV_VAR, Config
+from ws_artifacts.errors import WsArtifactsError
+from ws_artifacts.routing import split_url
+from ws_artifacts.stores import store_for
+
+__all__ = ["orphans", "purge", "quarantine", "restore"]
+
+_config = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=CONFIG_ENV_VAR,
+    help=f"Configuration file (default: ${CONFIG_ENV_VAR}, else the embedded default).",
+)
+_destination = click.option(
+    "--destination",
+    default=lambda: f"ws-file://{Path('ws-artifacts-data/artifacts').resolve()}",
+    show_default="ws-file://<cwd>/ws-artifacts-data/artifacts, as `ws-artifacts server`",
+    help="The server's --artifacts-destination (or --default-artifact-root).",
+)
+_tracking = click.option("--tracking-uri", help="The MLflow server, e.g. http://127.0.0.1:5000.")
+_backend = click.option("--backend-store-uri", help="Or the tracking database, e.g. sqlite:///x.")
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _setup(config_path: Path | None, destination: str) -> tuple[Config, Any]:
+    from ws_artifacts.cli import _load
+    from ws_artifacts.orphans import router_for
+
+    config, _ = _load(config_path)
+    return config, router_for(config, destination)
+
+
+def _truth(tracking_uri: str | None, backend_store_uri: str | None) -> dict[str, set[str]]:
+    from ws_artifacts._mlflow import tracking_truth
+    from ws_artifacts.cli import _fail
+
+    uri = tracking_uri or backend_store_uri
+    if not uri or (tracking_uri and backend_store_uri):
+        _fail("give exactly one of --tracking-uri URL or --backend-store-uri URI.", 2)
+    return tracking_truth(uri or "")
+
+
+def _entries(router: Any, destination: str, names: set[str]) -> list[q.Entry]:
+    from ws_artifacts.orphans import discover_places
+
+    places = discover_places(router, destination, names)
+    _, _, root = split_url(destination.removeprefix("ws-"))
+    bases = [(router.destination, root), *((p.route, p.base) for p in places)]
+    return sorted(q.list_entries(bases), key=lambda e: (e.workspace, e.stamp))
+
+
+def _entry_table(title: str, entries: list[q.Entry]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("workspace", "deleted at", "state", "reason", "objects", "bytes", "where"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            escape(e.workspace),
+            e.deleted_at,
+            e.state,
+            escape(e.reason),
+            str(e.objects),
+            str(e.bytes),
+            escape(f"{e.route_url} {e.root}"),
+        )
+    return table
+
+
+@click.group()
+def quarantine() -> None:
+    """Workspaces' artifacts moved out of reach (by deletion, re-creation or orphans)."""
+
+
+@quarantine.command("list")
+@_config
+@_destination
+@click.option("--workspace", help="Only this workspace.")
+@_json
+def list_command(
+    config_path: Path | None, destination: str, workspace: str | None, as_json: bool
+) -> None:
+    """List quarantined workspaces: when, why, how much, where."""
+    from ws_artifacts.cli import _out
+
+    _, router = _setup(config_path, destination)
+    entries = [
+        e
+        for e in _entries(router, destination, {workspace} if workspace else set())
+        if not workspace or e.workspace == workspace
+    ]
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    _out.print(_entry_table(f"{len(entries)} quarantine entr(y/ies)", entries))
+
+
+@click.command()
+@_config
+@_destination
+@click.option("--older-than", required=True, help="Retention, e.g. 30d, 12h, 2w.")
+@click.option("--workspace", help="Only this workspace.")
+@click.option("--dry-run/--yes", "dry_run", default=True, help="Show (default) or delete.")
+@_json
+def purge(
+    config_path: Path | None,
+    destination: str,
+    older_than: str,
+    workspace: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete quarantined artifacts older than --older-than (a dry run unless --yes)."""
+    from ws_artifacts.cli import _fail, _out
+
+    _, router = _setup(config_path, destination)
+    try:
+        age = q.parse_age(older_than)
+    except WsArtifactsError as err:
+        _fail(str(err), 2)
+        return
+    cutoff = dt.datetime.now(dt.UTC) - age
+    entries = [
+        e
+        for e in _entries(router, destination, {workspace} if workspace else set())
+        if (not workspace or e.workspace == workspace)
+        and e.state == "quarantined"
+        and q.deleted_at(e) < cutoff
+    ]
+    deleted = 0
+    if not dry_run:
+        with Progress(console=_out, transient=True, disable=as_json) as progress:
+            task = progress.add_task("purging", total=len(entries))
+            for e in entries:
+                route = router.route_for(e.workspace)
+                if route.url != e.route_url:
+                    route = router.destination
+                deleted += q.purge(e, store_for(route, e.base))
+                progress.advance(task)
+    summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}
+    summary["objects_deleted"] = deleted
+    if as_json:
+        click.echo(json.dumps({**summary, "purged": [e.as_dict() for e in entries]}, indent=2))
+        return
+    verb = "would purge" if dry_run else "purged"
+    _out.print(_entry_table(f"{verb} {len(entries)} entr(y/ies) older than {older_than}", entries))
+    if dry_run:
+        _out.print("dry run: nothing deleted; run again with --yes to delete.")
+    else:
+        _out.print(f"deleted {deleted} object(s).")
+
+
+@click.command()
+@_config
+@_destination
+@_tracking
+@_backend
+@click.option("--deleted-at", help="Which entry (its 'deleted at' time); default: the latest.")
+@_json
+@click.argument("workspace")
+def restore(
+    config_path: Path | None,
+    destination: str,
+    tracking_uri: str | None,
+    backend_store_uri: str | None,
+    deleted_at: str | None,
+    as_json: bool,
+    workspace: str,
+) -> None:
+    """Move WORKSPACE's quarantined artifacts back (it must exist, its place must be empty)."""
+    from ws_artifacts.cli import _fail, _out
+
+    _, router = _setup(config_path, destination)
+    truth = _truth(tracking_uri, backend_store_uri)
+    if workspace not in truth:
+        _fail(
+            f"workspace '{workspace}' does not exist; create it first "
+            "(its place is emptied on creation, then restore).",
+            1,
+        )
+    entries = [
+        e
+        for e in _entries(router, destination, {workspace})
+        if e.workspace == workspace
+        and (deleted_at is None or deleted_at in (e.deleted_at, e.stamp))
+    ]
+    if not entries:
+        which = f" deleted at {deleted_at}" if deleted_at else ""
+        _fail(f"no quarantine entry of workspace '{workspace}'{which}; see `quarantine list`.", 1)
+    entry = entries[-1]
+    try:
+        place = q.place_of(router, destination.removeprefix("ws-"), workspace)
+        count = q.restore(entry, place)
+    except WsArtifactsError as err:
+        _fail(str(err), 1)
+        return
+    if as_json:
+        click.echo(json.dumps({"restored": entry.as_dict(), "objects": count}, indent=2))
+        return
+    _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri())}")
+
+
+@click.command()
+@_config
+@_destination
+@_tracking
+@_backend
+@click.option("--quarantine", "move", is_flag=True, help="Move the orphans to quarantine.")
+@click.option("--yes", is_flag=True, help="With --quarantine: act (else a dry run).")
+@_json
+def orphans(
+    config_path: Path | None,
+    destination: str,
+    tracking_uri: str | None,
+    backend_store_uri: str | None,
+    move: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """List objects whose workspace or experiment no longer exists (and quarantine them)."""
+    from ws_artifacts.cli import _out
+    from ws_artifacts.orphans import discover_places, find_orphans
+
+    _, router = _setup(config_path, destination)
+    truth = _truth(tracking_uri, backend_store_uri)
+    places = discover_places(router, destination, set(truth))
+    found = find_orphans(places, truth)
+    acted = move and yes
+    if acted:
+        by_place = {p.workspace: p for p in places}
+        for name in sorted({o.workspace for o in found}):
+            children = [o.child for o in found if o.workspace == name]
+            q.quarantine_place(by_place[name], "orphans", only=children)
+    if as_json:
+        payload = {
+            "quarantined": acted,
+            "dry_run": move and not yes,
+            "orphans": [o.as_dict() for o in found],
+            "objects": sum(o.objects for o in found),
+            "bytes": sum(o.bytes for o in found),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(title=f"{len(found)} orphaned location(s)", title_justify="left")
+    for column in ("workspace", "experiment", "reason", "objects", "bytes", "where"):
+        table.add_column(column)
+    for o in found:
+        table.add_row(
+            escape(o.workspace),
+            escape(o.child),
+            escape(o.reason),
+            str(o.objects),
+            str(o.bytes),
+            escape(o.uri),
+        )
+    _out.print(table)
+    if move and not yes:
+        _out.print("dry run: nothing moved; run again with --quarantine --yes to move them.")
+    elif acted:
+        _out.print(f"moved {sum(o.objects for o in found)} object(s) to quarantine.")

@@ -1,0 +1,207 @@
+"""The ``ws+<db>://`` workspace provider: MLflow's own SQL provider, with artifacts that follow.
+
+Turned on with ``mlflow server --enable-workspaces --workspace-store-uri ws+sqlite:///mlflow.db``
+(``ws+`` before the backend store URI; ``ws-artifacts server`` does it by default). MLflow finds
+it through the ``mlflow.workspace_provider`` entry points (one per database scheme), in every
+version from 3.10 on. Everything is MLflow's SQL provider, except:
+
+* **delete_workspace** (RESTRICT, CASCADE, SET_DEFAULT): refuses up front what MLflow would
+  refuse (nothing moves then), moves the workspace's place into quarantine, deletes the rows,
+  then sweeps anything written meanwhile into the same quarantine entry. If the row delete
+  fails, the artifacts are moved back; a crash midway leaves a ``moving`` entry that the next
+  attempt finishes. SET_DEFAULT moves experiments to the default workspace, but their stored
+  locations still name ``workspaces/<ws>/...``, which the default workspace may not read: their
+  artifacts are quarantined like any other (see docs/lifecycle.md).
+* **create_workspace**: objects already in the new workspace's place (left by a deletion while
+  the provider was off) are quarantined first, with a warning, so the new workspace starts
+  empty.
+
+The artifact locations come from the server's environment: ``WS_ARTIFACTS_CONFIG`` and the
+destination ``mlflow server`` hands its workers (:func:`routing.destinations_from_env`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ws_artifacts import _mlflow
+from ws_artifacts.config import config_from_env
+from ws_artifacts.errors import ConfigError, UnroutedWorkspaceError, WsArtifactsError
+from ws_artifacts.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
+from ws_artifacts.quarantine import Entry, Place, place_of, quarantine_place, restore
+from ws_artifacts.routing import Router, destinations_from_env
+
+__all__ = ["PREFIX", "create_provider", "inner_uri"]
+
+_logger = logging.getLogger(__name__)
+
+#: What comes before the database URI in ``--workspace-store-uri``.
+PREFIX = "ws+"
+
+
+def inner_uri(workspace_uri: str) -> str:
+    """The database URI inside ``ws+<db uri>``.
+
+    Raises:
+        ConfigError: The URI does not start with ``ws+``.
+    """
+    if not workspace_uri.startswith(PREFIX) or len(workspace_uri) <= len(PREFIX):
+        raise ConfigError(
+            f"Workspace store URI {workspace_uri!r} is not a ws-artifacts provider URI; use "
+            "ws+ before the database URI, e.g. ws+sqlite:///mlflow.db."
+        )
+    return workspace_uri[len(PREFIX) :]
+
+
+def create_provider(workspace_uri: str) -> Any:
+    """The entry point MLflow calls (``builder(workspace_uri=...)``)."""
+    cls = _provider_class()
+    return cls(workspace_uri)
+
+
+_CLASS: type | None = None
+
+
+def _provider_class() -> type:
+    global _CLASS
+    if _CLASS is None:
+        base = _mlflow.workspace_store_base()
+        _CLASS = type("QuarantiningWorkspaceStore", (_Provider, base), {})
+    return _CLASS
+
+
+class _Provider:
+    """Delegates to MLflow's SQL provider; see the module docstring for what differs."""
+
+    def __init__(self, workspace_uri: str) -> None:
+        self.inner = _mlflow.sql_workspace_store(inner_uri(workspace_uri))
+
+    def __getattr__(self, name: str) -> Any:  # methods MLflow adds in later versions
+        return getattr(self.inner, name)
+
+    # -- plain delegation ---------------------------------------------------------------
+    def list_workspaces(self) -> Iterable[Any]:
+        return self.inner.list_workspaces()  # type: ignore[no-any-return]
+
+    def get_workspace(self, workspace_name: str) -> Any:
+        return self.inner.get_workspace(workspace_name)
+
+    def update_workspace(self, workspace: Any) -> Any:
+        return self.inner.update_workspace(workspace)
+
+    def get_default_workspace(self) -> Any:
+        return self.inner.get_default_workspace()
+
+    def resolve_artifact_root(
+        self, default_artifact_root: str | None, workspace_name: str
+    ) -> tuple[str | None, bool]:
+        return self.inner.resolve_artifact_root(  # type: ignore[no-any-return]
+            default_artifact_root, workspace_name
+        )
+
+    def resolve_trace_archival_config(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.resolve_trace_archival_config(*args, **kwargs)
+
+    # -- what follows the artifacts -----------------------------------------------------
+    def create_workspace(self, workspace: Any) -> Any:
+        name = workspace.name
+        entry, place = None, None
+        if is_valid_workspace_name(name) and name != DEFAULT_WORKSPACE and not self._exists(name):
+            place = self._place(name, required=False)
+            entry = self._move(place, "leftovers found at create_workspace") if place else None
+            if entry is not None and place is not None:
+                _logger.warning(
+                    "workspace %s is being created, but its place %s already held %d "
+                    "object(s) (%d bytes) of an earlier owner: moved to %s",
+                    name,
+                    place.uri(),
+                    entry.objects,
+                    entry.bytes,
+                    place.store().uri(entry.root),
+                )
+        try:
+            return self.inner.create_workspace(workspace)
+        except Exception:
+            if entry is not None and place is not None:  # e.g. created meanwhile by another
+                self._put_back(entry, place)
+            raise
+
+    def delete_workspace(self, workspace_name: str, mode: Any = None) -> None:
+        args = () if mode is None else (mode,)
+        if workspace_name == DEFAULT_WORKSPACE or not self._exists(workspace_name):
+            self.inner.delete_workspace(workspace_name, *args)  # MLflow's own refusal
+            return
+        _mlflow.check_workspace_deletable(self.inner, workspace_name, mode or "RESTRICT")
+        place = self._place(workspace_name, required=True)
+        reason = f"delete_workspace {_mlflow.deletion_mode_name(mode or 'RESTRICT')}"
+        entry = self._move(place, reason) if place is not None else None
+        try:
+            self.inner.delete_workspace(workspace_name, *args)
+        except Exception:
+            if entry is not None and place is not None:
+                self._put_back(entry, place)
+            raise
+        if place is not None:
+            self._move(place, reason)  # written between the move and the row delete
+
+    # -- helpers ------------------------------------------------------------------------
+    def _exists(self, name: str) -> bool:
+        try:
+            self.inner.get_workspace(name)
+        except Exception as err:
+            if _mlflow.is_not_found(err):
+                return False
+            raise
+        return True
+
+    def _place(self, workspace: str, *, required: bool) -> Place | None:
+        config = config_from_env()
+        destinations = destinations_from_env(os.environ) or ()
+        problem = ""
+        if config is None:
+            problem = "WS_ARTIFACTS_CONFIG is not set"
+        elif not destinations:
+            problem = "the server has no ws- artifact destination"
+        if problem:
+            if not required:
+                return None
+            raise _mlflow.mlflow_error(
+                ConfigError(
+                    f"Refused to delete workspace '{workspace}': {problem}, so its artifacts "
+                    "cannot be found and moved to quarantine. Start the server with "
+                    "--artifacts-destination (or --default-artifact-root) ws-... and "
+                    "WS_ARTIFACTS_CONFIG, or use the plain database URI as "
+                    "--workspace-store-uri to delete rows only."
+                )
+            )
+        if config is None:
+            return None
+        destination = destinations[0].removeprefix("ws-")
+        scheme, location = destination.split("://", 1)[0], destination.split("://", 1)[1]
+        router = Router(config, f"{scheme}://{location.split('/', 1)[0]}")
+        try:
+            return place_of(router, destination, workspace)
+        except UnroutedWorkspaceError:
+            return None  # no place: nothing of it can have been written
+
+    def _move(self, place: Place, reason: str) -> Entry | None:
+        try:
+            return quarantine_place(place, reason)
+        except WsArtifactsError as err:
+            raise _mlflow.mlflow_error(err) from err
+
+    def _put_back(self, entry: Entry, place: Place) -> None:
+        try:
+            restore(entry, place)
+        except WsArtifactsError as err:
+            _logger.error(
+                "workspace %s was not deleted, and moving its artifacts back from %s failed "
+                "(%s); they are safe there: run `ws-artifacts restore %s` to move them back",
+                entry.workspace,
+                place.store().uri(entry.root),
+                err,
+                entry.workspace,
+            )
