@@ -37,6 +37,7 @@ __all__ = [
     "TRACE_DATA_FILE_NAME",
     "ArtifactRepository",
     "CreateMultipartUploadResponse",
+    "CreatePresignedUploadResponse",
     "FileInfo",
     "MlflowException",
     "MultipartDownloadMixin",
@@ -66,6 +67,18 @@ MultipartDownloadMixin: type = getattr(_artifact_repo, "MultipartDownloadMixin",
 PresignedUploadMixin: type = getattr(_artifact_repo, "PresignedUploadMixin", None) or type(
     "PresignedUploadMixin", (_Absent,), {}
 )
+
+try:
+    from mlflow.entities.presigned_upload import CreatePresignedUploadResponse
+except ImportError:  # MLflow < 3.17: no presigned uploads; never sent to such a server
+
+    @dataclass
+    class CreatePresignedUploadResponse:  # type: ignore[no-redef]
+        """Stand-in for MLflow's class of the same name."""
+
+        presigned_url: str
+        headers: dict[str, str] = field(default_factory=dict)
+
 
 try:
     from mlflow.entities.presigned_download import PresignedDownloadUrlResponse
