@@ -33,6 +33,7 @@ from mlflow.utils.workspace_context import get_request_workspace
 from ws_artifacts.errors import WsArtifactsError
 
 __all__ = [
+    "HAS_PRESIGNED_UPLOADS",
     "MLFLOW_VERSION",
     "TRACE_DATA_FILE_NAME",
     "ArtifactRepository",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 MLFLOW_VERSION: str = mlflow.__version__
+#: Whether this MLflow has presigned uploads (3.17+: ``PresignedUploadMixin`` and its endpoint).
+HAS_PRESIGNED_UPLOADS: bool = hasattr(_artifact_repo, "PresignedUploadMixin")
 
 
 class _Absent(ABC):  # noqa: B024 - a marker base with nothing abstract
