@@ -117,6 +117,7 @@ def start_mlflow(
     env: dict[str, str],
     workers: int = 2,
     command: list[str] | None = None,
+    startup_timeout: float = 120,
 ) -> Server:
     """Start ``mlflow server --enable-workspaces`` on SQLite in ``workdir``.
 
@@ -126,6 +127,8 @@ def start_mlflow(
         env: Extra environment (WS_ARTIFACTS_CONFIG, AWS credentials...).
         workers: uvicorn workers.
         command: Another launcher instead of ``python -m mlflow server`` (e.g. ws-artifacts).
+        startup_timeout: Seconds to wait for ``/health`` (database migrations are slow on a
+            loaded machine).
     """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +150,7 @@ def start_mlflow(
     proc = _spawn(cmd, clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env), log, workdir)
     server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
     with _stopped_on_failure(server):
-        wait_http(server.url + "/health", proc, log, timeout=120)
+        wait_http(server.url + "/health", proc, log, timeout=startup_timeout)
         # Clients probe /server-info first; it is also the request that builds each worker's
         # cached artifact repository. Call it as a client would, on every worker.
         for _ in range(2 * workers):

@@ -95,6 +95,32 @@ def test_every_s3_upload_path_sets_the_content_type(
     repo.abort_multipart_upload("presigned.csv", upload.upload_id, "mpu")
 
 
+def test_fsspec_s3_routes_set_the_content_type_too(
+    monkeypatch: pytest.MonkeyPatch, use_config: Path, s3: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "fsspec.yaml"
+    config.write_text(
+        use_config.read_text().replace(
+            "    url: s3://team-b-artifacts\n",
+            "    url: s3://team-b-artifacts\n    backend: fsspec\n",
+        )
+    )
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(config))
+    exp = unique("fsspec")
+    repo = get_artifact_repository(f"ws-s3://root/workspaces/team-b/{exp}")
+    repo.log_artifact(str(_tree(tmp_path) / "b.tar.gz"))
+    with open(tmp_path / "src" / "a.txt", "rb") as stream:
+        repo.log_artifact_from_stream(stream, "page.html")
+    heads = {
+        k.rsplit("/", 1)[1]: s3.head_object(Bucket="team-b-artifacts", Key=k)
+        for k in keys(s3, "team-b-artifacts", f"workspaces/team-b/{exp}/")
+    }
+    assert {n: (h["ContentType"], h.get("ContentEncoding")) for n, h in heads.items()} == {
+        "b.tar.gz": ("application/x-tar", "gzip"),
+        "page.html": ("text/html", None),
+    }
+
+
 # -- MLflow's S3 variables as defaults under the file ---------------------------------------------
 def test_upload_extra_args_apply_under_the_route_policy(
     monkeypatch: pytest.MonkeyPatch, use_config: Path, tmp_path: Path, s3: Any

@@ -48,7 +48,9 @@ def env_server(session_dir: Path, moto: Server, s3: Any) -> Iterator[MlflowServe
         "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    server = start_mlflow(session_dir / "env-server", args=DIRECT_ARGS, env=env, workers=1)
+    server = start_mlflow(
+        session_dir / "env-server", args=DIRECT_ARGS, env=env, workers=1, startup_timeout=600
+    )
     try:
         wrapped = MlflowServer(server, config)
         for name in WORKSPACES:
