@@ -38,10 +38,12 @@ ARTIFACTS_DESTINATION_ENV_VAR = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
 
 __all__ = [
     "ARTIFACTS_DESTINATION_ENV_VAR",
+    "HAS_PRESIGNED_UPLOADS",
     "MLFLOW_VERSION",
     "TRACE_DATA_FILE_NAME",
     "ArtifactRepository",
     "CreateMultipartUploadResponse",
+    "CreatePresignedUploadResponse",
     "FileInfo",
     "MlflowException",
     "MultipartDownloadMixin",
@@ -59,6 +61,8 @@ __all__ = [
 ]
 
 MLFLOW_VERSION: str = mlflow.__version__
+#: Whether this MLflow has presigned uploads (3.17+: ``PresignedUploadMixin`` and its endpoint).
+HAS_PRESIGNED_UPLOADS: bool = hasattr(_artifact_repo, "PresignedUploadMixin")
 
 
 class _Absent(ABC):  # noqa: B024 - a marker base with nothing abstract
@@ -74,6 +78,18 @@ MultipartDownloadMixin: type = getattr(_artifact_repo, "MultipartDownloadMixin",
 PresignedUploadMixin: type = getattr(_artifact_repo, "PresignedUploadMixin", None) or type(
     "PresignedUploadMixin", (_Absent,), {}
 )
+
+try:
+    from mlflow.entities.presigned_upload import CreatePresignedUploadResponse
+except ImportError:  # MLflow < 3.17: no presigned uploads; never sent to such a server
+
+    @dataclass
+    class CreatePresignedUploadResponse:  # type: ignore[no-redef]
+        """Stand-in for MLflow's class of the same name."""
+
+        presigned_url: str
+        headers: dict[str, str] = field(default_factory=dict)
+
 
 try:
     from mlflow.entities.presigned_download import PresignedDownloadUrlResponse

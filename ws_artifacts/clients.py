@@ -32,6 +32,7 @@ from typing import Any
 from ws_artifacts import _redact
 from ws_artifacts.config import Credentials, Settings
 from ws_artifacts.errors import CredentialsError
+from ws_artifacts.mlflow_env import s3_defaults
 
 __all__ = [
     "ClientCache",
@@ -63,6 +64,8 @@ class ClientKey:
     scope: tuple[str, str] | None
     # Whether the narrowed session needs KMS (sse aws:kms), and the key it may use.
     kms: tuple[bool, str | None]
+    # TLS certificates checked (False: MLFLOW_S3_IGNORE_TLS is true).
+    verify: bool = True
 
     @classmethod
     def for_route(cls, settings: Settings, bucket: str, prefix: str) -> ClientKey:
@@ -72,9 +75,10 @@ class ClientKey:
         narrowed = creds is not None and creds.restrict_to_route
         storage = settings.storage
         uses_kms = bool(narrowed and storage and storage.sse == "aws:kms")
+        env = s3_defaults()  # MLflow's S3 variables, under the file's own settings
         return cls(
-            endpoint_url=settings.endpoint_url,
-            region=settings.region,
+            endpoint_url=settings.endpoint_url or env.endpoint_url,
+            region=settings.region or env.region,
             addressing_style=settings.addressing_style,
             retry_mode=settings.retry_mode,
             max_attempts=settings.max_attempts,
@@ -82,6 +86,7 @@ class ClientKey:
             files=_file_stamps(creds),
             scope=(bucket, prefix.strip("/")) if narrowed else None,
             kms=(uses_kms, storage.kms_key_id if uses_kms and storage else None),
+            verify=env.verify,
         )
 
     def describe(self) -> str:
@@ -304,7 +309,11 @@ def _build_client(key: ClientKey) -> Any:
         signature_version="s3v4",
     )
     return session.create_client(
-        "s3", region_name=key.region, endpoint_url=key.endpoint_url, config=config
+        "s3",
+        region_name=key.region,
+        endpoint_url=key.endpoint_url,
+        config=config,
+        **({} if key.verify else {"verify": False}),
     )
 
 

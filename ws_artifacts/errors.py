@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "AccessDeniedError",
+    "AuthenticationError",
     "ConfigError",
     "CredentialsError",
     "NotFoundError",
@@ -64,6 +65,13 @@ class CredentialsError(WsArtifactsError, PermissionError):
     mlflow_code = "PERMISSION_DENIED"
 
 
+class AuthenticationError(CredentialsError):
+    """The store does not know the route's key, or its signature does not match (MLflow's S3
+    repository answers UNAUTHENTICATED for these)."""
+
+    mlflow_code = "UNAUTHENTICATED"
+
+
 class AccessDeniedError(WsArtifactsError, PermissionError):
     """The store refused the route's credentials for this operation."""
 
@@ -99,8 +107,8 @@ _BOTO_ERRORS: dict[str, tuple[type[WsArtifactsError], str]] = {
     "403": (AccessDeniedError, _GRANT),
     "Forbidden": (AccessDeniedError, _GRANT),
     "AllAccessDisabled": (AccessDeniedError, "bucket '{bucket}' is disabled; use another bucket"),
-    "InvalidAccessKeyId": (CredentialsError, "check the route's access_key_id"),
-    "SignatureDoesNotMatch": (CredentialsError, "check the route's secret_access_key"),
+    "InvalidAccessKeyId": (AuthenticationError, "check the route's access_key_id"),
+    "SignatureDoesNotMatch": (AuthenticationError, "check the route's secret_access_key"),
     "InvalidClientTokenId": (CredentialsError, "check the route's credentials"),
     "UnrecognizedClientException": (CredentialsError, "check the route's credentials"),
     "ExpiredToken": (CredentialsError, "the session token expired; refresh the credentials"),
@@ -118,6 +126,9 @@ _BOTO_ERRORS: dict[str, tuple[type[WsArtifactsError], str]] = {
     "InvalidPart": (StorageError, "the parts listed do not match the uploaded parts"),
     "InvalidPartOrder": (StorageError, "list the parts in ascending order"),
 }
+
+# Codes that mean "this object is not there" (not a missing bucket or upload).
+_MISSING_OBJECT = frozenset({"NoSuchKey", "404", "NotFound"})
 
 # Errors of the STS call that turns a route's source credentials into role credentials.
 _ASSUME_ROLE_ERRORS: dict[str, tuple[type[WsArtifactsError], str]] = {
@@ -208,9 +219,11 @@ def translate_boto_error(
     fix = fix.format(action=_ACTIONS.get(operation, "access"), bucket=bucket or location)
     what = code or name
     using = f" with {credentials}" if credentials else ""
+    # MLflow's repositories say "No such artifact: '<path>'" for a missing object; so do we.
+    missing = f"No such artifact: '{location}'. " if code in _MISSING_OBJECT else ""
     return cls(
-        f"{operation} failed for workspace '{workspace or '(none)'}' at {location}{using}: "
-        f"{what}; {fix}."
+        f"{missing}{operation} failed for workspace '{workspace or '(none)'}' at {location}"
+        f"{using}: {what}; {fix}."
     )
 
 

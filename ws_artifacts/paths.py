@@ -26,6 +26,7 @@ __all__ = [
     "MAX_PATH_LENGTH",
     "WORKSPACES_SEGMENT",
     "LogicalPath",
+    "check_mlflow_path",
     "check_owner",
     "is_valid_workspace_name",
     "is_within",
@@ -133,6 +134,43 @@ def normalize(path: str | None) -> str:
             _check_segment(decoded, path)
         parts.append(segment)
     return "/".join(parts)
+
+
+def check_mlflow_path(path: str | None, *, kind: str) -> None:
+    """Refuse what MLflow's own repositories refuse, with their wording ("Invalid artifact
+    path", "Invalid path"), before :func:`normalize` would tidy it into another path: an absolute
+    path (``/``, ``//``, ``/tmp``), ``..`` segments or, for a directory to write into, one that
+    names the root with dots (``.``, ``./``).
+
+    None and ``""`` are the root and pass: MLflow's own calls use them. Trailing and doubled
+    inner slashes pass, as MLflow's S3 repository lets them.
+
+    Args:
+        path: The path a caller gave, as given.
+        kind: ``"write"`` for the ``artifact_path`` directory of an upload, ``"read"`` for a
+            path to download (MLflow's ``validate_path_is_safe``: absolute paths only).
+
+    Raises:
+        PathError: The path is refused (MLflow's INVALID_PARAMETER_VALUE).
+    """
+    if not path:
+        return
+    label = "artifact path" if kind == "write" else "path"
+    if ".." in path.split("/"):
+        raise PathError(
+            f"Invalid {label}: {path!r} contains '..'; paths may not go upwards out of the "
+            "artifact directory."
+        )
+    if path.startswith("/"):
+        raise PathError(
+            f"Invalid {label}: {path!r} is absolute; artifact paths are relative to the "
+            "artifact directory, e.g. 'models/model.pkl'."
+        )
+    if kind == "write" and all(segment in ("", ".") for segment in path.split("/")):
+        raise PathError(
+            f"Invalid artifact path: {path!r} names the artifact directory itself; pass None "
+            "(or nothing) to log at the top, or name a directory such as 'models'."
+        )
 
 
 def _check_characters(text: str, path: str) -> None:

@@ -30,12 +30,21 @@ from ws_artifacts._mlflow import (
     MultipartUploadMixin,
     MultipartUploadPart,
     PresignedDownloadUrlResponse,
+    PresignedUploadMixin,
     StreamUploadMixin,
 )
 from ws_artifacts.backends import Backend, backend_for
 from ws_artifacts.config import CONFIG_ENV_VAR, Config, Transfer, config_from_env
 from ws_artifacts.errors import ConfigError, NotFoundError, PathError, WsArtifactsError
-from ws_artifacts.paths import check_owner, join, normalize, split_under
+from ws_artifacts.paths import (
+    check_mlflow_path,
+    check_owner,
+    is_within,
+    join,
+    normalize,
+    split_logical,
+    split_under,
+)
 from ws_artifacts.routing import (
     Router,
     Target,
@@ -111,6 +120,7 @@ class WorkspaceArtifactRepository(
     MultipartUploadMixin,
     MultipartDownloadMixin,  # type: ignore[misc]  # a stand-in class on MLflow 3.10
     StreamUploadMixin,  # type: ignore[misc]
+    PresignedUploadMixin,  # type: ignore[misc]
 ):
     """Routes each workspace's artifacts to its own store, per operation.
 
@@ -145,6 +155,15 @@ class WorkspaceArtifactRepository(
         except PathError as err:
             raise _mlflow.mlflow_error(err) from err
         self._pinned = workspace
+        # A ws-file repository at a legacy (no workspaces/) location keeps links inside its own
+        # directory, as MLflow's local repository does (see _resolve).
+        self._local_legacy_base = (
+            self._base
+            if self._base
+            and scheme[3:] in ("file", "local")
+            and split_logical(self._base).workspace is None
+            else None
+        )
 
     def for_workspace(self, workspace: str) -> WorkspaceArtifactRepository:
         """An instance pinned to ``workspace``.
@@ -191,6 +210,9 @@ class WorkspaceArtifactRepository(
             self._router(),
             destinations_from_env(os.environ),
         )
+        base = self._local_legacy_base
+        if base is not None and not target.scope and is_within(base, target.key):
+            target = Target(target.route, target.key, target.workspace, base)
         audit.note(target)
         _logger.debug(
             "%s workspace=%s route=%s key=%s",
@@ -206,6 +228,7 @@ class WorkspaceArtifactRepository(
     @_boundary
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         """Upload one local file to ``artifact_path/<file name>``."""
+        check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, local_file), "write")
         backend_for(target.route).put_file(target, local_file)
         audit.note(files=[local_file])
@@ -213,11 +236,16 @@ class WorkspaceArtifactRepository(
     @audit.audited("write")
     @_boundary
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
-        """Upload a directory tree, several files at a time."""
+        """Upload a directory tree, several files at a time; empty directories are kept where
+        the store has directories (local routes)."""
+        check_mlflow_path(artifact_path, kind="write")
         base = self._resolve(artifact_path, "write")
         jobs = []
-        for root, _dirs, files in os.walk(local_dir):
+        empty: list[Target] = []
+        for root, dirs, files in os.walk(local_dir):
             rel_dir = os.path.relpath(root, local_dir)
+            if not dirs and not files and rel_dir != ".":
+                empty.append(base.child(normalize(rel_dir.replace(os.sep, "/"))))
             for name in files:
                 rel = normalize(posixpath.join(rel_dir.replace(os.sep, "/"), name))
                 jobs.append((base.child(rel), os.path.join(root, name)))
@@ -227,6 +255,10 @@ class WorkspaceArtifactRepository(
             concurrency=_transfer(base).max_concurrency,
         )
         audit.note(files=[f for _t, f in jobs])
+        for target in empty:
+            make_dir = getattr(backend_for(target.route), "make_dir", None)
+            if make_dir is not None:
+                make_dir(target)
 
     @audit.audited("list")
     @_boundary
@@ -243,6 +275,7 @@ class WorkspaceArtifactRepository(
     @audit.audited("read")
     @_boundary
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
+        check_mlflow_path(remote_file_path, kind="read")
         target = self._resolve(remote_file_path, "read")
         places.read_first(target, lambda backend, place: backend.get_file(place, local_path))
         audit.note(files=[local_path])
@@ -252,6 +285,7 @@ class WorkspaceArtifactRepository(
     def download_artifacts(self, artifact_path: str | None, dst_path: str | None = None) -> str:
         """Download a file or a tree. The target is resolved here, in the calling thread,
         before any work goes to the thread pool."""
+        check_mlflow_path(artifact_path, kind="read")
         rel = normalize(artifact_path)
         target = self._resolve(rel, "read")
         dst = _destination_dir(dst_path)
@@ -263,7 +297,9 @@ class WorkspaceArtifactRepository(
                 f"'{target.workspace}'; list it (GET .../artifacts?path=...) and download its "
                 "files one by one."
             )
-        if not files:
+        empty = getattr(backend_for(target.route), "empty_dirs", None)  # local routes keep them
+        empty_dirs = [normalize(name) for name in (empty(target) if empty is not None else [])]
+        if not files and not empty_dirs:
             if not rel:
                 return dst  # nothing at the root: MLflow returns the empty destination
             os.makedirs(os.path.dirname(local_root), exist_ok=True)
@@ -276,6 +312,8 @@ class WorkspaceArtifactRepository(
         for child, _name in children:
             backend_for(child.route).check(child)
         jobs, created = [], _Created(local_root)
+        for name in empty_dirs:
+            created.makedirs(os.path.join(local_root, *name.split("/")))
         for child, name in children:
             local = os.path.join(local_root, *name.split("/"))
             created.makedirs(os.path.dirname(local))
@@ -338,6 +376,7 @@ class WorkspaceArtifactRepository(
         self, stream: BinaryIO, artifact_file_name: str, artifact_path: str | None = None
     ) -> None:
         """Upload a request body without a temporary file."""
+        check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
         backend_for(target.route).put_stream(target, audit.counted(stream))
 
@@ -350,6 +389,7 @@ class WorkspaceArtifactRepository(
     ) -> None:
         """Upload an ASGI request body: chunks flow through a bounded queue to a thread."""
         try:
+            check_mlflow_path(artifact_path, kind="write")
             target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
         except WsArtifactsError as err:
             raise _mlflow.mlflow_error(err) from err
@@ -379,6 +419,7 @@ class WorkspaceArtifactRepository(
         self, local_file: str, num_parts: int = 1, artifact_path: str | None = None
     ) -> CreateMultipartUploadResponse:
         """Start a multipart upload in the workspace's bucket; presigned URLs for the parts."""
+        check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, local_file), "write")
         upload_id, urls = _s3(target).create_multipart(target, num_parts)
         return CreateMultipartUploadResponse(
@@ -420,6 +461,7 @@ class WorkspaceArtifactRepository(
         """A presigned GET on the workspace's own bucket. Routes that cannot presign (fsspec,
         or ``presigned_downloads: false``) answer without a size, which makes MLflow's client
         fall back to downloading through the server."""
+        check_mlflow_path(artifact_path, kind="read")
         target = self._resolve(artifact_path, "read")
         from ws_artifacts.backends.s3 import S3Backend
 
@@ -431,6 +473,27 @@ class WorkspaceArtifactRepository(
             return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
 
         return places.read_first(target, presign)
+
+    @audit.audited("presign_write")
+    @_boundary
+    def create_presigned_upload_url(self, artifact_path: str, expiration: int = 900) -> Any:
+        """A presigned PUT into the workspace's own bucket, signed with the route's credentials
+        and storage policy; the response's headers (type, SSE, class, tags) must be sent."""
+        check_mlflow_path(artifact_path, kind="read")
+        if not normalize(artifact_path):
+            raise PathError("A presigned upload needs a file path, e.g. 'models/model.pkl'.")
+        target = self._resolve(artifact_path, "write")
+        backend = backend_for(target.route)
+        from ws_artifacts.backends.s3 import S3Backend
+
+        if not isinstance(backend, S3Backend):
+            raise PathError(
+                f"Workspace '{target.workspace}' stores its artifacts at {target.uri}, which "
+                "has no presigned uploads; upload through the server or with the route's own "
+                "credentials instead."
+            )
+        url, headers = backend.presign_put(target, expiration)
+        return _mlflow.CreatePresignedUploadResponse(presigned_url=url, headers=headers)
 
 
 def _server_config() -> Config | None:

@@ -31,6 +31,7 @@ from ws_artifacts.clients import (
 from ws_artifacts.config import Credentials, Settings, StoragePolicy, parse_config
 from ws_artifacts.errors import (
     AccessDeniedError,
+    AuthenticationError,
     CredentialsError,
     NotFoundError,
     StorageError,
@@ -572,13 +573,13 @@ def test_access_denied_names_workspace_bucket_action_and_credentials() -> None:
         (
             _client_error("SignatureDoesNotMatch", "PutObject"),
             "upload",
-            CredentialsError,
+            AuthenticationError,  # MLflow: UNAUTHENTICATED
             "SignatureDoesNotMatch; check the route's secret_access_key.",
         ),
         (
             _client_error("InvalidAccessKeyId", "PutObject"),
             "upload",
-            CredentialsError,
+            AuthenticationError,  # MLflow: UNAUTHENTICATED
             "InvalidAccessKeyId; check the route's access_key_id.",
         ),
         (

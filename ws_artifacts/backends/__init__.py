@@ -13,7 +13,18 @@ from typing import BinaryIO, Protocol
 
 from ws_artifacts.routing import Route, Target
 
-__all__ = ["Backend", "Entry", "backend_for"]
+__all__ = ["TEMP_PREFIX", "Backend", "Entry", "backend_for", "is_temporary"]
+
+#: How our temporary files (uploads in flight, downloads before their rename) start. It holds a
+#: backslash, which no artifact path may contain (paths.normalize refuses it), so no user file
+#: can be taken for one of ours, or hidden as one (a POSIX file-system name: the servers'
+#: platforms).
+TEMP_PREFIX = ".ws-artifacts\\tmp-"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` (one path segment) is one of our temporary files."""
+    return name.startswith(TEMP_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

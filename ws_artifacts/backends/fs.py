@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from ws_artifacts.backends import Entry
+from ws_artifacts.backends import TEMP_PREFIX, Entry, is_temporary
+from ws_artifacts.content import content_args
 from ws_artifacts.errors import (
     AccessDeniedError,
     CredentialsError,
@@ -66,8 +67,8 @@ class FsspecBackend:
             raise
         except FileNotFoundError:
             raise NotFoundError(
-                f"{operation} failed for workspace '{target.workspace}': {target.uri} does not "
-                "exist; check the artifact path."
+                f"No such artifact: '{target.uri}'. {operation} failed for workspace "
+                f"'{target.workspace}'; check the artifact path."
             ) from None
         except PermissionError:
             raise AccessDeniedError(
@@ -89,7 +90,7 @@ class FsspecBackend:
             if real != scope and not real.startswith(scope.rstrip("/") + "/"):
                 raise OwnershipError(
                     f"Refused: {target.uri} resolves (through a symbolic link) outside the "
-                    f"directory of workspace '{target.workspace}'; remove the link."
+                    f"artifact directory of workspace '{target.workspace}'; remove the link."
                 )
         return path
 
@@ -104,9 +105,9 @@ class FsspecBackend:
         with self._errors("upload", target):
             if self.local:
                 with open(local_path, "rb") as src:
-                    self._write_local(path, src)
+                    self._write_local(path, src, times_of=local_path)
             else:
-                self.fs.put_file(local_path, path)
+                self.fs.put_file(local_path, path, **self._content(target))
 
     def put_stream(self, target: Target, stream: BinaryIO) -> None:
         """Copy a stream into place, chunk by chunk."""
@@ -116,7 +117,7 @@ class FsspecBackend:
                 self._write_local(path, stream)
                 return
             # Not `with`: fsspec files commit on close even after an error.
-            out = self.fs.open(path, "wb")
+            out = self.fs.open(path, "wb", **self._content(target))
             try:
                 shutil.copyfileobj(stream, out, _CHUNK)
             except BaseException:
@@ -127,13 +128,31 @@ class FsspecBackend:
                 raise
             out.close()
 
-    def _write_local(self, path: str, stream: BinaryIO) -> None:
+    def _content(self, target: Target) -> dict[str, str]:
+        """Content-Type and -Encoding from the name, on s3fs (which takes them as upload
+        arguments); other file systems have no such metadata."""
+        return content_args(target.key) if self.route.scheme == "s3" else {}
+
+    def make_dir(self, target: Target) -> None:
+        """Create the directory ``target`` (local routes keep empty directories, as MLflow's
+        local repository does; object stores have no directories)."""
+        if self.local:
+            path = self._checked(target)
+            with self._errors("upload", target):
+                os.makedirs(path, exist_ok=True)
+
+    def _write_local(self, path: str, stream: BinaryIO, times_of: str | None = None) -> None:
+        """Write to a temporary name beside ``path``, then rename; with ``times_of``, the new
+        file keeps that file's access and modification times (as MLflow's copy does)."""
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".ws-artifacts-{uuid.uuid4().hex}")
+        # Not mkstemp: its 0600 mode would stay on the artifact; "x" still never overwrites.
+        tmp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         try:
-            with open(tmp, "wb") as out:
+            with open(tmp, "xb") as out:
                 shutil.copyfileobj(stream, out, _CHUNK)
+            if times_of is not None:
+                _copy_times(times_of, tmp)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -145,13 +164,15 @@ class FsspecBackend:
         """Copy to a temporary file beside ``local_path``, then rename it into place."""
         path = self._checked(target)
         directory = os.path.dirname(os.path.abspath(local_path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ws-artifacts-")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
         os.close(fd)
         try:
             with self._errors("download", target):
                 if self.fs.isdir(path):
                     raise IsADirectoryError(path)
                 self.fs.get_file(path, tmp)
+                if self.local:
+                    _copy_times(path, tmp)
             os.replace(tmp, local_path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -168,7 +189,7 @@ class FsspecBackend:
         entries = []
         for item in items:
             name = item["name"].rstrip("/").rsplit("/", 1)[-1]
-            if name.startswith(".ws-artifacts-"):
+            if is_temporary(name):
                 continue  # an upload still in flight
             is_dir = item["type"] == "directory"
             entries.append(Entry(name, is_dir, None if is_dir else int(item.get("size") or 0)))
@@ -184,10 +205,23 @@ class FsspecBackend:
         base = self.fs._strip_protocol(path).rstrip("/") + "/"
         for name, item in sorted(found.items()):
             rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
-            if item["type"] != "directory" and not rel.rsplit("/", 1)[-1].startswith(
-                ".ws-artifacts-"
-            ):
+            if item["type"] != "directory" and not is_temporary(rel.rsplit("/", 1)[-1]):
                 yield Entry(rel, False, int(item.get("size") or 0))
+
+    def empty_dirs(self, target: Target) -> list[str]:
+        """Directories below ``target`` holding nothing (local routes keep them, as MLflow's
+        local repository does; other stores have no empty directories)."""
+        if not self.local:
+            return []
+        path = self._checked(target)
+        found = []
+        with self._errors("list", target):
+            for root, dirs, files in os.walk(path):
+                if not dirs and not [f for f in files if not is_temporary(f)]:
+                    rel = os.path.relpath(root, path)
+                    if rel != ".":
+                        found.append(rel.replace(os.sep, "/"))
+        return sorted(found)
 
     def size(self, target: Target) -> int:
         """The file's size in bytes."""
@@ -206,6 +240,12 @@ class FsspecBackend:
         return count
 
 
+def _copy_times(source: str, path: str) -> None:
+    """Give ``path`` the access and modification times of ``source``."""
+    stat = os.stat(source)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def _discard(out: Any) -> None:
     """Drop a half-written fsspec file without committing it."""
     from fsspec.spec import AbstractBufferedFile
@@ -219,13 +259,17 @@ def _s3fs_options(route: Route, options: dict[str, Any]) -> dict[str, Any]:
     """s3fs takes the route's S3 settings too, so ``backend: fsspec`` routes behave like boto3
     ones: endpoint, region and static keys (literal or from files) or a profile."""
     from ws_artifacts.clients import read_secret
+    from ws_artifacts.mlflow_env import s3_defaults
 
     settings = route.settings
+    env = s3_defaults()  # MLflow's S3 variables, under the file's own settings
     client_kwargs = dict(options.pop("client_kwargs", {}))
-    if settings.endpoint_url:
-        client_kwargs.setdefault("endpoint_url", settings.endpoint_url)
-    if settings.region:
-        client_kwargs.setdefault("region_name", settings.region)
+    if endpoint := settings.endpoint_url or env.endpoint_url:
+        client_kwargs.setdefault("endpoint_url", endpoint)
+    if region := settings.region or env.region:
+        client_kwargs.setdefault("region_name", region)
+    if not env.verify:
+        client_kwargs.setdefault("verify", False)
     if client_kwargs:
         options["client_kwargs"] = client_kwargs
     creds = settings.credentials

@@ -12,10 +12,12 @@ from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, BinaryIO
 
-from ws_artifacts.backends import Entry
+from ws_artifacts.backends import TEMP_PREFIX, Entry
 from ws_artifacts.clients import client_for, describe_credentials
 from ws_artifacts.config import WORKSPACE_TAG, Transfer
-from ws_artifacts.errors import NotFoundError, boto_code, translate_boto_error
+from ws_artifacts.content import PRESIGN_FALLBACK_TYPE, content_args, upload_headers
+from ws_artifacts.errors import NotFoundError, StorageError, boto_code, translate_boto_error
+from ws_artifacts.mlflow_env import s3_defaults
 from ws_artifacts.paths import join
 from ws_artifacts.routing import Route, Target
 
@@ -29,11 +31,20 @@ _MEMORY_PUT = 2 * _READ_CHUNK
 _DELETE_BATCH = 1000
 
 
-def put_args(route: Route, workspace: str) -> dict[str, str]:
-    """The storage-policy arguments of every upload: ``put_object`` and
-    ``create_multipart_upload`` alike (parts inherit SSE, class and tags from the latter)."""
+def put_args(route: Route, workspace: str, name: str = "") -> dict[str, Any]:
+    """The arguments of every upload of an object called ``name``: ``put_object``,
+    ``create_multipart_upload`` (parts inherit SSE, class and tags from it) and presigned PUTs.
+
+    In increasing precedence: Content-Type and Content-Encoding guessed from the name (as
+    MLflow's S3 repository does), ``MLFLOW_S3_UPLOAD_EXTRA_ARGS`` and
+    ``MLFLOW_S3_EXPECTED_BUCKET_OWNER``, then the route's storage policy (the file wins).
+    """
     policy = route.settings.storage
-    args: dict[str, str] = {}
+    env = s3_defaults()
+    args: dict[str, Any] = content_args(name) if name else {}
+    args.update(env.extra_args())
+    if env.expected_bucket_owner:
+        args["ExpectedBucketOwner"] = env.expected_bucket_owner
     tags: dict[str, str] = {}
     if policy is not None:
         if policy.sse:
@@ -60,9 +71,16 @@ class S3Backend:
         self.route = route
         self.bucket = route.location
         self.transfer = route.settings.transfer or Transfer()
-        policy = route.settings.storage
-        owner = policy.expected_bucket_owner if policy else None
-        self._owner: dict[str, str] = {"ExpectedBucketOwner": owner} if owner else {}
+
+    @property
+    def _owner(self) -> dict[str, str]:
+        """``ExpectedBucketOwner`` for every call: the route's, else MLflow's variable (read
+        now, so a changed environment counts)."""
+        policy = self.route.settings.storage
+        owner = (policy.expected_bucket_owner if policy else None) or (
+            s3_defaults().expected_bucket_owner
+        )
+        return {"ExpectedBucketOwner": owner} if owner else {}
 
     def client(self, target: Target) -> Any:
         """The client for ``target`` (shared, cached, rebuilt after its age limit). With
@@ -97,7 +115,7 @@ class S3Backend:
     def put_file(self, target: Target, local_path: str) -> None:
         """Single PUT below the multipart threshold, parallel multipart above it."""
         size = os.path.getsize(local_path)
-        args = put_args(self.route, target.workspace)
+        args = put_args(self.route, target.workspace, target.key)
         with self._errors("upload", target):
             if size < self.transfer.multipart_threshold:
                 with open(local_path, "rb") as body:
@@ -117,7 +135,7 @@ class S3Backend:
         stays at one read buffer whatever the size; disk holds at most ``parts_in_flight`` + 1
         parts, never the whole object.
         """
-        args = put_args(self.route, target.workspace)
+        args = put_args(self.route, target.workspace, target.key)
         head = _read_full(stream, _MEMORY_PUT)
         with self._errors("upload", target):
             if len(head) < _MEMORY_PUT:
@@ -368,7 +386,7 @@ class S3Backend:
     # per-part headers either: parts inherit the encryption of create_multipart_upload.
     def create_multipart(self, target: Target, num_parts: int) -> tuple[str, list[str]]:
         """Start a multipart upload with the route's policy; presign one URL per part."""
-        args = put_args(self.route, target.workspace)
+        args = put_args(self.route, target.workspace, target.key)
         with self._errors("create multipart upload", target):
             client = self.client(target)
             upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target.key, **args)[
@@ -411,6 +429,27 @@ class S3Backend:
             self.client(target).abort_multipart_upload(
                 Bucket=self.bucket, Key=target.key, UploadId=upload_id, **self._owner
             )
+
+    def presign_put(self, target: Target, expiration: int) -> tuple[str, dict[str, str]]:
+        """A presigned PUT for ``target`` with the route's storage policy, and the headers the
+        client must send with it (the URL is signed with them: SSE, class, tags, type)."""
+        args = put_args(self.route, target.workspace, target.key)
+        args.setdefault("ContentType", PRESIGN_FALLBACK_TYPE)
+        headers, unmapped = upload_headers(args)
+        if unmapped:
+            raise StorageError(
+                f"Cannot presign an upload to {target.uri} for workspace '{target.workspace}': "
+                f"upload argument(s) {', '.join(sorted(unmapped))} have no HTTP header a client "
+                "could send; remove them from MLFLOW_S3_UPLOAD_EXTRA_ARGS or upload through "
+                "the server."
+            )
+        with self._errors("presign", target):
+            url = self.client(target).generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": target.key, **args},
+                ExpiresIn=expiration,
+            )
+        return str(url), headers
 
     def presign_get(self, target: Target, expiration: int) -> tuple[str, int]:
         """A presigned GET URL and the object's size (the HEAD for the size also checks the
@@ -494,7 +533,7 @@ def _temporary_beside(local_path: str) -> Iterator[int]:
     """A file descriptor on a temporary file next to ``local_path``, renamed onto it on success
     and removed on failure (no partial file is ever left under the final name)."""
     directory = os.path.dirname(os.path.abspath(local_path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ws-artifacts-")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
     try:
         yield fd
         os.close(fd)
