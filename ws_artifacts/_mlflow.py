@@ -52,6 +52,7 @@ __all__ = [
     "PresignedUploadMixin",
     "StreamUploadMixin",
     "active_workspace",
+    "build_proxied_repository",
     "mlflow_error",
 ]
 
@@ -142,3 +143,19 @@ def temporary_directory() -> str:
     from mlflow.utils.file_utils import create_tmp_dir
 
     return str(create_tmp_dir())  # type: ignore[no-untyped-call]
+
+
+def build_proxied_repository() -> None:
+    """Build the proxied artifact repository the way MLflow's handlers do, so that MLflow caches
+    it in this worker now rather than while answering the first client's ``/server-info``
+    (which builds it on first use). Does nothing when the worker serves no artifacts."""
+    import os
+
+    if not os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
+        return
+    import importlib
+
+    handlers: Any = importlib.import_module("mlflow.server.handlers")
+    build = getattr(handlers, "_get_artifact_repo_mlflow_artifacts", None)
+    if build is not None:
+        build()

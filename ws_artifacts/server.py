@@ -174,6 +174,9 @@ def create_app() -> Any:
     _return_large_buffers()
     _warm_up()
     app = _inner_app(os.environ.get(INNER_APP_ENV, "").strip())
+    from ws_artifacts._mlflow import build_proxied_repository
+
+    build_proxied_repository()  # else the first /server-info pays for it
     if os.environ.get(GUARD_ENV, "0") == "1":
         from ws_artifacts import guard
 
