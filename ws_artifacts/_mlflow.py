@@ -55,6 +55,7 @@ __all__ = [
     "StoredLocation",
     "StreamUploadMixin",
     "active_workspace",
+    "build_proxied_repository",
     "mlflow_error",
     "stored_locations",
     "update_locations",
@@ -378,3 +379,19 @@ def tracking_truth(tracking_uri: str) -> dict[str, set[str]]:
                     break
         truth[workspace.name] = ids
     return truth
+
+
+def build_proxied_repository() -> None:
+    """Build the proxied artifact repository the way MLflow's handlers do, so that MLflow caches
+    it in this worker now rather than while answering the first client's ``/server-info``
+    (which builds it on first use). Does nothing when the worker serves no artifacts."""
+    import os
+
+    if not os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
+        return
+    import importlib
+
+    handlers: Any = importlib.import_module("mlflow.server.handlers")
+    build = getattr(handlers, "_get_artifact_repo_mlflow_artifacts", None)
+    if build is not None:
+        build()

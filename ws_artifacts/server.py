@@ -215,6 +215,9 @@ def create_app() -> Any:
     _warm_up()
     inner = os.environ.get(INNER_APP_ENV, "").strip()
     app = _inner_app(inner)
+    from ws_artifacts._mlflow import build_proxied_repository
+
+    build_proxied_repository()  # else the first /server-info pays for it
     if os.environ.get(GUARD_ENV, "0") == "1":
         from ws_artifacts import guard
 
