@@ -137,3 +137,21 @@ def temporary_directory() -> str:
     from mlflow.utils.file_utils import create_tmp_dir
 
     return str(create_tmp_dir())  # type: ignore[no-untyped-call]
+
+
+def tracking_workspaces(tracking_uri: str) -> list[str]:
+    """The names of the workspaces a tracking server knows (for ``usage --tracking-uri``)."""
+    from mlflow import MlflowClient
+
+    return [w.name for w in MlflowClient(tracking_uri=tracking_uri).list_workspaces()]
+
+
+def experiment_names(tracking_uri: str, workspace: str) -> dict[str, str]:
+    """Experiment id -> name in ``workspace`` on the tracking server (deleted ones too)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    with WorkspaceContext(workspace):
+        client = MlflowClient(tracking_uri=tracking_uri)
+        return {e.experiment_id: e.name for e in client.search_experiments(ViewType.ALL)}

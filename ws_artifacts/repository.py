@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow
+from ws_artifacts import _mlflow, quota
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -202,6 +202,7 @@ class WorkspaceArtifactRepository(
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         """Upload one local file to ``artifact_path/<file name>``."""
         target = self._resolve(_file_path(artifact_path, local_file), "write")
+        quota.admit(target, os.path.getsize(local_file))
         backend_for(target.route).put_file(target, local_file)
 
     @_boundary
@@ -214,6 +215,7 @@ class WorkspaceArtifactRepository(
             for name in files:
                 rel = normalize(posixpath.join(rel_dir.replace(os.sep, "/"), name))
                 jobs.append((base.child(rel), os.path.join(root, name)))
+        quota.admit_files(base, [local for _, local in jobs])
         _run_all(
             [(functools.partial(backend_for(t.route).put_file, t, f), f) for t, f in jobs],
             what="upload",
@@ -273,6 +275,7 @@ class WorkspaceArtifactRepository(
                 " Delete experiments or runs instead."
             )
         backend_for(target.route).delete(target)
+        quota.forget(target)
 
     # MLflow's trace readers turn every failure into "trace data not found" (HTTP 404); check
     # ownership first so that a refusal stays a refusal (HTTP 403).
@@ -301,6 +304,7 @@ class WorkspaceArtifactRepository(
     ) -> None:
         """Upload a request body without a temporary file."""
         target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
+        stream = quota.metered(target, stream)
         backend_for(target.route).put_stream(target, stream)
 
     async def log_artifact_from_async_stream(
@@ -312,6 +316,7 @@ class WorkspaceArtifactRepository(
         """Upload an ASGI request body: chunks flow through a bounded queue to a thread."""
         try:
             target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
+            chunks = quota.metered_chunks(target, chunks)
         except WsArtifactsError as err:
             raise _mlflow.mlflow_error(err) from err
         reader = _QueueReader()
@@ -340,6 +345,7 @@ class WorkspaceArtifactRepository(
     ) -> CreateMultipartUploadResponse:
         """Start a multipart upload in the workspace's bucket; presigned URLs for the parts."""
         target = self._resolve(_file_path(artifact_path, local_file), "write")
+        quota.admit_multipart(target, num_parts)
         upload_id, urls = _s3(target).create_multipart(target, num_parts)
         return CreateMultipartUploadResponse(
             upload_id=upload_id,
@@ -359,6 +365,7 @@ class WorkspaceArtifactRepository(
     ) -> None:
         """Assemble the parts the client uploaded."""
         target = self._resolve(_file_path(artifact_path, local_file), "write")
+        quota.complete_multipart(target, upload_id)
         etags = [(p.part_number, p.etag or "") for p in sorted(parts, key=lambda p: p.part_number)]
         _s3(target).complete_multipart(target, upload_id, etags)
 
