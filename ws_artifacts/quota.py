@@ -229,14 +229,15 @@ class _Meter:
         if ledger is None or not size:
             return
         with ledger.lock:
-            reason = _refusal(self.target, self.quota, ledger, size, 0)
-            if not reason:
-                ledger.bytes += size
-                self.counted += size
-                return
-            ledger.bytes -= self.counted  # this upload is aborted: give back what it held
+            ledger.bytes -= self.counted  # judged as one whole upload of everything read so far
             ledger.objects -= 1
-        raise QuotaExceededError(reason)
+            reason = _refusal(self.target, self.quota, ledger, self.counted + size, 1)
+            if reason:  # the upload is aborted: what it held stays given back
+                self.ledger = None
+                raise QuotaExceededError(reason)
+            self.counted += size
+            ledger.bytes += self.counted
+            ledger.objects += 1
 
 
 class _MeteredStream:

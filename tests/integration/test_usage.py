@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import in_workspace, unique
 from tests.integration.usage_world import MIB, make_buckets, usage_config, use, write
 from tests.servers import Server
-from ws_artifacts.cli import main
 from ws_artifacts import usage
+from ws_artifacts.cli import main
 from ws_artifacts.config import load_config
 from ws_artifacts.usage import Row, discover, measure
 
