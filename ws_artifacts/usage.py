@@ -279,7 +279,8 @@ def _root_job(index: int, place: Place) -> _Job:
     backend: Any = backend_for(place.route)
     target = place.target
     if place.route.backend == "s3":
-        return lambda: _s3_job(index, backend, target, target.key + "/", "")
+        # A workspace's place nearly always holds experiment directories: split at once.
+        return lambda: _s3_job(index, backend, target, target.key + "/", "", split=True)
     return lambda: _fs_dir_job(index, backend, target, _fs_path(backend, target.key), None)
 
 
@@ -293,24 +294,28 @@ def _add(counts: dict[str, list[int]], exp: str, size: int) -> None:
 
 
 def _s3_job(
-    index: int, backend: Any, target: Target, prefix: str, start_after: str
+    index: int, backend: Any, target: Target, prefix: str, start_after: str, split: bool = False
 ) -> tuple[int, dict[str, list[int]], list[Any]]:
     """One page of ``prefix`` after ``start_after``; when there is more, split at the next
-    ``/`` and hand each part after this page's last key to a job of its own."""
+    ``/`` and hand each part after this page's last key to a job of its own (``split``: split
+    without reading a first page)."""
     cut = len(target.key) + 1
     counts: dict[str, list[int]] = {}
     with _boto_errors(target.route, prefix, "list", target.workspace):
         client = backend.client(target)
-        args: dict[str, Any] = {"Bucket": backend.bucket, "Prefix": prefix, "MaxKeys": PAGE_KEYS}
-        if start_after:
-            args["StartAfter"] = start_after
-        page = client.list_objects_v2(**args)
-        contents = page.get("Contents", [])
-        for obj in contents:
-            _add(counts, _experiment(obj["Key"], cut), int(obj["Size"]))
-        if not page.get("IsTruncated") or not contents:
-            return index, counts, []
-        last = contents[-1]["Key"]
+        last = start_after
+        if not split:
+            args: dict[str, Any] = {"Bucket": backend.bucket, "Prefix": prefix}
+            args["MaxKeys"] = PAGE_KEYS
+            if start_after:
+                args["StartAfter"] = start_after
+            page = client.list_objects_v2(**args)
+            contents = page.get("Contents", [])
+            for obj in contents:
+                _add(counts, _experiment(obj["Key"], cut), int(obj["Size"]))
+            if not page.get("IsTruncated") or not contents:
+                return index, counts, []
+            last = contents[-1]["Key"]
         more: list[Any] = []
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=backend.bucket, Prefix=prefix, Delimiter="/"
@@ -321,7 +326,7 @@ def _s3_job(
                     _add(counts, _experiment(obj["Key"], cut), int(obj["Size"]))
             for common in listing.get("CommonPrefixes", []):
                 child = common["Prefix"]
-                if last.startswith(child):
+                if last and last.startswith(child):
                     more.append(_bind_s3(index, backend, target, child, last))
                 elif child > last:
                     more.append(_bind_s3(index, backend, target, child, ""))
