@@ -31,6 +31,7 @@ from tests.servers import Server
 
 pytestmark = pytest.mark.integration
 BUCKET = "quota-artifacts"
+REMEASURE = 15  # seconds, for the 2-worker server: long enough for 20 PUTs on a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +272,7 @@ def two_workers(
 ) -> Iterator[MlflowServer]:
     work = tmp_path_factory.mktemp("quota-server-2")
     config = work / "quota-2.yaml"
-    config.write_text(usage_config(moto.url, work / "files", remeasure=4))
+    config.write_text(usage_config(moto.url, work / "files", remeasure=REMEASURE))
     with running_server(work, config, PROXIED_ARGS, workers=2, workspaces=()) as server:
         yield server
 
@@ -284,11 +285,42 @@ def test_two_workers_overshoot_by_at_most_one_headroom(two_workers: MlflowServer
     two_workers.client().create_workspace(ws)
     started = time.monotonic()
     answers = [_put(two_workers, ws, f"f{i}", 1).status_code for i in range(20)]  # new connections
-    assert time.monotonic() - started < 4  # all inside one re-measure interval
+    assert time.monotonic() - started < REMEASURE  # all inside one re-measure interval
     accepted = answers.count(200)
     assert answers.count(429) == 20 - accepted
     assert 4 <= accepted <= 8
     assert len(keys(s3, BUCKET, prefix(ws))) == accepted
-    time.sleep(4.5)  # past remeasure_seconds: every worker lists again and sees the overshoot
+    time.sleep(REMEASURE + 0.5)  # past remeasure_seconds: every worker lists again
     assert {_put(two_workers, ws, f"g{i}", 1).status_code for i in range(10)} == {429}
     assert len(keys(s3, BUCKET, prefix(ws))) == accepted
+
+
+def test_usage_cli_names_experiments_and_finds_workspaces_from_the_tracking_server(
+    one_worker: MlflowServer, world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from ws_artifacts.cli import main
+
+    ws = unique("uc")
+    client = one_worker.client()
+    client.create_workspace(ws)
+    with in_workspace(ws):
+        exp = one_worker.client().create_experiment("weights-of-uc")
+    url = f"{one_worker.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/r1/artifacts/w.bin"
+    head = {"X-MLFLOW-WORKSPACE": ws}
+    assert requests.put(url, data=b"w" * 321, headers=head, timeout=30).status_code == 200
+    use(monkeypatch, world)
+    args = ["usage", "--config", str(world), "--destination", "ws-s3://root", "--json"]
+    result = CliRunner().invoke(
+        main, [*args, "--by", "experiment", "--tracking-uri", one_worker.url]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["workspace"]: r for r in json.loads(result.output)["workspaces"]}
+    assert rows[ws]["route"] == "uc-*"
+    assert (rows[ws]["objects"], rows[ws]["bytes"]) == (1, 321)
+    assert rows[ws]["experiments"] == [
+        {"experiment_id": exp, "name": "weights-of-uc", "objects": 1, "bytes": 321}
+    ]
