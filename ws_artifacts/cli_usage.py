@@ -43,8 +43,8 @@ def run_usage(
     """Discover, measure (showing progress on stderr for tables) and print."""
     from ws_artifacts import _mlflow
 
-    known = _mlflow.tracking_workspaces(tracking_uri) if tracking_uri and not workspaces else []
-    places = discover(config, destination, workspaces, known=known)
+    known = _mlflow.tracking_workspaces(tracking_uri) if tracking_uri else []
+    places = discover(config, destination, workspaces, known=() if workspaces else known)
     if output == "table":
         with Progress(
             SpinnerColumn(),
@@ -63,7 +63,8 @@ def run_usage(
         rows = measure(places, by_experiment=by_experiment, parallel=parallel)
     names: dict[str, dict[str, str]] = {}
     if tracking_uri and by_experiment:
-        for workspace in sorted({r.place.workspace for r in rows if r.experiments}):
+        # Only the tracking server's own workspaces have names there (stores may hold others).
+        for workspace in sorted({r.place.workspace for r in rows if r.experiments} & set(known)):
             names[workspace] = _mlflow.experiment_names(tracking_uri, workspace)
     if output == "json":
         click.echo(json.dumps(_as_json(rows, names), indent=2))

@@ -31,7 +31,7 @@ from tests.servers import Server
 
 pytestmark = pytest.mark.integration
 BUCKET = "quota-artifacts"
-REMEASURE = 15  # seconds, for the 2-worker server: long enough for 20 PUTs on a busy machine
+REMEASURE = 30  # seconds, the 2-worker server's re-measure interval
 
 
 @pytest.fixture(scope="module")
@@ -283,9 +283,8 @@ def test_two_workers_overshoot_by_at_most_one_headroom(two_workers: MlflowServer
     remeasure_seconds. Here W = 2, quota 4 objects, workspace empty: at most 8 objects."""
     ws = unique("qo")
     two_workers.client().create_workspace(ws)
-    started = time.monotonic()
     answers = [_put(two_workers, ws, f"f{i}", 1).status_code for i in range(20)]  # new connections
-    assert time.monotonic() - started < REMEASURE  # all inside one re-measure interval
+    # (Had a worker listed again meanwhile, it would only have admitted less: the bound holds.)
     accepted = answers.count(200)
     assert answers.count(429) == 20 - accepted
     assert 4 <= accepted <= 8
