@@ -381,6 +381,24 @@ def tracking_truth(tracking_uri: str) -> dict[str, set[str]]:
     return truth
 
 
+def tracking_workspaces(tracking_uri: str) -> list[str]:
+    """The names of the workspaces a tracking server knows (for ``usage --tracking-uri``)."""
+    from mlflow import MlflowClient
+
+    return [w.name for w in MlflowClient(tracking_uri=tracking_uri).list_workspaces()]
+
+
+def experiment_names(tracking_uri: str, workspace: str) -> dict[str, str]:
+    """Experiment id -> name in ``workspace`` on the tracking server (deleted ones too)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    with WorkspaceContext(workspace):
+        client = MlflowClient(tracking_uri=tracking_uri)
+        return {e.experiment_id: e.name for e in client.search_experiments(ViewType.ALL)}
+
+
 def build_proxied_repository() -> None:
     """Build the proxied artifact repository the way MLflow's handlers do, so that MLflow caches
     it in this worker now rather than while answering the first client's ``/server-info``

@@ -279,3 +279,48 @@ def _register() -> None:
 
 
 _register()
+
+
+@main.command()
+@_config_option
+@_destination_option
+@click.option(
+    "--by",
+    type=click.Choice(["workspace", "experiment"]),
+    default="workspace",
+    show_default=True,
+    help="Also give each experiment's share.",
+)
+@click.option("--tracking-uri", help="A tracking server: its workspaces and experiment names.")
+@click.option("--parallel", default=16, show_default=True, type=click.IntRange(1, 128))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--prometheus", is_flag=True, help="Print Prometheus gauges (text format).")
+@click.argument("workspaces", nargs=-1)
+def usage(
+    config_path: Path | None,
+    destination: str,
+    by: str,
+    tracking_uri: str | None,
+    parallel: int,
+    as_json: bool,
+    prometheus: bool,
+    workspaces: tuple[str, ...],
+) -> None:
+    """Objects and bytes per workspace and route (and experiment), largest first."""
+    from ws_artifacts.cli_usage import run_usage
+
+    config, _ = _load(config_path)
+    try:
+        run_usage(
+            config,
+            destination,
+            workspaces,
+            by_experiment=by == "experiment",
+            tracking_uri=tracking_uri,
+            parallel=parallel,
+            output="json" if as_json else "prometheus" if prometheus else "table",
+            out=_out,
+            err=_err,
+        )
+    except WsArtifactsError as error:
+        _fail(str(error), 1)

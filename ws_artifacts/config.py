@@ -50,6 +50,7 @@ __all__ = [
     "Config",
     "Credentials",
     "PlaceConfig",
+    "Quota",
     "RouteConfig",
     "Settings",
     "StoragePolicy",
@@ -231,6 +232,53 @@ class Transfer(_Model):
     )
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGTP]i?B|B)?\s*$", re.I)
+_UNITS = {"": 1, "B": 1}
+for _i, _p in enumerate("KMGTP", start=1):
+    _UNITS[f"{_p}B"] = 1000**_i
+    _UNITS[f"{_p}IB"] = 1024**_i
+
+
+def parse_size(value: Any) -> Any:
+    """``10GiB`` (1024-based), ``500MB`` (1000-based), ``123B`` or a plain integer, in bytes;
+    anything else is left for pydantic to refuse."""
+    if isinstance(value, str) and (match := _SIZE.match(value)):
+        return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
+    return value
+
+
+class Quota(_Model):
+    """How much one workspace may keep on its route (each workspace its own quota)."""
+
+    max_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bytes the workspace may hold: an integer or a size such as 10GiB "
+        "(1024-based) or 500MB (1000-based).",
+    )
+    max_objects: int | None = Field(default=None, ge=0, description="Objects it may hold.")
+    remeasure_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Each server worker lists the workspace again after this long; between "
+        "listings it counts its own writes (others' writes show at its next listing).",
+    )
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        parsed = parse_size(value)
+        if isinstance(parsed, str):
+            raise ValueError("give bytes as an integer or a size such as 10GiB or 500MB")
+        return parsed
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Quota:
+        if self.max_bytes is None and self.max_objects is None:
+            raise ValueError("a quota needs max_bytes, max_objects or both")
+        return self
+
+
 class Settings(_Model):
     """Settings a route may set and ``defaults`` sets for all routes."""
 
@@ -242,6 +290,7 @@ class Settings(_Model):
     credentials: Credentials | None = None
     storage: StoragePolicy | None = None
     transfer: Transfer | None = None
+    quota: Quota | None = None
     storage_options: dict[str, Any] = Field(
         default_factory=dict, repr=False, description="Passed to the fsspec file system."
     )

@@ -18,6 +18,7 @@ __all__ = [
     "NotFoundError",
     "OwnershipError",
     "PathError",
+    "QuotaExceededError",
     "StorageError",
     "UnroutedWorkspaceError",
     "WsArtifactsError",
@@ -82,6 +83,12 @@ class NotFoundError(WsArtifactsError, FileNotFoundError):
     """The bucket, directory or object does not exist."""
 
     mlflow_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class QuotaExceededError(WsArtifactsError, OSError):
+    """An upload would take a workspace beyond its quota (MLflow answers HTTP 429)."""
+
+    mlflow_code = "RESOURCE_EXHAUSTED"
 
 
 class StorageError(WsArtifactsError, OSError):

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow, audit, places
+from ws_artifacts import _mlflow, audit, places, quota
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -230,6 +230,7 @@ class WorkspaceArtifactRepository(
         """Upload one local file to ``artifact_path/<file name>``."""
         check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, local_file), "write")
+        quota.admit(target, os.path.getsize(local_file))
         backend_for(target.route).put_file(target, local_file)
         audit.note(files=[local_file])
 
@@ -249,6 +250,7 @@ class WorkspaceArtifactRepository(
             for name in files:
                 rel = normalize(posixpath.join(rel_dir.replace(os.sep, "/"), name))
                 jobs.append((base.child(rel), os.path.join(root, name)))
+        quota.admit_files(base, [local for _, local in jobs])
         _run_all(
             [(functools.partial(backend_for(t.route).put_file, t, f), f) for t, f in jobs],
             what="upload",
@@ -346,6 +348,7 @@ class WorkspaceArtifactRepository(
                 " Delete experiments or runs instead."
             )
         places.delete_everywhere(target)
+        quota.forget(target)
 
     # MLflow's trace readers turn every failure into "trace data not found" (HTTP 404); check
     # ownership first so that a refusal stays a refusal (HTTP 403).
@@ -378,6 +381,7 @@ class WorkspaceArtifactRepository(
         """Upload a request body without a temporary file."""
         check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
+        stream = quota.metered(target, stream)
         backend_for(target.route).put_stream(target, audit.counted(stream))
 
     @audit.audited("write")
@@ -391,6 +395,7 @@ class WorkspaceArtifactRepository(
         try:
             check_mlflow_path(artifact_path, kind="write")
             target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
+            chunks = quota.metered_chunks(target, chunks)
         except WsArtifactsError as err:
             raise _mlflow.mlflow_error(err) from err
         reader = _QueueReader()
@@ -421,6 +426,7 @@ class WorkspaceArtifactRepository(
         """Start a multipart upload in the workspace's bucket; presigned URLs for the parts."""
         check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, local_file), "write")
+        quota.admit_multipart(target, num_parts)
         upload_id, urls = _s3(target).create_multipart(target, num_parts)
         return CreateMultipartUploadResponse(
             upload_id=upload_id,
@@ -441,6 +447,7 @@ class WorkspaceArtifactRepository(
     ) -> None:
         """Assemble the parts the client uploaded."""
         target = self._resolve(_file_path(artifact_path, local_file), "write")
+        quota.complete_multipart(target, upload_id)
         etags = [(p.part_number, p.etag or "") for p in sorted(parts, key=lambda p: p.part_number)]
         _s3(target).complete_multipart(target, upload_id, etags)
 
@@ -492,6 +499,9 @@ class WorkspaceArtifactRepository(
                 "has no presigned uploads; upload through the server or with the route's own "
                 "credentials instead."
             )
+        # The size is not known yet: refused when not even one more object fits; the client's
+        # PUT itself is counted at the next re-measure (see "Usage and quotas" in the README).
+        quota.admit(target, 1)
         url, headers = backend.presign_put(target, expiration)
         return _mlflow.CreatePresignedUploadResponse(presigned_url=url, headers=headers)
 

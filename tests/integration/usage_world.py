@@ -1,0 +1,73 @@
+"""The configuration and helpers the usage and quota tests share (routes of their own)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import MOTO_KEY, MOTO_SECRET
+
+BUCKETS = ("usage-artifacts", "quota-artifacts")
+MIB = 1024 * 1024
+
+
+def usage_config(endpoint: str, fs_root: Path, *, remeasure: float = 3600) -> str:
+    """Routes for usage counts (uc-*), byte quotas (qb-*), object quotas (qo-*), multipart-sized
+    quotas (qm-*) and fsspec routes (uf-* on local files, um-* in memory)."""
+    text = f"""
+        defaults:
+          endpoint_url: {endpoint}
+          region: us-east-1
+          addressing_style: path
+        workspaces:
+          "uc-*":
+            url: s3://usage-artifacts/{{workspace}}
+          "qb-*":
+            url: s3://quota-artifacts/{{workspace}}
+            quota: {{max_bytes: 1000, remeasure_seconds: {remeasure}}}
+          "qo-*":
+            url: s3://quota-artifacts/{{workspace}}
+            quota: {{max_objects: 4, remeasure_seconds: {remeasure}}}
+          "qm-*":
+            url: s3://quota-artifacts/{{workspace}}
+            quota: {{max_bytes: 12MiB, remeasure_seconds: {remeasure}}}
+          "uf-*":
+            url: file://{fs_root}/{{workspace}}
+            quota: {{max_bytes: 1000, remeasure_seconds: {remeasure}}}
+          "um-*":
+            url: memory://usage-mem/{{workspace}}
+    """
+    return textwrap.dedent(text)
+
+
+def make_buckets(s3: Any) -> None:
+    for bucket in BUCKETS:
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+
+
+def use(monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    """This process reads ``config`` with moto credentials."""
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(config))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("_MLFLOW_SERVER_ARTIFACT_DESTINATION", "_MLFLOW_SERVER_ARTIFACT_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def write(tmp: Path, name: str, size: int, fill: bytes = b"x") -> str:
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((fill * size)[:size])
+    return os.fspath(path)
+
+
+def pending_uploads(s3: Any, bucket: str, prefix: str) -> list[str]:
+    listed = s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return [u["Key"] for u in listed.get("Uploads", [])]

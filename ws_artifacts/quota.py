@@ -1,0 +1,255 @@
+"""Quotas: refuse an upload that would take a workspace beyond its route's ``quota``.
+
+Each server worker process keeps a ledger per workspace place (route and
+``<prefix>/workspaces/<ws>``): measured by listing on first need (:mod:`ws_artifacts.usage`),
+kept current from this worker's own uploads (counted when admitted) and deletes (the next
+upload measures again), and measured again after ``quota.remeasure_seconds``.
+
+An upload is admitted when the workspace would hold at most ``max_bytes`` bytes and at most
+``max_objects`` objects afterwards (reaching the quota exactly is allowed; one byte more is
+not). Refusals raise :class:`~ws_artifacts.errors.QuotaExceededError` (MLflow:
+RESOURCE_EXHAUSTED, HTTP 429). Reads, lists and deletes are never checked.
+
+How far several workers can overshoot: a worker sees other workers' (and other servers')
+writes only at its next listing. So each of W workers may admit up to the headroom it saw at
+its last listing: the workspace can end at most (W - 1) x that headroom beyond its quota,
+and no further once every worker has listed again (at most ``remeasure_seconds`` later).
+A worker's own concurrent uploads never overshoot: admission and counting are one locked step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from ws_artifacts.config import Quota
+from ws_artifacts.errors import QuotaExceededError
+from ws_artifacts.paths import WORKSPACES_SEGMENT
+from ws_artifacts.routing import DESTINATION, Target
+
+__all__ = ["admit", "admit_files", "admit_multipart", "complete_multipart", "forget", "metered"]
+
+_MIN_PART = 5 * 1024 * 1024  # S3: every part but the last is at least this large
+
+
+@dataclass
+class _Ledger:
+    """One workspace place as this worker knows it."""
+
+    objects: int
+    bytes: int
+    measured: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_ledgers: dict[tuple[str, str], _Ledger] = {}
+_measuring: dict[tuple[str, str], threading.Lock] = {}
+_guard = threading.Lock()
+
+
+def _quota(target: Target) -> Quota | None:
+    """The quota that applies to ``target``; None also for the default workspace's legacy
+    paths, which have no ``workspaces/<ws>`` place to count."""
+    quota = target.route.settings.quota
+    if quota is None:
+        return None
+    scope = target.scope
+    if posixpath.basename(scope) != target.workspace:
+        return None
+    if posixpath.basename(posixpath.dirname(scope)) != WORKSPACES_SEGMENT:
+        return None
+    return quota
+
+
+def _ledger(target: Target, quota: Quota) -> _Ledger:
+    key = (target.route.url, target.scope)
+    ledger = _ledgers.get(key)
+    if ledger is not None and time.monotonic() - ledger.measured < quota.remeasure_seconds:
+        return ledger
+    with _guard:
+        lock = _measuring.setdefault(key, threading.Lock())
+    with lock:  # one listing per place at a time; the others wait for its result
+        ledger = _ledgers.get(key)
+        if ledger is None or time.monotonic() - ledger.measured >= quota.remeasure_seconds:
+            from ws_artifacts.usage import Place, measure_scope
+
+            usage = measure_scope(Place(target.workspace, target.route, target.scope))
+            ledger = _Ledger(usage.objects, usage.bytes, time.monotonic())
+            _ledgers[key] = ledger
+    return ledger
+
+
+def _refusal(target: Target, quota: Quota, ledger: _Ledger, size: int, objects: int) -> str:
+    """The reason to refuse (empty: admit). Called with the ledger's lock held."""
+    over = []
+    if quota.max_bytes is not None and ledger.bytes + size > quota.max_bytes:
+        over.append(f"{ledger.bytes + size} bytes (quota {quota.max_bytes} bytes)")
+    if quota.max_objects is not None and ledger.objects + objects > quota.max_objects:
+        over.append(f"{ledger.objects + objects} objects (quota {quota.max_objects} objects)")
+    if not over:
+        return ""
+    where = (
+        "defaults.quota"
+        if target.route.name == DESTINATION
+        else (f"workspaces.{target.route.name}.quota")
+    )
+    return (
+        f"Upload refused: workspace '{target.workspace}' would hold {' and '.join(over)} at "
+        f"{Target(target.route, target.scope, target.workspace, target.scope).uri}; it holds "
+        f"{ledger.bytes} bytes in {ledger.objects} objects now. Delete runs or artifacts of "
+        f"workspace '{target.workspace}' (then run 'mlflow gc'), or raise {where} in the "
+        "ws-artifacts configuration."
+    )
+
+
+def admit(target: Target, size: int, objects: int = 1) -> None:
+    """Admit an upload of ``objects`` objects and ``size`` bytes to ``target``'s workspace,
+    counting it, or refuse it.
+
+    Raises:
+        QuotaExceededError: It would take the workspace beyond its quota.
+    """
+    quota = _quota(target)
+    if quota is None:
+        return
+    ledger = _ledger(target, quota)
+    with ledger.lock:
+        reason = _refusal(target, quota, ledger, size, objects)
+        if reason:
+            raise QuotaExceededError(reason)
+        ledger.bytes += size
+        ledger.objects += objects
+
+
+def admit_files(target: Target, local_files: list[str]) -> None:
+    """Admit a batch of local files (``log_artifacts``) as one upload."""
+    if _quota(target) is not None:
+        import os
+
+        admit(target, sum(os.path.getsize(f) for f in local_files), len(local_files))
+
+
+def admit_multipart(target: Target, num_parts: int) -> None:
+    """At ``create_multipart_upload``: refuse when even the smallest object of ``num_parts``
+    parts would not fit. Nothing is counted until the upload completes."""
+    quota = _quota(target)
+    if quota is None:
+        return
+    ledger = _ledger(target, quota)
+    with ledger.lock:
+        reason = _refusal(target, quota, ledger, max(0, num_parts - 1) * _MIN_PART, 1)
+    if reason:
+        raise QuotaExceededError(reason)
+
+
+def complete_multipart(target: Target, upload_id: str) -> None:
+    """At ``complete_multipart_upload``: admit the parts' real size, or abort the upload (no
+    parts are left behind) and refuse."""
+    if _quota(target) is None:
+        return
+    from ws_artifacts.backends import backend_for
+    from ws_artifacts.backends.s3 import S3Backend
+
+    backend = backend_for(target.route)
+    if not isinstance(backend, S3Backend):
+        return
+    size = 0
+    client = backend.client(target)
+    pages = client.get_paginator("list_parts").paginate(
+        Bucket=backend.bucket, Key=target.key, UploadId=upload_id
+    )
+    with contextlib.suppress(Exception):  # an unknown upload id fails at completion instead
+        size = sum(int(p["Size"]) for page in pages for p in page.get("Parts", []))
+    try:
+        admit(target, size)
+    except QuotaExceededError:
+        backend.abort_multipart(target, upload_id)
+        raise
+
+
+def forget(target: Target) -> None:
+    """After a delete: the next upload to the workspace measures it again."""
+    if _quota(target) is not None:
+        _ledgers.pop((target.route.url, target.scope), None)
+
+
+def metered(target: Target, stream: BinaryIO) -> BinaryIO:
+    """A stream of unknown length: admitted when the workspace has room for one more object,
+    then counted as it is read; the read that crosses the quota raises, which aborts the
+    upload (nothing partial is kept) and gives back what it had counted."""
+    quota = _quota(target)
+    if quota is None:
+        return stream
+    meter = _Meter(target, quota)
+    meter.start()
+    return _MeteredStream(stream, meter)  # type: ignore[return-value]
+
+
+def metered_chunks(target: Target, chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:
+    """As :func:`metered`, for an ASGI body; refusals are MlflowExceptions (HTTP 429)."""
+    quota = _quota(target)
+    if quota is None:
+        return chunks
+    return _metered_chunks(_Meter(target, quota), chunks)
+
+
+async def _metered_chunks(meter: _Meter, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    import asyncio
+
+    from ws_artifacts import _mlflow
+
+    try:
+        await asyncio.to_thread(meter.start)  # a first listing must not block the loop
+        async for chunk in chunks:
+            meter.count(len(chunk))
+            yield chunk
+    except QuotaExceededError as err:
+        raise _mlflow.mlflow_error(err) from err
+
+
+class _Meter:
+    """Counts one streamed upload against its workspace's ledger."""
+
+    def __init__(self, target: Target, quota: Quota) -> None:
+        self.target, self.quota = target, quota
+        self.ledger: _Ledger | None = None
+        self.counted = 0
+
+    def start(self) -> None:
+        admit(self.target, 0)  # room for one more object (and not over in bytes)
+        self.ledger = _ledger(self.target, self.quota)
+
+    def count(self, size: int) -> None:
+        ledger = self.ledger
+        if ledger is None or not size:
+            return
+        with ledger.lock:
+            ledger.bytes -= self.counted  # judged as one whole upload of everything read so far
+            ledger.objects -= 1
+            reason = _refusal(self.target, self.quota, ledger, self.counted + size, 1)
+            if reason:  # the upload is aborted: what it held stays given back
+                self.ledger = None
+                raise QuotaExceededError(reason)
+            self.counted += size
+            ledger.bytes += self.counted
+            ledger.objects += 1
+
+
+class _MeteredStream:
+    """A read-only view of a stream that counts what is read."""
+
+    def __init__(self, stream: BinaryIO, meter: _Meter) -> None:
+        self._stream, self._meter = stream, meter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._meter.count(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
