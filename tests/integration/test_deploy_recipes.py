@@ -10,6 +10,7 @@ here, so the image is not built and nothing is started in containers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import re
@@ -149,7 +150,18 @@ def check(config: Path, destination: str, env: dict[str, str], cwd: Path, *extra
     assert out.returncode == 0, out.stdout + out.stderr
     payload = json.loads(out.stdout)
     assert payload["ok"] is True
-    return payload["routes"]
+    return team_rows(payload["routes"], destination)
+
+
+def team_rows(reports: list[dict[str, Any]], destination: str) -> list[dict[str, Any]]:
+    """The team routes' rows; the last row is the default destination's, checked here."""
+    *teams, last = reports
+    assert (last["entry"], last["workspace"], last["url"]) == (
+        "(default destination)",
+        "default",
+        destination.removeprefix("ws-"),
+    )
+    return teams
 
 
 def dry_run(command: list[str], env: dict[str, str], cwd: Path) -> list[str]:
@@ -394,6 +406,8 @@ def test_kubernetes_file_credentials_work_from_the_mounted_secrets(
         target.write_text(objects[("Secret", name)]["stringData"][key])  # moto takes any key
     config.write_text(config.read_text().replace(" /etc/", f" {root}/etc/"))
     env = {**k8s_env(container(objects)), "S3_ENDPOINT_URL": moto.url, "S3_REGION": "us-east-1"}
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=DESTINATION.removeprefix("ws-s3://"))  # probed too
     reports = check(config, DESTINATION, env, tmp_path, "--probe")
     assert [(r["entry"], r["ok"], r["error"]) for r in reports] == [
         ("team-a", True, None),
@@ -415,6 +429,7 @@ def test_kubernetes_file_credentials_work_from_the_mounted_secrets(
     assert out.returncode == 1
     failed = {r["entry"]: (r["ok"], r["error"]) for r in json.loads(out.stdout)["routes"]}
     assert failed == {
+        "(default destination)": (True, None),
         "team-a": (True, None),
         "team-b": (
             False,
@@ -513,4 +528,6 @@ def test_deployment_doc_check_command_passes_in_the_compose_directory(tmp_path: 
     args = shlex.split(line)[1:]
     out = ws_artifacts([*args, "--json"], dotenv(COMPOSE / ".env.example"), COMPOSE)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert routes(json.loads(out.stdout)["routes"]) == TEAM_ROUTES
+    reports = json.loads(out.stdout)["routes"]
+    assert routes(reports[:-1]) == TEAM_ROUTES
+    assert reports[-1]["entry"] == "(default destination)"
