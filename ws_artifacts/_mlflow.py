@@ -359,11 +359,10 @@ def tracking_truth(tracking_uri: str) -> dict[str, set[str]]:
     Returns:
         ``{workspace: {experiment_id, ...}}``.
     """
-    from mlflow import MlflowClient
     from mlflow.entities import ViewType
     from mlflow.utils.workspace_context import WorkspaceContext
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = _client(tracking_uri)
     truth: dict[str, set[str]] = {}
     for workspace in client.list_workspaces():
         ids: set[str] = set()
@@ -379,6 +378,19 @@ def tracking_truth(tracking_uri: str) -> dict[str, set[str]]:
                     break
         truth[workspace.name] = ids
     return truth
+
+
+def _client(tracking_uri: str) -> Any:
+    """An MlflowClient on a server URL or a database URI. A database of a workspace-enabled
+    server can only be opened with workspaces on (MLflow refuses single-tenant mode when
+    experiments live in other workspaces), so this command process turns them on."""
+    import os
+
+    from mlflow import MlflowClient
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        os.environ["MLFLOW_ENABLE_WORKSPACES"] = "true"
+    return MlflowClient(tracking_uri=tracking_uri)
 
 
 def tracking_workspaces(tracking_uri: str) -> list[str]:
