@@ -13,7 +13,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from tests.conftest import in_workspace, unique
+from tests.integration.test_server_command import log_one
 from tests.servers import Server, clean_env, free_port, wait_http
 from ws_artifacts.cli import main
 
@@ -66,19 +66,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
 
 
 def log_model(server: Server, workspace: str, tmp: Path) -> tuple[str, str]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=server.url)
-    if workspace not in {w.name for w in client.list_workspaces()}:
-        client.create_workspace(workspace)
-    with in_workspace(workspace):
-        exp = client.create_experiment(unique(workspace))
-        run = client.create_run(exp).info.run_id
-        src = tmp / unique("src")
-        src.mkdir()
-        (src / "model.txt").write_bytes(workspace.encode())
-        client.log_artifact(run, str(src / "model.txt"))
-    return exp, run
+    """A run in ``workspace`` with ``model.txt`` logged (and read back) through the server."""
+    return log_one(server, workspace, "model.txt", workspace.encode(), tmp)
 
 
 def wait_for_log(server: Server, text: str, timeout: float = 30) -> None:
