@@ -9,11 +9,15 @@ the route so botocore does not retry the failure away::
         proxy.fail(is_copy, nth={2, 5})
         ...  # a configuration whose endpoint_url is proxy.url
         assert proxy.failed == 2
+
+A hold rule stands in for a client killed midway: matching requests wait (never reaching the
+upstream) until ``release()``, then get the same error; ``wait_held(n)`` blocks until n wait.
 """
 
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -64,6 +68,13 @@ _ERROR = (
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection"}
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet about clients gone away (a killed client's held requests); loud otherwise."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class FaultProxy:
     """A threaded proxy in front of ``upstream`` that fails chosen requests."""
 
@@ -72,9 +83,13 @@ class FaultProxy:
         self._upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self._lock = threading.Lock()
         self._rules: list[tuple[Callable[[Request], bool], set[int], list[int]]] = []
+        self._holds: list[Callable[[Request], bool]] = []
+        self._held = threading.Condition(self._lock)
+        self._released = threading.Event()
+        self.held = 0
         self.failed = 0
         self.forwarded = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -88,12 +103,38 @@ class FaultProxy:
         with self._lock:
             self._rules.append((predicate, set(nth), [0]))
 
+    def hold(self, predicate: Callable[[Request], bool]) -> None:
+        """Keep every request matching ``predicate`` waiting until :meth:`release`."""
+        with self._lock:
+            self._holds.append(predicate)
+
+    def wait_held(self, count: int, timeout: float = 120) -> bool:
+        """Whether ``count`` requests are held within ``timeout`` seconds."""
+        with self._held:
+            return self._held.wait_for(lambda: self.held >= count, timeout=timeout)
+
+    def release(self) -> None:
+        """Answer the held requests with the injected error and hold no more."""
+        with self._lock:
+            self._holds.clear()
+        self._released.set()
+
     def clear(self) -> None:
         """Forward everything from now on."""
         with self._lock:
             self._rules.clear()
 
     def _should_fail(self, request: Request) -> bool:
+        with self._lock:
+            if any(predicate(request) for predicate in self._holds):
+                self.held += 1
+                self._held.notify_all()
+                holding = True
+            else:
+                holding = False
+        if holding:
+            self._released.wait(timeout=300)
+            return True
         with self._lock:
             for predicate, nth, seen in self._rules:
                 if predicate(request):

@@ -295,9 +295,15 @@ def _copy_parts(job: _Job, client: Any, source: dict[str, str], args: dict[str, 
         )
         return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
 
+    from ws_artifacts.backends.s3 import S3Backend
+
+    backend = backend_for(dst.route)
+    assert isinstance(backend, S3Backend)  # a server-side copy is between S3 routes
     try:
         with ThreadPoolExecutor(max_workers=max(transfer.parts_in_flight, 8)) as pool:
             parts = list(pool.map(one, enumerate(spans, start=1)))
+        # A migrate killed midway could not abort its upload of this key: this one replaces it.
+        stale = backend.stale_uploads(dst, upload_id)
         done = client.complete_multipart_upload(
             Bucket=bucket,
             Key=dst.key,
@@ -309,6 +315,7 @@ def _copy_parts(job: _Job, client: Any, source: dict[str, str], args: dict[str, 
         with contextlib.suppress(Exception):
             client.abort_multipart_upload(Bucket=bucket, Key=dst.key, UploadId=upload_id, **owner)
         raise
+    backend.abort_stale(dst, stale)
     return str(done["ETag"]).strip('"')
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ from click.testing import CliRunner
 
 from tests.conftest import keys, unique
 from tests.faults import FaultProxy, is_copy, is_part_copy, is_part_upload
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
 from ws_artifacts.cli import main
 
 pytestmark = pytest.mark.integration
@@ -192,3 +195,48 @@ def test_a_local_previous_place_is_streamed_into_s3(s3: Any, moto: Server, tmp_p
     again = migrate(config, "--delete-source")
     assert (again["copied"], again["present"], again["deleted"]) == (0, 2, 2)
     assert [p for p in old.rglob("*") if p.is_file()] == []
+
+
+def test_migrate_killed_during_part_copies_leaves_an_upload_the_rerun_aborts(
+    s3: Any, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A migrate process killed while it copies (SIGKILL: nothing can clean up) leaves only a
+    pending multipart upload of the large object; the rerun copies everything, verified, and
+    aborts that upload when its own upload of the same key completes."""
+    old, new = unique("mig-k-old"), unique("mig-k-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    fill_old(s3, old, multipart=True)
+    source = digests(s3, old)
+    config = config_file(tmp_path, proxy.url, new, f"- s3://{old}")
+    big = "workspaces/team-a/1/run1/artifacts/big.bin"
+
+    proxy.hold(is_copy)  # every copy waits: the kill comes while all are in flight
+    proxy.hold(is_part_copy)
+    command = [str(Path(sys.executable).parent / "ws-artifacts"), "migrate", "team-a"]
+    env = clean_env(
+        AWS_ACCESS_KEY_ID=MOTO_KEY,
+        AWS_SECRET_ACCESS_KEY=MOTO_SECRET,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    killed = subprocess.Popen(
+        [*command, "--config", str(config), "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # 8 copy threads: one copies big.bin (first by name) in its 3 parts, 7 copy small files
+        assert proxy.wait_held(10, timeout=300)
+        killed.kill()
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        proxy.release()
+    assert keys(s3, new) == []  # nothing partial: no copy reached the store
+    assert pending_uploads(s3, new) == [big]  # the one thing a killed run cannot clean up
+
+    proxy.clear()
+    second = migrate(config)
+    assert (second["copied"], second["present"], second["failed"]) == (11, 0, 0)
+    assert pending_uploads(s3, new) == []
+    assert digests(s3, new) == source
