@@ -8,48 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ws_artifacts import __version__
-from ws_artifacts.config import CONFIG_ENV_VAR, Config, load_config
+from ws_artifacts.cli_common import config_option, destination_option, err, fail, load, out
+from ws_artifacts.config import Config
 from ws_artifacts.errors import WsArtifactsError
 
 __all__ = ["main"]
 
-_out = Console(highlight=False, width=160)
-_err = Console(stderr=True, highlight=False, width=160)
-
-_config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=CONFIG_ENV_VAR,
-    help=f"Configuration file (default: ${CONFIG_ENV_VAR}, else the embedded default).",
-)
-_destination_option = click.option(
-    "--destination",
-    default=lambda: f"ws-file://{Path('ws-artifacts-data/artifacts').resolve()}",
-    show_default="ws-file://<cwd>/ws-artifacts-data/artifacts, as `ws-artifacts server`",
-    help="The default destination (the server's --artifacts-destination).",
-)
-
-
-def _fail(message: str, code: int) -> None:
-    _err.print(f"[red]error:[/red] {escape(message)}")
-    sys.exit(code)
-
-
-def _load(config_path: Path | None) -> tuple[Config, Path]:
-    from ws_artifacts.server import default_config_path
-
-    path = config_path or default_config_path()
-    try:
-        return load_config(path), path
-    except WsArtifactsError as err:
-        _fail(str(err), 2)
-        raise  # unreachable: _fail exits
+_out, _err, _fail, _load = out, err, fail, load
+_config_option, _destination_option = config_option, destination_option
 
 
 @click.group()

@@ -14,20 +14,18 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ws_artifacts import quarantine as q
-from ws_artifacts.config import CONFIG_ENV_VAR, Config
+from ws_artifacts.cli_common import config_option
+from ws_artifacts.cli_common import fail as _fail
+from ws_artifacts.cli_common import load as _load
+from ws_artifacts.cli_common import out as _out
+from ws_artifacts.config import Config
 from ws_artifacts.errors import WsArtifactsError
 from ws_artifacts.routing import split_url
 from ws_artifacts.stores import store_for
 
 __all__ = ["orphans", "purge", "quarantine", "restore"]
 
-_config = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=CONFIG_ENV_VAR,
-    help=f"Configuration file (default: ${CONFIG_ENV_VAR}, else the embedded default).",
-)
+_config = config_option
 _destination = click.option(
     "--destination",
     default=lambda: f"ws-file://{Path('ws-artifacts-data/artifacts').resolve()}",
@@ -40,7 +38,6 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 
 def _setup(config_path: Path | None, destination: str) -> tuple[Config, Any]:
-    from ws_artifacts.cli import _load
     from ws_artifacts.orphans import router_for
 
     config, _ = _load(config_path)
@@ -49,7 +46,6 @@ def _setup(config_path: Path | None, destination: str) -> tuple[Config, Any]:
 
 def _truth(tracking_uri: str | None, backend_store_uri: str | None) -> dict[str, set[str]]:
     from ws_artifacts._mlflow import tracking_truth
-    from ws_artifacts.cli import _fail
 
     uri = tracking_uri or backend_store_uri
     if not uri or (tracking_uri and backend_store_uri):
@@ -97,7 +93,6 @@ def list_command(
     config_path: Path | None, destination: str, workspace: str | None, as_json: bool
 ) -> None:
     """List quarantined workspaces: when, why, how much, where."""
-    from ws_artifacts.cli import _out
 
     _, router = _setup(config_path, destination)
     entries = [
@@ -127,7 +122,6 @@ def purge(
     as_json: bool,
 ) -> None:
     """Delete quarantined artifacts older than --older-than (a dry run unless --yes)."""
-    from ws_artifacts.cli import _fail, _out
 
     _, router = _setup(config_path, destination)
     try:
@@ -184,7 +178,6 @@ def restore(
     workspace: str,
 ) -> None:
     """Move WORKSPACE's quarantined artifacts back (it must exist, its place must be empty)."""
-    from ws_artifacts.cli import _fail, _out
 
     _, router = _setup(config_path, destination)
     truth = _truth(tracking_uri, backend_store_uri)
@@ -234,7 +227,6 @@ def orphans(
     as_json: bool,
 ) -> None:
     """List objects whose workspace or experiment no longer exists (and quarantine them)."""
-    from ws_artifacts.cli import _out
     from ws_artifacts.orphans import discover_places, find_orphans
 
     _, router = _setup(config_path, destination)

@@ -8,27 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ws_artifacts.cli_common import config_option, err, fail, out
+from ws_artifacts.cli_common import load as _load
 from ws_artifacts.errors import WsArtifactsError
 
 __all__ = ["migrate"]
 
-_out = Console(highlight=False, width=160)
-_err = Console(stderr=True, highlight=False, width=160)
+_out, _err = out, err
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="WS_ARTIFACTS_CONFIG",
-    help="Configuration file (default: $WS_ARTIFACTS_CONFIG).",
-)
+@config_option
 @click.option(
     "--destination",
     default=None,
@@ -73,7 +67,6 @@ def migrate(
     logged models and traces in one transaction. Objects are verified (size and checksum);
     a second run copies nothing. Start with --dry-run.
     """
-    from ws_artifacts.cli import _load
     from ws_artifacts.routing import Router
 
     config, _path = _load(config_path)
@@ -271,5 +264,4 @@ def _bytes(size: int) -> str:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    _err.print(f"[red]error:[/red] {escape(message)}")
-    sys.exit(code)
+    fail(message, code)
