@@ -233,8 +233,27 @@ def move_experiment(server: MlflowServer, name: str, source: str, target: str) -
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+TRACE_LOCATION_TAG = "mlflow.artifactLocation"  # MLflow's trace tag for its artifact location
+
+
+def log_trace(tracking_uri: str, experiment_id: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """One trace in ``experiment_id``, logged with MLflow's fluent tracing."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+    with mlflow.start_span("moved-trace") as span:
+        span.set_inputs({"x": 1})
+    mlflow.flush_trace_async_logging()
+    return str(span.trace_id)
+
+
 def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspace(
-    mig_server: MlflowServer, s3: Any, tmp_path: Path, cli_env: None
+    mig_server: MlflowServer,
+    s3: Any,
+    tmp_path: Path,
+    cli_env: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name = unique("moved")
     (tmp_path / "w.bin").write_bytes(b"run weights")
@@ -246,10 +265,15 @@ def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspa
         client.log_artifact(run, str(tmp_path / "w.bin"))
         model = client.create_logged_model(exp, name="m")
         client.log_model_artifact(model.model_id, str(tmp_path / "m.bin"))
+        trace_id = log_trace(mig_server.url, exp, monkeypatch)
+        trace_tags = client.get_trace(trace_id).info.tags
+    trace_location = f"workspaces/mv-x/{exp}/traces/{trace_id}/artifacts"
+    assert trace_tags[TRACE_LOCATION_TAG] == f"mlflow-artifacts:/{trace_location}"
     old_keys = sorted(
         [
             f"workspaces/mv-x/{exp}/models/{model.model_id}/artifacts/m.bin",
             f"workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
+            f"{trace_location}/traces.json",
         ]
     )
     assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == old_keys
@@ -263,16 +287,16 @@ def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspa
     args += ["--destination", "ws-s3://root", "--config", str(mig_server.config), "--json"]
     plan = run_cli(*args, "--dry-run")
     assert plan["experiments"] == [exp]
-    assert plan["locations"] == {"experiment": 0, "run": 1, "logged_model": 1, "trace": 0}
+    assert plan["locations"] == {"experiment": 0, "run": 1, "logged_model": 1, "trace": 1}
     assert [(p["source"], p["target"], p["planned"]) for p in plan["places"]] == [
-        (f"s3://mig-mv-x/workspaces/mv-x/{exp}", f"s3://mig-mv-y/workspaces/mv-y/{exp}", 2)
+        (f"s3://mig-mv-x/workspaces/mv-x/{exp}", f"s3://mig-mv-y/workspaces/mv-y/{exp}", 3)
     ]
     assert keys(s3, "mig-mv-y", f"workspaces/mv-y/{exp}/") == []  # the dry run copied nothing
     with in_workspace("mv-y"):
         assert mig_server.client().get_run(run).info.artifact_uri == stuck
 
     done = run_cli(*args, "--delete-source")
-    assert (done["updated"], done["deleted"], done["places"][0]["copied"]) == (2, 2, 2)
+    assert (done["updated"], done["deleted"], done["places"][0]["copied"]) == (3, 3, 3)
     assert keys(s3, "mig-mv-y", f"workspaces/mv-y/{exp}/") == [
         k.replace("workspaces/mv-x/", "workspaces/mv-y/") for k in old_keys
     ]
@@ -287,6 +311,11 @@ def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspa
         )
         out = client.download_artifacts(run, "w.bin", str(tmp_path))
         assert Path(out).read_bytes() == b"run weights"
+        trace = client.get_trace(trace_id)
+        assert trace.info.tags[TRACE_LOCATION_TAG] == (
+            f"mlflow-artifacts:/workspaces/mv-y/{exp}/traces/{trace_id}/artifacts"
+        )
+        assert [span.name for span in trace.data.spans] == ["moved-trace"]
     # The old location is refused from the new workspace, and the run is gone from the old one.
     refused = requests.get(
         f"{mig_server.url}/api/2.0/mlflow-artifacts/artifacts/workspaces/mv-x/{exp}/{run}/artifacts/w.bin",
