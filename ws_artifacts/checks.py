@@ -91,7 +91,13 @@ def check_routes(config: Config, destination: str, *, probe: bool) -> list[Route
     for entry, workspace in places:
         route = router.route_for(workspace)
         scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
-        reports.append(_report(entry, workspace, route, scope, probe))
+        report = _report(entry, workspace, route, scope, probe)
+        if report.ok and route.previous and entry != workspace:
+            try:
+                report.left_in_previous = _left_in_glob_previous(router, entry)
+            except WsArtifactsError as err:
+                report.ok, report.error = False, str(err)
+        reports.append(report)
     # The default destination: the default workspace, unrouted workspaces, legacy paths.
     _, _, root = split_url(_inner(destination))
     scope = join(root, WORKSPACES_SEGMENT, DEFAULT_WORKSPACE)
@@ -142,7 +148,7 @@ def _report(entry: str, workspace: str, route: Route, scope: str, probe: bool) -
         try:
             _probe(route, workspace, scope)
             report.ok = True
-            if route.previous and entry == workspace:  # exact names: see migrate --dry-run
+            if route.previous and entry == workspace:  # glob entries: _left_in_glob_previous
                 report.left_in_previous = _left_in_previous(route, workspace, scope)
         except WsArtifactsError as err:
             report.ok, report.error = False, str(err)
@@ -155,6 +161,18 @@ def _left_in_previous(route: Route, workspace: str, scope: str) -> int:
 
     root = Target(route, scope, workspace, scope)
     return sum(len(list_tree(place)) for place in root.places()[1:])
+
+
+def _left_in_glob_previous(router: Router, pattern: str) -> int:
+    """Objects still in the previous places of the glob route ``pattern``, summed over the
+    workspaces found there."""
+    from ws_artifacts.migrate import glob_workspaces_in_previous
+
+    total = 0
+    for name in sorted(glob_workspaces_in_previous(router, pattern)):
+        route = router.route_for(name)
+        total += _left_in_previous(route, name, join(route.prefix, WORKSPACES_SEGMENT, name))
+    return total
 
 
 def _probe(route: Route, workspace: str, scope: str) -> None:

@@ -20,7 +20,13 @@ from ws_artifacts.errors import ConfigError
 from ws_artifacts.paths import WORKSPACES_SEGMENT, join
 from ws_artifacts.routing import Router, Target
 
-__all__ = ["PlaceResult", "migrate_places", "migrate_workspace", "workspaces_with_previous"]
+__all__ = [
+    "PlaceResult",
+    "glob_workspaces_in_previous",
+    "migrate_places",
+    "migrate_workspace",
+    "workspaces_with_previous",
+]
 
 _ACTIONS = ("planned", "copied", "present", "shadowed", "failed")
 
@@ -84,16 +90,30 @@ def workspace_root(router: Router, workspace: str) -> Target:
 
 
 def workspaces_with_previous(router: Router) -> list[str]:
-    """Every exactly named workspace whose route lists previous places (``--all``).
+    """Every workspace whose route lists previous places (``--all``): the exactly named ones,
+    and the workspaces of glob routes found by listing those routes' previous places."""
+    from ws_artifacts import routing
 
-    Workspaces matched by a glob are not known from the file alone: name them.
-    """
+    names: set[str] = set()
+    for pattern, entry in router.config.workspaces.items():
+        if entry.previous:
+            glob = routing._is_glob(pattern)
+            names |= glob_workspaces_in_previous(router, pattern) if glob else {pattern}
+    return sorted(names)
+
+
+def glob_workspaces_in_previous(router: Router, pattern: str) -> set[str]:
+    """The workspaces of the glob route ``pattern`` that its previous places hold."""
+    from ws_artifacts import routing
+    from ws_artifacts.usage import workspaces_in_place
+
     config = router.config
-    return [
-        name
-        for name, route in config.workspaces.items()
-        if route.previous and not any(ch in name for ch in "*?[")
-    ]
+    entry = config.workspaces[pattern]
+    base = routing._merge(entry, config.defaults, "")
+    names: set[str] = set()
+    for place in entry.previous:
+        names |= workspaces_in_place(router, pattern, place, base)
+    return names
 
 
 def migrate_workspace(

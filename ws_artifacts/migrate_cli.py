@@ -33,7 +33,8 @@ _out, _err = out, err
     "--all",
     "all_workspaces",
     is_flag=True,
-    help="Every exactly named workspace whose route has previous places.",
+    help="Every workspace whose route has previous places (a glob route: the workspaces "
+    "found in its previous places).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan; copy, write and delete nothing.")
 @click.option(

@@ -149,39 +149,48 @@ def _glob_names(config: Config, router: Router) -> set[str]:
     """Workspace names found under the glob routes' locations."""
     found: set[str] = set()
     for pattern, entry in config.workspaces.items():
-        if not routing._is_glob(pattern):
-            continue
-        _scheme, location, template = split_url(entry.url)
-        if "{workspace}" in location:
-            continue  # one bucket per workspace: name them on the command line
-        if "{workspace}" in template:
-            static, _, _rest = template.partition("{workspace}")
-            parent = static.rsplit("/", 1)[0] if "/" in static else ""
-            stem = static[len(parent) :].lstrip("/")
-            listing = [c[len(stem) :] for c in _children_of(entry, pattern, config, parent)]
-            candidates = [c for c in listing if c]
-        else:
-            candidates = _children_of(entry, pattern, config, join(template, WORKSPACES_SEGMENT))
-        for name in candidates:
-            if fnmatch.fnmatchcase(name, pattern) and is_valid_workspace_name(name):
-                try:
-                    if router.route_for(name).name == pattern:
-                        found.add(name)
-                except (WsArtifactsError, PathError):
-                    continue
+        if routing._is_glob(pattern):
+            found |= workspaces_in_place(router, pattern, entry, config.defaults)
     return found
 
 
-def _children_of(entry: Any, pattern: str, config: Config, prefix: str) -> list[str]:
-    scheme, location, _ = split_url(entry.url)
+def workspaces_in_place(router: Router, pattern: str, place: Any, base: Any) -> set[str]:
+    """The names of the glob route ``pattern``'s workspaces found in ``place`` (the route's
+    own location, or one of its previous places), listed with ``place``'s settings over
+    ``base``. A place with ``{workspace}`` in its bucket (one bucket per workspace) cannot be
+    listed: name those workspaces on the command line."""
+    _scheme, location, template = split_url(place.url)
+    if "{workspace}" in location:
+        return set()
+    if "{workspace}" in template:
+        static, _, _rest = template.partition("{workspace}")
+        parent = static.rsplit("/", 1)[0] if "/" in static else ""
+        stem = static[len(parent) :].lstrip("/")
+        listing = [c[len(stem) :] for c in _children_of(place, pattern, base, parent)]
+        candidates = [c for c in listing if c]
+    else:
+        candidates = _children_of(place, pattern, base, join(template, WORKSPACES_SEGMENT))
+    found: set[str] = set()
+    for name in candidates:
+        if fnmatch.fnmatchcase(name, pattern) and is_valid_workspace_name(name):
+            try:
+                if router.route_for(name).name == pattern:
+                    found.add(name)
+            except (WsArtifactsError, PathError):
+                continue
+    return found
+
+
+def _children_of(place: Any, pattern: str, base: Any, prefix: str) -> list[str]:
+    scheme, location, _ = split_url(place.url)
     route = Route(
         name=pattern,
         url=f"{scheme}://{location}",
         scheme=scheme,
         location=location,
         prefix="",
-        backend=entry.backend_kind,
-        settings=routing._merge(entry, config.defaults, ""),
+        backend=place.backend_kind,
+        settings=routing._merge(place, base, ""),
         workspace=None,
     )
     return _children(route, prefix)

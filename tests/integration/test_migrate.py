@@ -386,3 +386,54 @@ def test_direct_clients_read_previous_places_and_delete_everywhere(
     with in_workspace("other"):
         out = Path(get_artifact_repository(uri).download_artifacts("a.txt", str(tmp_path / "y")))
     assert out.read_bytes() == b"old place"
+
+
+def test_glob_route_with_previous_places_is_found_by_all_and_counted_by_check(
+    s3: Any, tmp_path: Path, cli_env: None
+) -> None:
+    """`migrate --all` and `check --probe` find a glob route's workspaces by listing its
+    previous place: exactly the names the glob matches and routes, nothing else there."""
+    old, new = unique("glob-old"), unique("glob-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    held = {
+        "gl-a": ["1/r/artifacts/a.txt", "1/r/artifacts/b.txt"],
+        "gl-b": ["2/r/artifacts/c.txt"],
+        "other": ["3/r/artifacts/not-ours.txt"],  # in the old bucket, but not the glob's
+    }
+    for ws, names in held.items():
+        for name in names:
+            s3.put_object(Bucket=old, Key=f"{ws}/workspaces/{ws}/{name}", Body=name.encode())
+    config = tmp_path / "glob.yaml"
+    config.write_text(
+        textwrap.dedent(f"""
+            defaults: {{endpoint_url: "{s3.meta.endpoint_url}", region: us-east-1,
+                        addressing_style: path}}
+            workspaces:
+              "gl-*":
+                url: "s3://{new}/{{workspace}}"
+                previous: ["s3://{old}/{{workspace}}"]
+        """)
+    )
+    common = ["--config", str(config), "--json"]
+    dest = ["--destination", "ws-s3://root"]
+
+    def left() -> int | None:
+        reports = run_cli("check", "--probe", *common, *dest)["routes"]
+        (glob,) = [r for r in reports if r["entry"] == "gl-*"]
+        assert (glob["ok"], glob["previous"]) == (True, 1), glob
+        return glob["left_in_previous"]
+
+    assert left() == 3
+    plan = run_cli("migrate", "--all", "--dry-run", *common)["places"]
+    assert [(p["workspace"], p["planned"]) for p in plan] == [("gl-a", 2), ("gl-b", 1)]
+    done = run_cli("migrate", "--all", "--delete-source", *common)["places"]
+    assert [(p["workspace"], p["copied"], p["deleted"]) for p in done] == [
+        ("gl-a", 2, 2),
+        ("gl-b", 1, 1),
+    ]
+    assert keys(s3, new) == [
+        f"{ws}/workspaces/{ws}/{name}" for ws in ("gl-a", "gl-b") for name in held[ws]
+    ]
+    assert keys(s3, old) == ["other/workspaces/other/3/r/artifacts/not-ours.txt"]
+    assert left() == 0
