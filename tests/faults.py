@@ -24,7 +24,16 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-__all__ = ["FaultProxy", "Request", "is_copy", "is_part_copy", "is_part_upload", "is_put"]
+__all__ = [
+    "FaultProxy",
+    "Request",
+    "is_any_copy",
+    "is_copy",
+    "is_delete",
+    "is_part_copy",
+    "is_part_upload",
+    "is_put",
+]
 
 
 class Request:
@@ -33,7 +42,9 @@ class Request:
     def __init__(self, method: str, path: str, headers: dict[str, str]) -> None:
         self.method = method
         self.path = path
-        self.query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        self.query = urllib.parse.parse_qs(
+            urllib.parse.urlsplit(path).query, keep_blank_values=True
+        )
         self.headers = {k.lower(): v for k, v in headers.items()}
 
 
@@ -50,6 +61,16 @@ def is_part_copy(request: Request) -> bool:
 def is_part_upload(request: Request) -> bool:
     """An ``upload_part`` with a body (not a copy)."""
     return is_put(request) and "x-amz-copy-source" not in request.headers and _is_part(request)
+
+
+def is_any_copy(request: Request) -> bool:
+    """A ``copy_object`` or an ``upload_part_copy``."""
+    return is_put(request) and "x-amz-copy-source" in request.headers
+
+
+def is_delete(request: Request) -> bool:
+    """A ``delete_object`` (DELETE) or ``delete_objects`` (POST ``?delete``)."""
+    return request.method == "DELETE" or (request.method == "POST" and "delete" in request.query)
 
 
 def is_put(request: Request) -> bool:
@@ -82,7 +103,8 @@ class FaultProxy:
         parsed = urllib.parse.urlsplit(upstream)
         self._upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self._lock = threading.Lock()
-        self._rules: list[tuple[Callable[[Request], bool], set[int], list[int]]] = []
+        # (predicate, whether its Nth match fails, [matches so far])
+        self._rules: list[tuple[Callable[[Request], bool], Callable[[int], bool], list[int]]] = []
         self._holds: list[Callable[[Request], bool]] = []
         self._held = threading.Condition(self._lock)
         self._released = threading.Event()
@@ -100,8 +122,20 @@ class FaultProxy:
 
     def fail(self, predicate: Callable[[Request], bool], nth: set[int]) -> None:
         """Fail the requests matching ``predicate`` whose match count (from 1) is in ``nth``."""
+        chosen = set(nth)
         with self._lock:
-            self._rules.append((predicate, set(nth), [0]))
+            self._rules.append((predicate, chosen.__contains__, [0]))
+
+    def fail_from(self, predicate: Callable[[Request], bool], nth: int) -> None:
+        """Fail every request matching ``predicate`` from its ``nth`` match on (retries too,
+        so the operation fails midway)."""
+        with self._lock:
+            self._rules.append((predicate, lambda count: count >= nth, [0]))
+
+    def matched(self, predicate: Callable[[Request], bool]) -> int:
+        """How many requests the rules with ``predicate`` have seen."""
+        with self._lock:
+            return sum(seen[0] for rule, _fails, seen in self._rules if rule is predicate)
 
     def hold(self, predicate: Callable[[Request], bool]) -> None:
         """Keep every request matching ``predicate`` waiting until :meth:`release`."""
@@ -136,10 +170,10 @@ class FaultProxy:
             self._released.wait(timeout=300)
             return True
         with self._lock:
-            for predicate, nth, seen in self._rules:
+            for predicate, fails, seen in self._rules:
                 if predicate(request):
                     seen[0] += 1
-                    if seen[0] in nth:
+                    if fails(seen[0]):
                         self.failed += 1
                         return True
             self.forwarded += 1

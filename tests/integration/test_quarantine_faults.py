@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import keys, unique
-from tests.faults_quarantine import FaultProxy
+from tests.faults import FaultProxy, is_any_copy, is_delete
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
 
 pytestmark = [
@@ -26,14 +26,14 @@ pytestmark = [
 
 BUCKET = "life-faults"
 Q = ".ws-quarantine"
+KINDS = {"copy": is_any_copy, "delete": is_delete}
 
 
 @pytest.fixture(scope="module")
 def proxy(moto: Server, s3: Any) -> Iterator[FaultProxy]:
     s3.create_bucket(Bucket=BUCKET)
-    faults = FaultProxy(moto.url)
-    yield faults
-    faults.stop()
+    with FaultProxy(moto.url) as faults:
+        yield faults
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def provider(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv(name, value)
     store = create_provider(workspace_uri=f"ws+sqlite:///{tmp_path / 'mlflow.db'}")
     yield store
-    proxy.heal()
+    proxy.clear()
 
 
 def new_workspace(provider: Any, s3: Any, count: int = 6) -> tuple[str, dict[str, bytes]]:
@@ -105,10 +105,10 @@ def test_move_failing_midway_loses_nothing_and_a_rerun_finishes(
     from mlflow.exceptions import MlflowException
 
     name, objects = new_workspace(provider, s3)
-    proxy.fail_from(kind, nth)
+    proxy.fail_from(KINDS[kind], nth)
     with pytest.raises(MlflowException, match=f"failed for workspace '{name}'"):
         provider.delete_workspace(name, cascade())
-    proxy.heal()
+    proxy.clear()
 
     assert provider.get_workspace(name).name == name  # the rows are still there
     live = read_all(s3, f"workspaces/{name}/")
@@ -162,10 +162,10 @@ def test_large_object_is_copied_in_parts_with_the_routes_policy(
     provider.create_workspace(Workspace(name=name))
     data = bytes(range(256)) * (11 * 4096)  # 11 MiB: three 5 MiB parts
     s3.put_object(Bucket=BUCKET, Key=f"workspaces/{name}/2/r/artifacts/big", Body=data)
-    proxy.fail_from("copy", 10**9)  # count copies, fail none
+    proxy.fail_from(is_any_copy, 10**9)  # count copies, fail none
     provider.delete_workspace(name, cascade())
 
-    assert proxy.counts["copy"] == 3  # upload_part_copy x 3, no single copy_object
+    assert proxy.matched(is_any_copy) == 3  # upload_part_copy x 3, no single copy_object
     (stamp,) = {k.split("/")[2] for k in keys(s3, BUCKET, f"{Q}/{name}/")}
     key = f"{Q}/{name}/{stamp}/workspaces/{name}/2/r/artifacts/big"
     got = s3.get_object(Bucket=BUCKET, Key=key)
