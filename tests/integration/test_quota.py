@@ -21,11 +21,11 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
 from tests.integration.usage_world import (
     MIB,
-    make_buckets,
     pending_uploads,
     usage_config,
     use,
     write,
+    write_world,
 )
 from tests.servers import Server
 
@@ -36,11 +36,7 @@ REMEASURE = 30  # seconds, the 2-worker server's re-measure interval
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Path:
-    make_buckets(s3)
-    root = tmp_path_factory.mktemp("quota")
-    path = root / "quota.yaml"
-    path.write_text(usage_config(moto.url, root / "files"))
-    return path
+    return write_world(tmp_path_factory.mktemp("quota"), moto.url, s3)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import in_workspace, unique
-from tests.integration.usage_world import MIB, make_buckets, usage_config, use, write
+from tests.integration.usage_world import MIB, use, write, write_world
 from tests.servers import Server
 from ws_artifacts import usage
 from ws_artifacts.cli import main
@@ -29,11 +29,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Path:
-    make_buckets(s3)
-    root = tmp_path_factory.mktemp("fs-routes")
-    path = root / "usage.yaml"
-    path.write_text(usage_config(moto.url, root / "files"))
-    return path
+    return write_world(tmp_path_factory.mktemp("fs-routes"), moto.url, s3)
 
 
 @pytest.fixture

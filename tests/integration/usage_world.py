@@ -45,6 +45,14 @@ def usage_config(endpoint: str, fs_root: Path, *, remeasure: float = 3600) -> st
     return textwrap.dedent(text)
 
 
+def write_world(directory: Path, endpoint: str, s3: Any) -> Path:
+    """The buckets, and ``usage_config`` written in ``directory`` (its fsspec files there)."""
+    make_buckets(s3)
+    path = directory / "usage.yaml"
+    path.write_text(usage_config(endpoint, directory / "files"))
+    return path
+
+
 def make_buckets(s3: Any) -> None:
     for bucket in BUCKETS:
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
