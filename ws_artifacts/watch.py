@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ws_artifacts.config import CONFIG_ENV_VAR, Config, load_config
 from ws_artifacts.errors import ConfigError
 
-__all__ = ["SETTLE_SECONDS", "LiveConfig", "live_config", "route_changes"]
+__all__ = ["CHECK_EVERY", "SETTLE_SECONDS", "LiveConfig", "live_config", "route_changes"]
 
 _logger = logging.getLogger(__name__)
 

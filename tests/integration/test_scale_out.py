@@ -29,6 +29,7 @@ import requests
 from tests.conftest import _server_env, keys, unique
 from tests.postgres import Postgres
 from tests.servers import Server, start_mlflow
+from ws_artifacts.watch import CHECK_EVERY, SETTLE_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,10 @@ PLACES = {
     "vision-x": ("vision-artifacts", "vision-x/"),
     "other": ("root", ""),
 }
-RELOAD_INTERVAL = 1.0  # README: the file is checked at most once a second
+# README: a worker takes a change on its first request once the file has been left alone for
+# SETTLE_SECONDS and CHECK_EVERY has passed since the worker last looked (a look during the
+# settling second keeps the old routes until the next one): at most 2 s after the write.
+RELOAD_INTERVAL = SETTLE_SECONDS + CHECK_EVERY
 
 
 def scale_config(endpoint: str, team_b: str = "s3://team-b-artifacts") -> str:
@@ -282,7 +286,8 @@ def test_a_configuration_change_is_picked_up_by_both_servers(pair: Pair, s3: Any
             if seen == {"team-b-moved"} and time.monotonic() - changed > RELOAD_INTERVAL:
                 break
             assert time.monotonic() < deadline, f"still routed to {seen}"
-        # every worker of both servers now routes there (8 requests over 4 workers)
+        # every worker of both servers now routes there (8 requests over 4 workers), however
+        # recently a worker last looked at the file
         assert {_lands_in(s3, pair, i % 2, base) for i in range(8)} == {"team-b-moved"}
     finally:
         write_atomically(pair.config, scale_config(pair.moto_url))
