@@ -58,7 +58,8 @@ def _entries(router: Any, destination: str, names: set[str]) -> list[q.Entry]:
 
     places = discover_places(router, destination, names)
     _, _, root = split_url(destination.removeprefix("ws-"))
-    bases = [(router.destination, root), *((p.route, p.base) for p in places)]
+    previous = ((r, r.prefix) for p in places for r in p.route.previous)
+    bases = [(router.destination, root), *((p.route, p.base) for p in places), *previous]
     return sorted(q.list_entries(bases), key=lambda e: (e.workspace, e.stamp))
 
 
@@ -143,9 +144,9 @@ def purge(
             task = progress.add_task("purging", total=len(entries))
             for e in entries:
                 route = router.route_for(e.workspace)
-                if route.url != e.route_url:
-                    route = router.destination
-                deleted += q.purge(e, store_for(route, e.base))
+                owners = [route, *route.previous, router.destination]
+                owner = next((r for r in owners if r.url == e.route_url), router.destination)
+                deleted += q.purge(e, store_for(owner, e.base))
                 progress.advance(task)
     summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}
     summary["objects_deleted"] = deleted
@@ -196,17 +197,27 @@ def restore(
     if not entries:
         which = f" deleted at {deleted_at}" if deleted_at else ""
         _fail(f"no quarantine entry of workspace '{workspace}'{which}; see `quarantine list`.", 1)
-    entry = entries[-1]
+    # One deletion quarantines each of the workspace's places (current and previous) with one
+    # time; restore all of the chosen deletion's entries, each into the place it came from.
+    chosen = [e for e in entries if e.deleted_at == entries[-1].deleted_at]
+    restored: list[tuple[q.Entry, q.Place, int]] = []
     try:
-        place = q.place_of(router, destination.removeprefix("ws-"), workspace)
-        count = q.restore(entry, place)
+        places = q.places_of(router, destination.removeprefix("ws-"), workspace)
+        for entry in chosen:
+            place = q.owner_place(entry, places) or places[0]
+            restored.append((entry, place, q.restore(entry, place)))
     except WsArtifactsError as err:
         _fail(str(err), 1)
         return
     if as_json:
-        click.echo(json.dumps({"restored": entry.as_dict(), "objects": count}, indent=2))
+        payload = {
+            "restored": [e.as_dict() for e, _, _ in restored],
+            "objects": sum(n for _, _, n in restored),
+        }
+        click.echo(json.dumps(payload, indent=2))
         return
-    _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri())}")
+    for _entry, place, count in restored:
+        _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri())}")
 
 
 @click.command()

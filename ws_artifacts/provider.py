@@ -16,12 +16,16 @@ version from 3.10 on. Everything is MLflow's SQL provider, except:
   the provider was off) are quarantined first, with a warning, so the new workspace starts
   empty.
 
+A workspace's *places* are its route's current place and every previous one (reads fall back to
+those): each is quarantined beside itself, with one time stamp for the whole deletion.
+
 The artifact locations come from the server's environment: ``WS_ARTIFACTS_CONFIG`` and the
 destination ``mlflow server`` hands its workers (:func:`routing.destinations_from_env`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import Iterable
@@ -31,7 +35,7 @@ from ws_artifacts import _mlflow
 from ws_artifacts.config import config_from_env
 from ws_artifacts.errors import ConfigError, UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
-from ws_artifacts.quarantine import Entry, Place, place_of, quarantine_place, restore
+from ws_artifacts.quarantine import Entry, Place, places_of, quarantine_place, restore
 from ws_artifacts.routing import Router, destinations_from_env
 
 __all__ = ["PREFIX", "create_provider", "inner_uri"]
@@ -108,11 +112,11 @@ class _Provider:
     # -- what follows the artifacts -----------------------------------------------------
     def create_workspace(self, workspace: Any) -> Any:
         name = workspace.name
-        entry, place = None, None
+        moved: list[tuple[Entry, Place]] = []
         if is_valid_workspace_name(name) and name != DEFAULT_WORKSPACE and not self._exists(name):
-            place = self._place(name, required=False)
-            entry = self._move(place, "leftovers found at create_workspace") if place else None
-            if entry is not None and place is not None:
+            places = self._places(name, required=False)
+            moved = self._move_all(places, "leftovers found at create_workspace")
+            for entry, place in moved:
                 _logger.warning(
                     "workspace %s is being created, but its place %s already held %d "
                     "object(s) (%d bytes) of an earlier owner: moved to %s",
@@ -125,8 +129,7 @@ class _Provider:
         try:
             return self.inner.create_workspace(workspace)
         except Exception:
-            if entry is not None and place is not None:  # e.g. created meanwhile by another
-                self._put_back(entry, place)
+            self._put_back(moved)  # e.g. created meanwhile by another
             raise
 
     def delete_workspace(self, workspace_name: str, mode: Any = None) -> None:
@@ -135,17 +138,15 @@ class _Provider:
             self.inner.delete_workspace(workspace_name, *args)  # MLflow's own refusal
             return
         _mlflow.check_workspace_deletable(self.inner, workspace_name, mode or "RESTRICT")
-        place = self._place(workspace_name, required=True)
+        places = self._places(workspace_name, required=True)
         reason = f"delete_workspace {_mlflow.deletion_mode_name(mode or 'RESTRICT')}"
-        entry = self._move(place, reason) if place is not None else None
+        moved = self._move_all(places, reason)
         try:
             self.inner.delete_workspace(workspace_name, *args)
         except Exception:
-            if entry is not None and place is not None:
-                self._put_back(entry, place)
+            self._put_back(moved)
             raise
-        if place is not None:
-            self._move(place, reason)  # written between the move and the row delete
+        self._move_all(places, reason)  # written between the move and the row delete
 
     # -- helpers ------------------------------------------------------------------------
     def _exists(self, name: str) -> bool:
@@ -157,7 +158,9 @@ class _Provider:
             raise
         return True
 
-    def _place(self, workspace: str, *, required: bool) -> Place | None:
+    def _places(self, workspace: str, *, required: bool) -> list[Place]:
+        """The workspace's current place and its route's previous places (none: nothing of it
+        can have been written)."""
         config = config_from_env()
         destinations = destinations_from_env(os.environ) or ()
         problem = ""
@@ -167,7 +170,7 @@ class _Provider:
             problem = "the server has no ws- artifact destination"
         if problem:
             if not required:
-                return None
+                return []
             raise _mlflow.mlflow_error(
                 ConfigError(
                     f"Refused to delete workspace '{workspace}': {problem}, so its artifacts "
@@ -178,30 +181,40 @@ class _Provider:
                 )
             )
         if config is None:
-            return None
+            return []
         destination = destinations[0].removeprefix("ws-")
         scheme, location = destination.split("://", 1)[0], destination.split("://", 1)[1]
         router = Router(config, f"{scheme}://{location.split('/', 1)[0]}")
         try:
-            return place_of(router, destination, workspace)
+            return places_of(router, destination, workspace)
         except UnroutedWorkspaceError:
-            return None  # no place: nothing of it can have been written
+            return []
 
-    def _move(self, place: Place, reason: str) -> Entry | None:
-        try:
-            return quarantine_place(place, reason)
-        except WsArtifactsError as err:
-            raise _mlflow.mlflow_error(err) from err
+    def _move_all(self, places: list[Place], reason: str) -> list[tuple[Entry, Place]]:
+        """Quarantine every place, stamped with one time; on a failure, what was moved is put
+        back first, then the error is raised."""
+        moment = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        moved: list[tuple[Entry, Place]] = []
+        for place in places:
+            try:
+                entry = quarantine_place(place, reason, now=moment)
+            except WsArtifactsError as err:
+                self._put_back(moved)
+                raise _mlflow.mlflow_error(err) from err
+            if entry is not None:
+                moved.append((entry, place))
+        return moved
 
-    def _put_back(self, entry: Entry, place: Place) -> None:
-        try:
-            restore(entry, place)
-        except WsArtifactsError as err:
-            _logger.error(
-                "workspace %s was not deleted, and moving its artifacts back from %s failed "
-                "(%s); they are safe there: run `ws-artifacts restore %s` to move them back",
-                entry.workspace,
-                place.store().uri(entry.root),
-                err,
-                entry.workspace,
-            )
+    def _put_back(self, moved: list[tuple[Entry, Place]]) -> None:
+        for entry, place in moved:
+            try:
+                restore(entry, place)
+            except WsArtifactsError as err:
+                _logger.error(
+                    "workspace %s was not deleted, and moving its artifacts back from %s failed "
+                    "(%s); they are safe there: run `ws-artifacts restore %s` to move them back",
+                    entry.workspace,
+                    place.store().uri(entry.root),
+                    err,
+                    entry.workspace,
+                )

@@ -38,8 +38,10 @@ __all__ = [
     "Place",
     "list_entries",
     "move",
+    "owner_place",
     "parse_age",
     "place_of",
+    "places_of",
     "purge",
     "quarantine_place",
     "restore",
@@ -81,6 +83,21 @@ def place_of(router: Router, destination: str, workspace: str) -> Place:
     _, _, root = split_url(destination)
     target = router.target(LogicalPath(root=root, workspace=workspace, rest=""))
     return Place(workspace, target.route, split_logical(target.scope).root)
+
+
+def places_of(router: Router, destination: str, workspace: str) -> list[Place]:
+    """The workspace's current place, then one per previous place of its route (reads fall
+    back to those, so deletion and re-creation empty them too)."""
+    current = place_of(router, destination, workspace)
+    return [current, *(Place(workspace, p, p.prefix) for p in current.route.previous)]
+
+
+def owner_place(entry: Entry, places: Iterable[Place]) -> Place | None:
+    """The place among ``places`` that ``entry`` was quarantined from."""
+    for place in places:
+        if (place.route.url, place.base) == (entry.route_url, entry.base):
+            return place
+    return None
 
 
 @dataclass

@@ -87,6 +87,7 @@ def life(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Ite
             defaults: {{endpoint_url: "{moto.url}", region: us-east-1, addressing_style: path}}
             workspaces:
               lc-a: {{url: "s3://{ROUTED}"}}
+              lc-moved: {{url: "s3://{ROUTED}/now", previous: ["s3://{GLOB}/before"]}}
               "lcv-*": {{url: "s3://{GLOB}/{{workspace}}"}}
         """)
     )
@@ -385,3 +386,62 @@ def test_quarantine_is_out_of_reach_of_requests(life: Life) -> None:
     )
     assert got.status_code != 200
     life.s3.delete_object(Bucket=ROOT, Key=f"{Q}/lc-reach/20260101T000000Z/workspaces/lc-reach/1/f")
+
+
+def test_a_route_with_a_previous_place_is_emptied_everywhere_and_restored_everywhere(
+    life: Life, tmp_path: Path
+) -> None:
+    """Reads fall back to a route's previous places, so deleting the workspace quarantines
+    those too (one time stamp for the deletion); the re-created workspace reads nothing of the
+    old owner from either place, and restore puts each object back where it came from."""
+    import mlflow
+
+    ws, client = "lc-moved", life.client()
+    client.create_workspace(ws)
+    exp, run = log_run(life, ws, {"now.txt": b"written after the route change"}, tmp_path)
+    before = f"before/workspaces/{ws}/{exp}/{run}/artifacts/then.txt"
+    life.s3.put_object(Bucket=GLOB, Key=before, Body=b"written before the route change")
+    with in_workspace(ws):  # the old place is read through the route's fallback
+        assert sorted(f.path for f in client.list_artifacts(run)) == ["now.txt", "then.txt"]
+    current = all_keys(life.s3, ROUTED, f"now/workspaces/{ws}/")
+    assert list(current) == [f"now/workspaces/{ws}/{exp}/{run}/artifacts/now.txt"]
+
+    assert life.delete(ws, "CASCADE") == 204
+    assert all_keys(life.s3, ROUTED, f"now/workspaces/{ws}/") == {}
+    assert all_keys(life.s3, GLOB, f"before/workspaces/{ws}/") == {}
+    stamp = only_stamp(life.s3, ROUTED, "now/", ws)
+    assert only_stamp(life.s3, GLOB, "before/", ws) == stamp
+    listed = json.loads(life.cli("quarantine", "list", "--workspace", ws, "--json").stdout)
+    assert sorted((e["route_url"], e["base"], e["objects"]) for e in listed) == [
+        (f"s3://{GLOB}/before", "before", 1),
+        (f"s3://{ROUTED}/now", "now", 1),
+    ]
+
+    client.create_workspace(ws)
+    with in_workspace(ws):
+        new_exp = client.create_experiment(f"exp-{ws}-again")
+        assert new_exp == exp  # SQLite reuses the id
+        listed_root = mlflow.artifacts.list_artifacts(
+            artifact_uri=f"mlflow-artifacts:/workspaces/{ws}/{exp}", tracking_uri=life.url
+        )
+        assert [f.path for f in listed_root or []] == []
+        with pytest.raises(Exception, match=r"(?i)not found|does not exist|No such"):
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"mlflow-artifacts:/workspaces/{ws}/{exp}/{run}/artifacts/then.txt",
+                dst_path=str(tmp_path),
+                tracking_uri=life.url,
+            )
+
+    done = json.loads(life.cli("restore", ws, "--tracking-uri", life.url, "--json").stdout)
+    assert done["objects"] == 2
+    assert sorted(e["route_url"] for e in done["restored"]) == [
+        f"s3://{GLOB}/before",
+        f"s3://{ROUTED}/now",
+    ]
+    assert all_keys(life.s3, ROUTED, f"now/workspaces/{ws}/") == current
+    assert all_keys(life.s3, GLOB, f"before/workspaces/{ws}/") == {
+        before: b"written before the route change"
+    }
+    assert all_keys(life.s3, ROUTED, f"now/{Q}/{ws}/") == {}
+    assert all_keys(life.s3, GLOB, f"before/{Q}/{ws}/") == {}
+    assert life.delete(ws, "CASCADE") == 204  # leave no live objects for other tests
