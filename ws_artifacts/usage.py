@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ws_artifacts import routing
-from ws_artifacts.backends import backend_for
+from ws_artifacts.backends import backend_for, is_temporary
 from ws_artifacts.config import Config
 from ws_artifacts.errors import PathError, StorageError, UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
@@ -34,7 +34,6 @@ __all__ = ["Place", "Row", "Usage", "discover", "measure", "measure_scope"]
 DEFAULT_PARALLEL = 16
 #: Keys asked for in a listing's first page; a listing that does not end there is split.
 PAGE_KEYS = 1000
-_TEMP_PREFIX = ".ws-artifacts-"  # uploads in flight on fsspec routes
 
 
 @dataclass
@@ -366,7 +365,7 @@ def _fs_dir_job(
     more: list[Any] = []
     for item in _fs_call(target, lambda: backend.fs.ls(path, detail=True), []):
         name = item["name"].rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith(_TEMP_PREFIX):
+        if is_temporary(name):  # an upload in flight on an fsspec route
             continue
         if item["type"] == "directory":
             child = posixpath.join(path, name)
@@ -386,7 +385,7 @@ def _fs_tree_job(
     counts: dict[str, list[int]] = {}
     found = _fs_call(target, lambda: backend.fs.find(path, detail=True), {})
     for name, item in found.items():
-        if item["type"] != "directory" and not name.rsplit("/", 1)[-1].startswith(_TEMP_PREFIX):
+        if item["type"] != "directory" and not is_temporary(name.rsplit("/", 1)[-1]):
             _add(counts, experiment, int(item.get("size") or 0))
     return index, counts, []
 

@@ -20,6 +20,7 @@ from tests.conftest import in_workspace, unique
 from tests.integration.usage_world import MIB, use, write, write_world
 from tests.servers import Server
 from ws_artifacts import usage
+from ws_artifacts.backends import TEMP_PREFIX
 from ws_artifacts.cli import main
 from ws_artifacts.config import load_config
 from ws_artifacts.usage import Row, discover, measure
@@ -134,17 +135,19 @@ def test_fsspec_routes_local_files_and_memory(config: Path, tmp_path: Path) -> N
         files = repo(on_disk, "4", "ws-s3://root")
         files.log_artifact(write(tmp_path, "m.bin", 300))
         files.log_artifact_from_stream(io.BytesIO(b"z" * 200), "n.bin", "sub")
+        files.log_artifact(write(tmp_path, ".ws-artifacts-mine", 7))  # a user's file: counted
     with in_workspace(in_memory):
         mem = repo(in_memory, "5")
         mem.log_artifact(write(tmp_path, "k.bin", 1234))
         mem.log_artifact(write(tmp_path, "l.bin", 66), "deep/er")
     cfg = load_config(config)
     fs_root = Path(cfg.workspaces["uf-*"].url.removeprefix("file://").replace("{workspace}", ""))
-    stray = fs_root / on_disk / "workspaces" / on_disk / "4" / ".ws-artifacts-inflight"
-    stray.write_bytes(b"not yet an artifact")
+    experiment = fs_root / on_disk / "workspaces" / on_disk / "4"
+    (experiment / f"{TEMP_PREFIX}inflight").write_bytes(b"an upload in flight: not counted")
+    (experiment / "r1/artifacts/sub" / f"{TEMP_PREFIX}deeper").write_bytes(b"not counted either")
     rows = measure(discover(cfg, "ws-s3://root", [on_disk, in_memory]), by_experiment=True)
-    assert by_workspace(rows) == {(in_memory, "um-*"): (2, 1300), (on_disk, "uf-*"): (2, 500)}
-    assert [experiments(r) for r in rows] == [{"5": (2, 1300)}, {"4": (2, 500)}]
+    assert by_workspace(rows) == {(in_memory, "um-*"): (2, 1300), (on_disk, "uf-*"): (3, 507)}
+    assert [experiments(r) for r in rows] == [{"5": (2, 1300)}, {"4": (3, 507)}]
 
 
 def test_cli_json_and_prometheus(config: Path, tmp_path: Path) -> None:
