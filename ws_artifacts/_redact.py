@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MASK", "install", "redact", "remember"]
+__all__ = ["MASK", "hide_password", "install", "redact", "remember"]
 
 MASK = "**********"
 _PREFIXES = ("botocore", "boto3", "s3transfer", "urllib3", "aiobotocore", "s3fs", "ws_artifacts")
@@ -65,6 +65,15 @@ _LEARN = [
 _lock = threading.Lock()
 _known: OrderedDict[str, None] = OrderedDict()
 _installed = False
+
+
+_URI_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#@]+@")
+
+
+def hide_password(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URI in it masked
+    (database URIs in printed plans and commands)."""
+    return _URI_PASSWORD.sub(r"\1" + MASK + "@", text)
 
 
 def remember(value: str | None) -> None:

@@ -100,7 +100,16 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     data_dir.mkdir(parents=True, exist_ok=True)
     _print_plan(plan, config)
     if dry_run:
-        click.echo(plan.shell_command())
+        from ws_artifacts._redact import hide_password
+
+        command = plan.shell_command()
+        click.echo(hide_password(command))
+        if hide_password(command) != command:
+            _err.print(
+                "note: the database password is shown masked; pass the URI in "
+                "MLFLOW_BACKEND_STORE_URI (or a .pgpass / PGPASSWORD) rather than on a "
+                "command line"
+            )
         return
     inner = plan.env.get(srv.INNER_APP_ENV)
     if inner:
@@ -120,7 +129,9 @@ def _print_plan(plan: Any, config: Config) -> None:
     _out.print(
         f"ws-artifacts {__version__}: MLflow server with workspaces at [bold]{plan.url}[/bold]"
     )
-    _out.print(f"  tracking store : {plan.backend_store_uri}")
+    from ws_artifacts._redact import hide_password
+
+    _out.print(f"  tracking store : {hide_password(plan.backend_store_uri)}")
     _out.print(f"  destination    : {plan.destination}")
     _out.print(f"  configuration  : {plan.config_path}")
     _out.print(f"  audit trail    : {plan.env.get('WS_ARTIFACTS_AUDIT') or 'off'}")

@@ -195,3 +195,28 @@ def test_server_refuses_a_destination_that_is_not_ws(config: Path, tmp_path: Pat
     )
     assert result.exit_code == 2
     assert "--artifacts-destination must be a ws-* URI" in result.output
+
+
+def test_server_plan_never_prints_a_database_password(config: Path, tmp_path: Path) -> None:
+    uri = "postgresql://mlflow:s3cr3t-pw@db.internal:5432/mlflow"
+    result = CliRunner().invoke(
+        main,
+        [
+            "server",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(tmp_path),
+            "--backend-store-uri",
+            uri,
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "s3cr3t-pw" not in result.output
+    masked = "postgresql://mlflow:**********@db.internal:5432/mlflow"
+    assert f"tracking store : {masked}" in result.output
+    words = shlex.split(result.stdout.strip().splitlines()[-1])
+    assert words[words.index("--backend-store-uri") + 1] == masked
+    assert words[words.index("--workspace-store-uri") + 1] == f"ws+{masked}"
+    assert "the database password is shown masked" in result.stderr
