@@ -227,6 +227,12 @@ def restore(
 @_backend
 @click.option("--quarantine", "move", is_flag=True, help="Move the orphans to quarantine.")
 @click.option("--yes", is_flag=True, help="With --quarantine: act (else a dry run).")
+@click.option(
+    "--include-moved",
+    is_flag=True,
+    help="With --quarantine: also take objects of ids that are experiments of another "
+    "workspace (held back by default: migrate --moved-from copies those).",
+)
 @_json
 def orphans(
     config_path: Path | None,
@@ -235,6 +241,7 @@ def orphans(
     backend_store_uri: str | None,
     move: bool,
     yes: bool,
+    include_moved: bool,
     as_json: bool,
 ) -> None:
     """List objects whose workspace or experiment no longer exists (and quarantine them)."""
@@ -245,10 +252,13 @@ def orphans(
     places = discover_places(router, destination, set(truth))
     found = find_orphans(places, truth)
     acted = move and yes
+    # Objects of an experiment moved to another workspace are migrate's to copy, not orphans'
+    # to take away: listed, never quarantined.
+    movable = [o for o in found if o.moved_to is None or include_moved]
     if acted:
         by_place = {p.workspace: p for p in places}
-        for name in sorted({o.workspace for o in found}):
-            children = [o.child for o in found if o.workspace == name]
+        for name in sorted({o.workspace for o in movable}):
+            children = [o.child for o in movable if o.workspace == name]
             q.quarantine_place(by_place[name], "orphans", only=children)
     if as_json:
         payload = {
@@ -257,6 +267,7 @@ def orphans(
             "orphans": [o.as_dict() for o in found],
             "objects": sum(o.objects for o in found),
             "bytes": sum(o.bytes for o in found),
+            "held_back": sum(o.objects for o in found if o not in movable),
         }
         click.echo(json.dumps(payload, indent=2))
         return
@@ -276,4 +287,11 @@ def orphans(
     if move and not yes:
         _out.print("dry run: nothing moved; run again with --quarantine --yes to move them.")
     elif acted:
-        _out.print(f"moved {sum(o.objects for o in found)} object(s) to quarantine.")
+        _out.print(f"moved {sum(o.objects for o in movable)} object(s) to quarantine.")
+    held = [o for o in found if o not in movable]
+    if held:
+        _out.print(
+            f"held back {sum(o.objects for o in held)} object(s) whose experiment id is now "
+            "another workspace's: migrate them (see each reason); if the id was only reused, "
+            "add --include-moved to quarantine them."
+        )

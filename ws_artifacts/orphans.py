@@ -35,6 +35,9 @@ class Orphan:
     reason: str
     uri: str
     keys: list[tuple[str, int]] = field(default_factory=list)
+    #: The workspace that now has an experiment of this id (``mlflow db move-resources`` moved
+    #: it there, or the id was reused): held back from quarantine, for ``migrate --moved-from``.
+    moved_to: str | None = None
 
     @property
     def objects(self) -> int:
@@ -55,6 +58,7 @@ class Orphan:
             "uri": self.uri,
             "objects": self.objects,
             "bytes": self.bytes,
+            "moved_to": self.moved_to,
             "keys": [{"key": k, "size": s} for k, s in self.keys],
         }
 
@@ -113,7 +117,9 @@ def _listed(route: Route, prefix: str) -> set[str]:
 
 def find_orphans(places: Iterable[Place], truth: Mapping[str, set[str]]) -> list[Orphan]:
     """Every child of a place (an experiment id directory, or a stray file) whose workspace
-    does not exist, or whose experiment id is not one of that workspace's experiments."""
+    does not exist, or whose experiment id is not one of that workspace's experiments. A child
+    whose id is an experiment of another workspace is marked ``moved_to`` that workspace."""
+    owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
     orphans: list[Orphan] = []
     for place in places:
         store = place.store()
@@ -121,16 +127,23 @@ def find_orphans(places: Iterable[Place], truth: Mapping[str, set[str]]) -> list
         for child in store.children(place.scope):
             if known is not None and child in known:
                 continue
-            reason = (
-                "workspace does not exist"
-                if known is None
-                else f"no experiment {child} in workspace {place.workspace}"
-            )
+            moved_to = owners.get(child)
+            if moved_to is not None:
+                reason = (
+                    f"experiment {child} is now in workspace {moved_to}: see `ws-artifacts "
+                    f"migrate --moved-from {place.workspace} --to {moved_to} --dry-run`"
+                )
+            elif known is None:
+                reason = "workspace does not exist"
+            else:
+                reason = f"no experiment {child} in workspace {place.workspace}"
             prefix = join(place.scope, child)
             keys = list(store.walk(prefix))
             if not keys:
                 size = store.size(prefix)
                 keys = [(prefix, size)] if size is not None else []
             if keys:
-                orphans.append(Orphan(place.workspace, child, reason, store.uri(prefix), keys))
+                orphans.append(
+                    Orphan(place.workspace, child, reason, store.uri(prefix), keys, moved_to)
+                )
     return orphans

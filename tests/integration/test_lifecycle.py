@@ -329,6 +329,7 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
             "uri": f"s3://{ROOT}/workspaces/lc-orph/99999",
             "objects": 1,
             "bytes": 5,
+            "moved_to": None,
             "keys": [{"key": "workspaces/lc-orph/99999/r/artifacts/x", "size": 5}],
         },
         {
@@ -338,6 +339,7 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
             "uri": f"s3://{GLOB}/lcv-dead/workspaces/lcv-dead/4",
             "objects": 2,
             "bytes": 4,
+            "moved_to": None,
             "keys": [
                 {"key": "lcv-dead/workspaces/lcv-dead/4/r/y", "size": 3},
                 {"key": "lcv-dead/workspaces/lcv-dead/4/r/z", "size": 1},

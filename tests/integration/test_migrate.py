@@ -287,8 +287,21 @@ def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspa
     assert stuck == f"mlflow-artifacts:/workspaces/mv-x/{exp}/{run}/artifacts"
 
     db = f"sqlite:///{mig_server.server.log.parent / 'mlflow.db'}"
+    # orphans sees X's objects of an experiment that now lives in Y: listed, held back.
+    where = ["--destination", "ws-s3://root", "--config", str(mig_server.config), "--json"]
+    found = run_cli("orphans", "--backend-store-uri", db, "--quarantine", "--yes", *where)
+    assert [(o["workspace"], o["experiment"], o["moved_to"]) for o in found["orphans"]] == [
+        ("mv-x", exp, "mv-y")
+    ]
+    assert found["held_back"] == found["objects"] == objects
+    assert "--moved-from mv-x --to mv-y" in found["orphans"][0]["reason"]
+    assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == old_keys  # nothing was moved
+    plan_all = run_cli(
+        "orphans", "--backend-store-uri", db, "--quarantine", "--include-moved", *where
+    )
+    assert (plan_all["dry_run"], plan_all["held_back"]) == (True, 0)  # would take them
     args = ["migrate", "--moved-from", "mv-x", "--to", "mv-y", "--backend-store-uri", db]
-    args += ["--destination", "ws-s3://root", "--config", str(mig_server.config), "--json"]
+    args += where
     plan = run_cli(*args, "--dry-run")
     assert plan["experiments"] == [exp]
     assert plan["locations"] == {"experiment": 0, "run": 1, "logged_model": 1, "trace": 1}
