@@ -117,8 +117,9 @@ def _listed(route: Route, prefix: str) -> set[str]:
 
 def find_orphans(places: Iterable[Place], truth: Mapping[str, set[str]]) -> list[Orphan]:
     """Every child of a place (an experiment id directory, or a stray file) whose workspace
-    does not exist, or whose experiment id is not one of that workspace's experiments. A child
-    whose id is an experiment of another workspace is marked ``moved_to`` that workspace."""
+    does not exist, or whose experiment id is not one of that workspace's experiments. In a
+    live workspace, a child whose id is an experiment of another workspace is marked
+    ``moved_to`` that workspace."""
     owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
     orphans: list[Orphan] = []
     for place in places:
@@ -127,7 +128,8 @@ def find_orphans(places: Iterable[Place], truth: Mapping[str, set[str]]) -> list
         for child in store.children(place.scope):
             if known is not None and child in known:
                 continue
-            moved_to = owners.get(child)
+            # move-resources moves between live workspaces; a deleted one's objects are orphans
+            moved_to = owners.get(child) if known is not None else None
             if moved_to is not None:
                 reason = (
                     f"experiment {child} is now in workspace {moved_to}: see `ws-artifacts "

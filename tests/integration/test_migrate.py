@@ -19,9 +19,8 @@ import requests
 from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
-from tests import servers
-from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.conftest import MlflowServer, _server_env, in_workspace, keys, unique
+from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
 from ws_artifacts.cli import main
 
 pytestmark = pytest.mark.integration
@@ -29,6 +28,7 @@ pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
 BUCKETS = ("mig-old-a", "mig-new-a", "mig-mv-x", "mig-mv-y")
 MOVE_WORKSPACES = ("team-a", "mv-x", "mv-y")
+WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 
 
 def write_config(path: Path, endpoint: str, team_a: str, *, extra: str = "") -> None:
@@ -54,27 +54,35 @@ def write_config(path: Path, endpoint: str, team_a: str, *, extra: str = "") -> 
 
 @pytest.fixture(scope="module")
 def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Iterator[Any]:
+    """``ws-artifacts server`` (guard and quarantining workspace provider on, as shipped), 2
+    workers, proxied to ``ws-s3://root``."""
     for bucket in BUCKETS:
         s3.create_bucket(Bucket=bucket)
     workdir = tmp_path_factory.mktemp("migrate")
     config = workdir / "ws-artifacts.yaml"
     write_config(config, moto.url, "url: s3://mig-old-a")
-    # uvicorn 0.54 kills a worker that does not answer its health check within 5 s, which on
-    # the shared 2-core machine (load 15-20 while several suites run) kept the server from ever
-    # coming up; this module's server gives its workers 120 s.
-    # Starting can take minutes there too: wait up to 10 minutes for this one server.
-    args = [*PROXIED_ARGS, "--uvicorn-opts", "--timeout-worker-healthcheck 120"]
-    wait = servers.wait_http
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            servers, "wait_http", lambda url, proc, log, timeout=90: wait(url, proc, log, 600)
-        )
-        started = running_server(workdir / "server", config, args, workspaces=MOVE_WORKSPACES)
-        server = started.__enter__()
+    # uvicorn kills a worker that does not answer its health check within 5 s; on a loaded
+    # 2-core machine a starting worker can miss it, so this server gives its workers 120 s.
+    server = start_mlflow(
+        workdir / "server",
+        command=[WS_ARTIFACTS, "server", "--config", str(config)],
+        args=[
+            "--artifacts-destination",
+            "ws-s3://root",
+            "--uvicorn-opts",
+            "--timeout-worker-healthcheck 120",
+        ],
+        env=_server_env(config),
+        workers=2,
+        startup_timeout=600,
+    )
     try:
-        yield server
+        wrapped = MlflowServer(server, config)
+        for name in MOVE_WORKSPACES:
+            wrapped.client().create_workspace(name)
+        yield wrapped
     finally:
-        started.__exit__(None, None, None)
+        server.stop()
 
 
 @pytest.fixture
