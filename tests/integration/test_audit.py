@@ -33,6 +33,7 @@ admin_password = {password}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 """
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+MPU = "/api/2.0/mlflow-artifacts/mpu"
 # uvicorn kills a worker that misses a 5 s health ping; on a loaded 2-core machine a starting
 # worker can, and is then restarted over and over.
 PATIENT_WORKERS = ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
@@ -184,6 +185,47 @@ def test_each_operation_writes_one_exact_line(audited: Audited, s3: Any) -> None
             error_code="RESOURCE_DOES_NOT_EXIST",
         ),
         _expected("delete", f"{base}/model.pkl", None, "del-1"),
+    ]
+
+
+def test_multipart_create_complete_and_abort_each_write_one_line(audited: Audited, s3: Any) -> None:
+    """The client uploads the parts to the store itself (presigned URLs): the trail has the
+    server's part of it, create and complete (or abort), each under its request id."""
+    base = f"{unique('audit-mpu')}/run1/artifacts"
+    before = len(audited.lines())
+    body = {"path": "big.bin", "num_parts": 1}
+    created = audited.request("POST", f"{MPU}/create/{base}", json=body, request_id="mpu-1")
+    assert created.status_code == 200, created.text
+    upload = created.json()
+    put = requests.put(upload["credentials"][0]["url"], data=b"one part", timeout=60)
+    assert put.status_code == 200, put.text
+    parts = [{"part_number": 1, "etag": put.headers["ETag"]}]
+    done = audited.request(
+        "POST",
+        f"{MPU}/complete/{base}",
+        json={"path": "big.bin", "upload_id": upload["upload_id"], "parts": parts},
+        request_id="mpu-2",
+    )
+    assert done.status_code == 200, done.text
+    other = audited.request("POST", f"{MPU}/create/{base}", json=body, request_id="mpu-3")
+    aborted = audited.request(
+        "POST",
+        f"{MPU}/abort/{base}",
+        json={"path": "big.bin", "upload_id": other.json()["upload_id"]},
+        request_id="mpu-4",
+    )
+    assert aborted.status_code == 200, aborted.text
+    key = f"workspaces/team-a/{base}/big.bin"
+    assert s3.get_object(Bucket="team-a-artifacts", Key=key)["Body"].read() == b"one part"
+    assert s3.list_multipart_uploads(Bucket="team-a-artifacts", Prefix=key).get("Uploads", []) == []
+
+    lines = [_stable(line) for line in audited.new_lines(before, 4)]
+    path = f"{base}/big.bin"
+    assert lines == [
+        _expected("multipart_create", path, None, "mpu-1"),
+        _expected("multipart_complete", path, None, "mpu-2"),
+        _expected("multipart_create", path, None, "mpu-3"),
+        _expected("multipart_abort", path, None, "mpu-4"),
     ]
 
 
