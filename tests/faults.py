@@ -30,6 +30,7 @@ __all__ = [
     "is_any_copy",
     "is_copy",
     "is_delete",
+    "is_get",
     "is_part_copy",
     "is_part_upload",
     "is_put",
@@ -73,6 +74,11 @@ def is_delete(request: Request) -> bool:
     return request.method == "DELETE" or (request.method == "POST" and "delete" in request.query)
 
 
+def is_get(request: Request) -> bool:
+    """Any GET (object reads, listings)."""
+    return request.method == "GET"
+
+
 def is_put(request: Request) -> bool:
     """Any PUT."""
     return request.method == "PUT"
@@ -106,6 +112,7 @@ class FaultProxy:
         # (predicate, whether its Nth match fails, [matches so far])
         self._rules: list[tuple[Callable[[Request], bool], Callable[[int], bool], list[int]]] = []
         self._holds: list[Callable[[Request], bool]] = []
+        self._corrupt: list[Callable[[Request], bool]] = []
         self._held = threading.Condition(self._lock)
         self._released = threading.Event()
         self.held = 0
@@ -137,6 +144,16 @@ class FaultProxy:
         with self._lock:
             return sum(seen[0] for rule, _fails, seen in self._rules if rule is predicate)
 
+    def corrupt(self, predicate: Callable[[Request], bool]) -> None:
+        """Flip the first byte of the upstream's answer to requests matching ``predicate``
+        (same length, same headers: bytes changed on the way)."""
+        with self._lock:
+            self._corrupt.append(predicate)
+
+    def _corrupts(self, request: Request) -> bool:
+        with self._lock:
+            return any(predicate(request) for predicate in self._corrupt)
+
     def hold(self, predicate: Callable[[Request], bool]) -> None:
         """Keep every request matching ``predicate`` waiting until :meth:`release`."""
         with self._lock:
@@ -154,9 +171,10 @@ class FaultProxy:
         self._released.set()
 
     def clear(self) -> None:
-        """Forward everything from now on."""
+        """Forward everything unchanged from now on."""
         with self._lock:
             self._rules.clear()
+            self._corrupt.clear()
 
     def _should_fail(self, request: Request) -> bool:
         with self._lock:
@@ -215,6 +233,8 @@ class FaultProxy:
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
                     data = response.read()
+                    if data and proxy._corrupts(request):
+                        data = bytes([data[0] ^ 0xFF]) + data[1:]
                     self.send_response(response.status)
                     head = self.command == "HEAD"
                     for key, value in response.getheaders():

@@ -322,7 +322,7 @@ def _copy_parts(job: _Job, client: Any, source: dict[str, str], args: dict[str, 
 def _copy_streamed(job: _Job) -> str:
     """Read the source and upload it through the target's backend (its policy, multipart
     when large, aborted on failure). Returns the source bytes' MD5."""
-    reader = _HashingReader(_open(job.src))
+    reader = _HashingReader(_open(job.src), job.src)
     try:
         backend_for(job.dst.route).put_stream(job.dst, reader)  # type: ignore[arg-type]
     finally:
@@ -483,15 +483,19 @@ def _open(target: Target) -> Any:
 
 
 class _HashingReader:
-    """Passes reads through, hashing (MD5) and counting what went by."""
+    """Passes reads through, hashing (MD5) and counting what went by. A read that fails (the
+    connection drops, botocore's response checksum does not match) raises the source's
+    translated error, so the copy fails as a whole and its upload is aborted."""
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: Any, source: Target) -> None:
         self._body = body
+        self._source = source
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
-        data: bytes = self._body.read(size) if size >= 0 else self._body.read()
+        with _errors("download", self._source):
+            data: bytes = self._body.read(size) if size >= 0 else self._body.read()
         self.md5.update(data)
         self.size += len(data)
         return data

@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from click.testing import CliRunner
 
 from tests.conftest import keys, unique
-from tests.faults import FaultProxy, is_copy, is_part_copy, is_part_upload
+from tests.faults import FaultProxy, is_copy, is_get, is_part_copy, is_part_upload
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
 from ws_artifacts.cli import main
 
@@ -47,6 +47,7 @@ def migrate(config: Path, *extra: str, code: int = 0) -> dict[str, Any]:
         main, ["migrate", "team-a", "--config", str(config), "--json", *extra]
     )
     assert result.exit_code == code, result.output
+    assert result.stdout.strip().startswith("{"), result.output
     place: dict[str, Any] = json.loads(result.stdout)["places"][0]
     return place
 
@@ -240,3 +241,85 @@ def test_migrate_killed_during_part_copies_leaves_an_upload_the_rerun_aborts(
     assert (second["copied"], second["present"], second["failed"]) == (11, 0, 0)
     assert pending_uploads(s3, new) == []
     assert digests(s3, new) == source
+
+
+def test_a_name_taken_with_other_bytes_is_shadowed_never_overwritten_nor_deleted(
+    s3: Any, moto: Server, tmp_path: Path
+) -> None:
+    """The new place already has a.txt with other bytes (written after the route change): its
+    version wins, nothing overwrites it, and --delete-source keeps the old a.txt."""
+    old, new = unique("mig-sh-old"), unique("mig-sh-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    base = "workspaces/team-a/1/run1/artifacts"
+    s3.put_object(Bucket=old, Key=f"{base}/a.txt", Body=b"the old a")
+    s3.put_object(Bucket=old, Key=f"{base}/b.txt", Body=b"the old b")
+    s3.put_object(Bucket=new, Key=f"{base}/a.txt", Body=b"the new a, written since")
+    config = config_file(tmp_path, moto.url, new, f"- s3://{old}")
+
+    plan = migrate(config, "--dry-run")
+    assert (plan["planned"], plan["shadowed"], plan["copied"]) == (1, 1, 0)
+    assert plan["shadowed_names"] == ["1/run1/artifacts/a.txt"]
+    done = migrate(config, "--delete-source")
+    assert (done["copied"], done["shadowed"], done["deleted"], done["failed"]) == (1, 1, 1, 0)
+    read = {
+        (bucket, key): s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        for bucket in (old, new)
+        for key in keys(s3, bucket)
+    }
+    assert read == {
+        (old, f"{base}/a.txt"): b"the old a",  # not verified at the new place: kept
+        (new, f"{base}/a.txt"): b"the new a, written since",
+        (new, f"{base}/b.txt"): b"the old b",
+    }
+
+
+def test_a_streamed_copy_whose_bytes_change_on_the_way_is_failed_and_removed(
+    s3: Any, moto: Server, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Checksum verification: the source's bytes arrive changed (same length). An object
+    stored with a CRC is caught by botocore's response check, one stored without by our MD5
+    against its listed ETag: either copy is failed and nothing of it is left."""
+    import boto3
+    from botocore.config import Config
+
+    old, new = unique("mig-c-old"), unique("mig-c-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    base = "workspaces/team-a/1/run1/artifacts"
+    s3.put_object(Bucket=old, Key=f"{base}/crc.bin", Body=b"the real weights")  # with a CRC32
+    plain = boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+        region_name="us-east-1",
+        config=Config(request_checksum_calculation="when_required"),
+    )
+    plain.put_object(Bucket=old, Key=f"{base}/plain.bin", Body=b"other real weights")
+    assert "ChecksumCRC32" not in s3.head_object(
+        Bucket=old, Key=f"{base}/plain.bin", ChecksumMode="ENABLED"
+    )
+    previous = f"""
+        - url: s3://{old}
+          credentials: {{access_key_id: other-key, secret_access_key: other-secret}}
+    """
+    config = config_file(tmp_path, proxy.url, new, previous)
+
+    proxy.corrupt(lambda r: is_get(r) and r.path.split("?")[0].endswith(".bin"))
+    first = migrate(config, code=1)
+    assert (first["mode"], first["copied"], first["failed"]) == ("streamed", 0, 2)
+    errors = {f["name"].rsplit("/", 1)[-1]: f["error"] for f in first["failures"]}
+    assert "changed while it was read (size or MD5 differ from its listing)" in errors["plain.bin"]
+    assert "checksum" in errors["crc.bin"].lower()
+    assert keys(s3, new) == []
+    assert pending_uploads(s3, new) == []
+    assert keys(s3, old) == [f"{base}/crc.bin", f"{base}/plain.bin"]
+
+    proxy.clear()
+    second = migrate(config)
+    assert (second["copied"], second["failed"]) == (2, 0)
+    assert s3.get_object(Bucket=new, Key=f"{base}/crc.bin")["Body"].read() == b"the real weights"
+    assert s3.get_object(Bucket=new, Key=f"{base}/plain.bin")["Body"].read() == (
+        b"other real weights"
+    )
