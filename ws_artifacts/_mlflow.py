@@ -359,25 +359,28 @@ def tracking_truth(tracking_uri: str) -> dict[str, set[str]]:
     Returns:
         ``{workspace: {experiment_id, ...}}``.
     """
-    from mlflow.entities import ViewType
     from mlflow.utils.workspace_context import WorkspaceContext
 
     client = _client(tracking_uri)
     truth: dict[str, set[str]] = {}
     for workspace in client.list_workspaces():
-        ids: set[str] = set()
         with WorkspaceContext(workspace.name):
-            token = None
-            while True:
-                page = client.search_experiments(
-                    view_type=ViewType.ALL, max_results=1000, page_token=token
-                )
-                ids.update(str(e.experiment_id) for e in page)
-                token = page.token
-                if not token:
-                    break
-        truth[workspace.name] = ids
+            truth[workspace.name] = {str(e.experiment_id) for e in _all_experiments(client)}
     return truth
+
+
+def _all_experiments(client: Any) -> list[Any]:
+    """Every experiment of the current workspace, active and deleted, page after page."""
+    from mlflow.entities import ViewType
+
+    found: list[Any] = []
+    token = None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ALL, max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
 
 
 def _client(tracking_uri: str) -> Any:
@@ -403,12 +406,11 @@ def tracking_workspaces(tracking_uri: str) -> list[str]:
 def experiment_names(tracking_uri: str, workspace: str) -> dict[str, str]:
     """Experiment id -> name in ``workspace`` on the tracking server (deleted ones too)."""
     from mlflow import MlflowClient
-    from mlflow.entities import ViewType
     from mlflow.utils.workspace_context import WorkspaceContext
 
     with WorkspaceContext(workspace):
         client = MlflowClient(tracking_uri=tracking_uri)
-        return {e.experiment_id: e.name for e in client.search_experiments(ViewType.ALL)}
+        return {e.experiment_id: e.name for e in _all_experiments(client)}
 
 
 def build_proxied_repository() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +190,27 @@ def test_server_command_flag(tmp_path: Path, flag: str, expected: int) -> None:
     if expected:
         at = command.index("--workspace-store-uri")
         assert command[at + 1] == f"ws+sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_experiments_are_read_page_after_page() -> None:
+    """Names and ids come from every page of search_experiments, not only the first."""
+    from types import SimpleNamespace
+
+    from mlflow.store.entities.paged_list import PagedList
+
+    from ws_artifacts._mlflow import _all_experiments
+
+    pages = {
+        None: PagedList([SimpleNamespace(experiment_id=str(i)) for i in range(1000)], "p2"),
+        "p2": PagedList([SimpleNamespace(experiment_id="1000")], None),
+    }
+    calls: list[tuple[int, str | None]] = []
+
+    class Client:
+        def search_experiments(self, view_type: int, max_results: int, page_token: Any) -> Any:
+            calls.append((max_results, page_token))
+            return pages[page_token]
+
+    found = _all_experiments(Client())
+    assert [e.experiment_id for e in found] == [str(i) for i in range(1001)]
+    assert calls == [(1000, None), (1000, "p2")]
