@@ -172,6 +172,34 @@ def test_multipart_create_and_complete(config: Path, s3: Any, tmp_path: Path) ->
     assert keys(s3, BUCKET, ws) == [prefix(ws) + "ok.bin"]
 
 
+def test_multipart_at_the_exact_boundary(config: Path, s3: Any) -> None:
+    """Quota 12 MiB: parts of exactly 12 MiB complete; then a one-part upload may start (its
+    part could be empty) but one more byte is refused at completion, and 12 MiB + 1 byte in
+    one upload is refused the same way; each refused upload is aborted."""
+    quota = 12 * MIB
+    full, over = unique("qm"), unique("qm")
+    with in_workspace(full):
+        target = repo(full)
+        created = target.create_multipart_upload("exact.bin", num_parts=3)
+        parts = _put_parts(created, [5 * MIB, 5 * MIB, 2 * MIB])
+        target.complete_multipart_upload("exact.bin", created.upload_id, parts)
+        created = target.create_multipart_upload("one-more.bin", num_parts=1)
+        parts = _put_parts(created, [1])
+        with pytest.raises(MlflowException, match=rf"would hold {quota + 1} bytes"):
+            target.complete_multipart_upload("one-more.bin", created.upload_id, parts)
+    assert pending_uploads(s3, BUCKET, full) == []
+    assert keys(s3, BUCKET, full) == [prefix(full) + "exact.bin"]
+    assert s3.head_object(Bucket=BUCKET, Key=prefix(full) + "exact.bin")["ContentLength"] == quota
+    with in_workspace(over):
+        target = repo(over)
+        created = target.create_multipart_upload("over.bin", num_parts=3)
+        parts = _put_parts(created, [5 * MIB, 5 * MIB, 2 * MIB + 1])
+        with pytest.raises(MlflowException, match=rf"would hold {quota + 1} bytes"):
+            target.complete_multipart_upload("over.bin", created.upload_id, parts)
+    assert pending_uploads(s3, BUCKET, over) == []
+    assert keys(s3, BUCKET, over) == []
+
+
 def test_fsspec_route_quota(config: Path, tmp_path: Path) -> None:
     ws = unique("uf")
     with in_workspace(ws):
