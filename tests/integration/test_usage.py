@@ -151,11 +151,13 @@ def test_fsspec_routes_local_files_and_memory(config: Path, tmp_path: Path) -> N
 
 
 def test_cli_json_and_prometheus(config: Path, tmp_path: Path) -> None:
-    ws = unique("uc")
-    with in_workspace(ws):
-        repo(ws, "3").log_artifact(write(tmp_path, "p.bin", 4096))
-        repo(ws, "4").log_artifact(write(tmp_path, "q.bin", 10))
-    args = ["usage", "--config", str(config), "--destination", "ws-s3://root", ws]
+    ws, unrouted = unique("uc"), unique("ud")
+    with in_workspace(ws):  # the larger experiment has the larger id: largest first inverts
+        repo(ws, "3").log_artifact(write(tmp_path, "p.bin", 10))
+        repo(ws, "4").log_artifact(write(tmp_path, "q.bin", 4096))
+    with in_workspace(unrouted):  # no route: the default destination
+        repo(unrouted, "7").log_artifact(write(tmp_path, "r.bin", 1024))
+    args = ["usage", "--config", str(config), "--destination", "ws-s3://root", ws, unrouted]
     result = CliRunner().invoke(main, [*args, "--json", "--by", "experiment"])
     assert result.exit_code == 0, result.output
     url = f"s3://usage-artifacts/{ws}/workspaces/{ws}"
@@ -168,13 +170,23 @@ def test_cli_json_and_prometheus(config: Path, tmp_path: Path) -> None:
                 "objects": 2,
                 "bytes": 4106,
                 "experiments": [
-                    {"experiment_id": "3", "name": None, "objects": 1, "bytes": 4096},
-                    {"experiment_id": "4", "name": None, "objects": 1, "bytes": 10},
+                    {"experiment_id": "4", "name": None, "objects": 1, "bytes": 4096},
+                    {"experiment_id": "3", "name": None, "objects": 1, "bytes": 10},
                 ],
-            }
+            },
+            {
+                "workspace": unrouted,
+                "route": "(default destination)",
+                "url": f"s3://root/workspaces/{unrouted}",
+                "objects": 1,
+                "bytes": 1024,
+                "experiments": [
+                    {"experiment_id": "7", "name": None, "objects": 1, "bytes": 1024},
+                ],
+            },
         ],
-        "total": {"objects": 2, "bytes": 4106},
-        "default_destination": {"objects": 0, "bytes": 0, "share": 0.0},
+        "total": {"objects": 3, "bytes": 5130},
+        "default_destination": {"objects": 1, "bytes": 1024, "share": round(1024 / 5130, 4)},
     }
     text = CliRunner().invoke(main, [*args, "--prometheus"])
     assert text.exit_code == 0, text.output
@@ -186,10 +198,12 @@ def test_cli_json_and_prometheus(config: Path, tmp_path: Path) -> None:
     assert samples == {
         ("ws_artifacts_workspace_bytes", ws, "uc-*"): 4106.0,
         ("ws_artifacts_workspace_objects", ws, "uc-*"): 2.0,
+        ("ws_artifacts_workspace_bytes", unrouted, "(default destination)"): 1024.0,
+        ("ws_artifacts_workspace_objects", unrouted, "(default destination)"): 1.0,
     }
     table = CliRunner().invoke(main, args)
     assert table.exit_code == 0, table.output
-    assert "1 place(s), 2 objects, 4106 bytes (4.0 KiB); default destination's share: 0.0%" in (
+    assert "2 place(s), 3 objects, 5130 bytes (5.0 KiB); default destination's share: 20.0%" in (
         table.output.replace("\n", " ")
     )
 
