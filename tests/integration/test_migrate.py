@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import MlflowServer, _server_env, in_workspace, keys, unique
+from tests.faults import FaultProxy, is_copy
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
 from ws_artifacts.cli import main
 
@@ -462,3 +463,47 @@ def test_glob_route_with_previous_places_is_found_by_all_and_counted_by_check(
     ]
     assert keys(s3, old) == ["other/workspaces/other/3/r/artifacts/not-ours.txt"]
     assert left() == 0
+
+
+def test_a_moved_experiment_whose_copy_fails_leaves_the_database_unchanged(
+    mig_server: MlflowServer, s3: Any, tmp_path: Path, cli_env: None
+) -> None:
+    """The copy comes first and the rewrite is one transaction after it: a copy that fails
+    midway changes no stored location, and the rerun finishes both."""
+    name = unique("moved-f")
+    with in_workspace("mv-x"):
+        client = mig_server.client()
+        exp = client.create_experiment(name)
+        run = client.create_run(exp).info.run_id
+        for file in ("a.bin", "b.bin"):
+            (tmp_path / file).write_bytes(file.encode() * 100)
+            client.log_artifact(run, str(tmp_path / file))
+    move_experiment(mig_server, name, "mv-x", "mv-y")
+    stuck = f"mlflow-artifacts:/workspaces/mv-x/{exp}/{run}/artifacts"
+    config = tmp_path / "through-faults.yaml"
+    db = f"sqlite:///{mig_server.server.log.parent / 'mlflow.db'}"
+    with FaultProxy(s3.meta.endpoint_url) as proxy:
+        config.write_text(
+            mig_server.config.read_text().replace(
+                f"endpoint_url: {s3.meta.endpoint_url}",
+                f"endpoint_url: {proxy.url}\n  max_attempts: 1",
+            )
+        )
+        args = ["migrate", "--moved-from", "mv-x", "--to", "mv-y", "--backend-store-uri", db]
+        args += ["--destination", "ws-s3://root", "--config", str(config)]
+        proxy.fail(is_copy, nth={2})
+        failed = CliRunner().invoke(main, [*args, "--delete-source"])
+        assert failed.exit_code == 1, failed.output
+        assert "the database was not changed" in " ".join(failed.output.split())
+        assert proxy.failed == 1
+        with in_workspace("mv-y"):
+            assert mig_server.client().get_run(run).info.artifact_uri == stuck
+        assert len(keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/")) == 2  # nothing deleted
+
+        proxy.clear()
+        done = run_cli(*args, "--delete-source", "--json")
+    assert (done["updated"], done["deleted"]) == (1, 2)
+    assert (done["places"][0]["copied"], done["places"][0]["present"]) == (1, 1)
+    with in_workspace("mv-y"):
+        assert mig_server.client().get_run(run).info.artifact_uri == stuck.replace("mv-x", "mv-y")
+    assert keys(s3, "mig-mv-x", f"workspaces/mv-x/{exp}/") == []
