@@ -58,7 +58,10 @@ _READ = 1024 * 1024
 _RELIST_FROM = 50  # copies verified from one listing of the target rather than HEADs
 
 Mode = Literal["server-side", "streamed"]
-Action = Literal["copied", "present", "shadowed", "failed", "planned"]
+#: ``compare`` (dry runs only): the target has an object of the same size whose ETag cannot be
+#: compared with the source's (SSE-KMS, other part layouts); the real run reads both to decide
+#: between ``present`` and ``shadowed``.
+Action = Literal["copied", "present", "shadowed", "failed", "planned", "compare"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,9 +362,14 @@ def _verify_copy(job: _Job, listed_after: Listed | None) -> str:
 def _compare(job: _Job, there: Listed, *, read: bool) -> Outcome:
     name, size = job.listed.name, job.listed.size
     how = same_content(job.src, job.listed, job.dst, there, read=read)
+    if how == _UNREAD:
+        return Outcome(name, size, "compare", job.mode)
     if how is None:
         return Outcome(name, size, "shadowed", job.mode)
     return Outcome(name, size, "present", job.mode, how)
+
+
+_UNREAD = "unread"  # same_content without reading: only reading both could tell
 
 
 def same_content(
@@ -377,6 +385,7 @@ def same_content(
 
     ETags are compared when both are MD5s or both multipart (of the same part count); else the
     MD5 of each side comes from its ETag when that is one, or from reading it (``read``).
+    Without ``read``, objects of one size that only reading could compare give ``"unread"``.
     """
     if src_listed.size != dst_listed.size:
         return None
@@ -386,7 +395,7 @@ def same_content(
     if a is not None and b is not None and _parts(a) == _parts(b):
         return None  # comparable (both MD5s, or multipart of as many parts) and different
     if not read:
-        return None if streamed_md5 is None else "size"
+        return _UNREAD if streamed_md5 is None else "size"
     left = a if a is not None and not _is_multipart(a) else streamed_md5 or _read_md5(src)
     right = b if b is not None and not _is_multipart(b) else _read_md5(dst)
     return "size+md5" if left == right else None

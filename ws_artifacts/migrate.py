@@ -28,7 +28,7 @@ __all__ = [
     "workspaces_with_previous",
 ]
 
-_ACTIONS = ("planned", "copied", "present", "shadowed", "failed")
+_ACTIONS = ("planned", "copied", "present", "shadowed", "failed", "compare")
 
 
 @dataclass

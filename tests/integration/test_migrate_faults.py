@@ -323,3 +323,29 @@ def test_a_streamed_copy_whose_bytes_change_on_the_way_is_failed_and_removed(
     assert s3.get_object(Bucket=new, Key=f"{base}/plain.bin")["Body"].read() == (
         b"other real weights"
     )
+
+
+def test_a_dry_run_says_compare_where_only_reading_can_tell(
+    s3: Any, moto: Server, tmp_path: Path
+) -> None:
+    """The same 11 MiB at both places, multipart at the old one and one PUT at the new: their
+    ETags cannot be compared. The dry run (which reads nothing) says 'compare', not
+    'shadowed'; the real run reads both and finds it present."""
+    import io
+
+    old, new = unique("mig-cmp-old"), unique("mig-cmp-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    key = "workspaces/team-a/1/run1/artifacts/big.bin"
+    data = os.urandom(11 * MIB)
+    parts = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    s3.upload_fileobj(io.BytesIO(data), old, key, Config=parts)
+    s3.put_object(Bucket=new, Key=key, Body=data)
+    config = config_file(tmp_path, moto.url, new, f"- s3://{old}")
+
+    plan = migrate(config, "--dry-run")
+    assert (plan["compare"], plan["shadowed"], plan["planned"], plan["present"]) == (1, 0, 0, 0)
+    done = migrate(config, "--delete-source")
+    assert (done["present"], done["shadowed"], done["copied"], done["deleted"]) == (1, 0, 0, 1)
+    assert keys(s3, old) == []
+    assert s3.get_object(Bucket=new, Key=key)["Body"].read() == data
