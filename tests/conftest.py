@@ -60,16 +60,22 @@ def moto(session_dir: Path) -> Iterator[Server]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def s3(moto: Server) -> Any:
-    """An admin boto3 client on the moto server; the routed buckets exist."""
-    client = boto3.client(
+def admin_client(endpoint: str, config: Any = None) -> Any:
+    """A boto3 S3 client with moto's admin credentials (``config``: a botocore Config)."""
+    return boto3.client(
         "s3",
-        endpoint_url=moto.url,
+        endpoint_url=endpoint,
         aws_access_key_id=MOTO_KEY,
         aws_secret_access_key=MOTO_SECRET,
         region_name="us-east-1",
+        config=config,
     )
+
+
+@pytest.fixture(scope="session")
+def s3(moto: Server) -> Any:
+    """An admin boto3 client on the moto server; the routed buckets exist."""
+    client = admin_client(moto.url)
     for bucket in ROUTED_BUCKETS:
         client.create_bucket(Bucket=bucket)
     return client

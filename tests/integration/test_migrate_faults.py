@@ -18,7 +18,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from click.testing import CliRunner
 
-from tests.conftest import keys, unique
+from tests.conftest import admin_client, keys, unique
 from tests.faults import FaultProxy, is_copy, is_get, is_part_copy, is_part_upload
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
 from ws_artifacts.cli import main
@@ -280,7 +280,6 @@ def test_a_streamed_copy_whose_bytes_change_on_the_way_is_failed_and_removed(
     """Checksum verification: the source's bytes arrive changed (same length). An object
     stored with a CRC is caught by botocore's response check, one stored without by our MD5
     against its listed ETag: either copy is failed and nothing of it is left."""
-    import boto3
     from botocore.config import Config
 
     old, new = unique("mig-c-old"), unique("mig-c-new")
@@ -288,14 +287,7 @@ def test_a_streamed_copy_whose_bytes_change_on_the_way_is_failed_and_removed(
         s3.create_bucket(Bucket=bucket)
     base = "workspaces/team-a/1/run1/artifacts"
     s3.put_object(Bucket=old, Key=f"{base}/crc.bin", Body=b"the real weights")  # with a CRC32
-    plain = boto3.client(
-        "s3",
-        endpoint_url=moto.url,
-        aws_access_key_id=MOTO_KEY,
-        aws_secret_access_key=MOTO_SECRET,
-        region_name="us-east-1",
-        config=Config(request_checksum_calculation="when_required"),
-    )
+    plain = admin_client(moto.url, Config(request_checksum_calculation="when_required"))
     plain.put_object(Bucket=old, Key=f"{base}/plain.bin", Body=b"other real weights")
     assert "ChecksumCRC32" not in s3.head_object(
         Bucket=old, Key=f"{base}/plain.bin", ChecksumMode="ENABLED"

@@ -199,19 +199,8 @@ def test_server_refuses_a_destination_that_is_not_ws(config: Path, tmp_path: Pat
 
 def test_server_plan_never_prints_a_database_password(config: Path, tmp_path: Path) -> None:
     uri = "postgresql://mlflow:s3cr3t-pw@db.internal:5432/mlflow"
-    result = CliRunner().invoke(
-        main,
-        [
-            "server",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(tmp_path),
-            "--backend-store-uri",
-            uri,
-            "--dry-run",
-        ],
-    )
+    args = ["--config", str(config), "--data-dir", str(tmp_path), "--backend-store-uri", uri]
+    result = CliRunner().invoke(main, ["server", *args, "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "s3cr3t-pw" not in result.output
     masked = "postgresql://mlflow:**********@db.internal:5432/mlflow"
