@@ -27,7 +27,8 @@ from ws_artifacts.cli import main
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
-BUCKETS = ("mig-old-a", "mig-new-a", "mig-mv-x", "mig-mv-y")
+# mig-root, the server's own destination: orphans then sees only what this module wrote
+BUCKETS = ("mig-root", "mig-old-a", "mig-new-a", "mig-mv-x", "mig-mv-y")
 MOVE_WORKSPACES = ("team-a", "mv-x", "mv-y")
 WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 
@@ -56,7 +57,7 @@ def write_config(path: Path, endpoint: str, team_a: str, *, extra: str = "") -> 
 @pytest.fixture(scope="module")
 def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Iterator[Any]:
     """``ws-artifacts server`` (guard and quarantining workspace provider on, as shipped), 2
-    workers, proxied to ``ws-s3://root``."""
+    workers, proxied to ``ws-s3://mig-root``."""
     for bucket in BUCKETS:
         s3.create_bucket(Bucket=bucket)
     workdir = tmp_path_factory.mktemp("migrate")
@@ -69,7 +70,7 @@ def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) 
         command=[WS_ARTIFACTS, "server", "--config", str(config)],
         args=[
             "--artifacts-destination",
-            "ws-s3://root",
+            "ws-s3://mig-root",
             "--uvicorn-opts",
             "--timeout-worker-healthcheck 120",
         ],
@@ -195,7 +196,7 @@ def test_route_change_reads_previous_then_migrate_moves_everything(
     assert (again["copied"], again["present"], again["failed"]) == (0, 2, 0)
 
     report = run_cli(
-        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://root"
+        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://mig-root"
     )
     team_a = next(r for r in report["routes"] if r["entry"] == "team-a")
     assert (team_a["previous"], team_a["left_in_previous"]) == (1, 2)
@@ -207,7 +208,7 @@ def test_route_change_reads_previous_then_migrate_moves_everything(
         out = Path(mig_server.client().download_artifacts(run, "", str(tmp_path / "dl2")))
     assert (out / "model.pkl").read_bytes() == files["model.pkl"]
     report = run_cli(
-        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://root"
+        "check", "--config", str(config), "--probe", "--json", "--destination", "ws-s3://mig-root"
     )
     assert next(r for r in report["routes"] if r["entry"] == "team-a")["left_in_previous"] == 0
 
@@ -297,7 +298,7 @@ def test_moved_experiment_is_copied_and_repointed_then_read_from_the_new_workspa
 
     db = f"sqlite:///{mig_server.server.log.parent / 'mlflow.db'}"
     # orphans sees X's objects of an experiment that now lives in Y: listed, held back.
-    where = ["--destination", "ws-s3://root", "--config", str(mig_server.config), "--json"]
+    where = ["--destination", "ws-s3://mig-root", "--config", str(mig_server.config), "--json"]
     found = run_cli("orphans", "--backend-store-uri", db, "--quarantine", "--yes", *where)
     assert [(o["workspace"], o["experiment"], o["moved_to"]) for o in found["orphans"]] == [
         ("mv-x", exp, "mv-y")
@@ -490,7 +491,7 @@ def test_a_moved_experiment_whose_copy_fails_leaves_the_database_unchanged(
             )
         )
         args = ["migrate", "--moved-from", "mv-x", "--to", "mv-y", "--backend-store-uri", db]
-        args += ["--destination", "ws-s3://root", "--config", str(config)]
+        args += ["--destination", "ws-s3://mig-root", "--config", str(config)]
         proxy.fail(is_copy, nth={2})
         failed = CliRunner().invoke(main, [*args, "--delete-source"])
         assert failed.exit_code == 1, failed.output
