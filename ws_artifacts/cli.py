@@ -103,8 +103,9 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
         from ws_artifacts._redact import hide_password
 
         command = plan.shell_command()
-        click.echo(hide_password(command))
-        if hide_password(command) != command:
+        shown = hide_password(command)
+        click.echo(shown)
+        if shown != command:
             _err.print(
                 "note: the database password is shown masked; pass the URI in "
                 "MLFLOW_BACKEND_STORE_URI (or a .pgpass / PGPASSWORD) rather than on a "

@@ -142,11 +142,11 @@ def purge(
     if not dry_run:
         with Progress(console=_out, transient=True, disable=as_json) as progress:
             task = progress.add_task("purging", total=len(entries))
+            dest = destination.removeprefix("ws-")
             for e in entries:
-                route = router.route_for(e.workspace)
-                owners = [route, *route.previous, router.destination]
-                owner = next((r for r in owners if r.url == e.route_url), router.destination)
-                deleted += q.purge(e, store_for(owner, e.base))
+                place = q.owner_place(e, q.places_of(router, dest, e.workspace))
+                store = place.store() if place else store_for(router.destination, e.base)
+                deleted += q.purge(e, store)
                 progress.advance(task)
     summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}
     summary["objects_deleted"] = deleted
@@ -254,6 +254,7 @@ def orphans(
     acted = move and yes
     # Objects of an experiment moved to another workspace are migrate's to copy, not orphans'
     # to take away: listed, never quarantined.
+    held = [o for o in found if o.moved_to is not None and not include_moved]
     movable = [o for o in found if o.moved_to is None or include_moved]
     if acted:
         by_place = {p.workspace: p for p in places}
@@ -267,7 +268,7 @@ def orphans(
             "orphans": [o.as_dict() for o in found],
             "objects": sum(o.objects for o in found),
             "bytes": sum(o.bytes for o in found),
-            "held_back": sum(o.objects for o in found if o not in movable),
+            "held_back": sum(o.objects for o in held),
         }
         click.echo(json.dumps(payload, indent=2))
         return
@@ -288,7 +289,6 @@ def orphans(
         _out.print("dry run: nothing moved; run again with --quarantine --yes to move them.")
     elif acted:
         _out.print(f"moved {sum(o.objects for o in movable)} object(s) to quarantine.")
-    held = [o for o in found if o not in movable]
     if held:
         _out.print(
             f"held back {sum(o.objects for o in held)} object(s) whose experiment id is now "
