@@ -32,6 +32,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,6 +59,10 @@ AUDIT_ENV = "WS_ARTIFACTS_AUDIT"
 BASIC_AUTH_APPS = frozenset({"basic-auth", "ws-guard-basic-auth"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _F = TypeVar("_F", bound=Callable[..., Any])
+# What a terminal, ``jq -r`` or a log viewer could act on or show as another text: controls (C0
+# with ESC, DEL, C1), line and paragraph separators, bidirectional and other invisible format
+# characters (Cf). Stripped from every value a client's header puts into a line.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 @dataclass
@@ -294,12 +299,21 @@ def _line(pending: _Pending, err: BaseException | None) -> bytes:
         "error_code": None if err is None else _error_code(err),
         "duration_ms": round((time.monotonic() - pending.started) * 1000, 3),
         "request_id": request.request_id if request else None,
-        "user": _user(request),
-        "remote": request.remote if request else None,
-        "forwarded_for": request.forwarded_for if request else None,
+        "user": _printable(_user(request)),
+        "remote": _printable(request.remote) if request else None,
+        "forwarded_for": _printable(request.forwarded_for) if request else None,
         "pid": os.getpid(),
     }
     return (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+
+
+def _printable(text: str | None) -> str | None:
+    """``text`` without control, separator and invisible format characters (None stays None;
+    nothing left is None too): header values reach the line as the client sent them."""
+    if text is None:
+        return None
+    kept = "".join(ch for ch in text if unicodedata.category(ch) not in _UNSAFE_CATEGORIES)
+    return kept or None
 
 
 def _error_code(err: BaseException) -> str:
@@ -355,7 +369,7 @@ class AuditMiddleware:
         info = RequestInfo(
             request_id=request_id,
             remote=str(client[0]) if client else None,
-            forwarded_for=forwarded[:64] or None,
+            forwarded_for=(_printable(forwarded) or "")[:64] or None,
             scope=scope,
             basic_user=_basic_user(headers.get(b"authorization"))
             if self.trust_basic_header
