@@ -60,7 +60,15 @@ def _entries(router: Any, destination: str, names: set[str]) -> list[q.Entry]:
     _, _, root = split_url(destination.removeprefix("ws-"))
     previous = ((r, r.prefix) for p in places for r in p.route.previous)
     bases = [(router.destination, root), *((p.route, p.base) for p in places), *previous]
-    return sorted(q.list_entries(bases), key=lambda e: (e.workspace, e.stamp))
+    q.suspicious.clear()
+    entries = sorted(q.list_entries(bases), key=lambda e: (e.workspace, e.stamp))
+    for found in dict.fromkeys(q.suspicious):  # on stderr: --json output stays one document
+        click.echo(
+            f"warning: ignored a suspicious quarantine manifest at {found.uri}: {found.reason}. "
+            "It was not written by ws-artifacts as it is; inspect it and remove it by hand.",
+            err=True,
+        )
+    return entries
 
 
 def _entry_table(title: str, entries: list[q.Entry]) -> Table:

@@ -24,14 +24,17 @@ from ws_artifacts.errors import OwnershipError, PathError
 __all__ = [
     "DEFAULT_WORKSPACE",
     "MAX_PATH_LENGTH",
+    "QUARANTINE_SEGMENT",
     "WORKSPACES_SEGMENT",
     "LogicalPath",
     "check_mlflow_path",
     "check_owner",
+    "in_quarantine",
     "is_valid_workspace_name",
     "is_within",
     "join",
     "normalize",
+    "reads_as_quarantine",
     "reads_as_workspaces",
     "split_logical",
     "split_under",
@@ -41,6 +44,9 @@ __all__ = [
 DEFAULT_WORKSPACE = "default"
 #: The segment MLflow puts before a workspace's name in every artifact location.
 WORKSPACES_SEGMENT = "workspaces"
+#: Where quarantined workspaces are kept, beside every place (``<base>/.ws-quarantine/...``, see
+#: :mod:`ws_artifacts.quarantine`): nobody's place, so no artifact path may name it.
+QUARANTINE_SEGMENT = ".ws-quarantine"
 #: Longest path accepted (Linux PATH_MAX; S3 keys stop at 1024 bytes anyway).
 MAX_PATH_LENGTH = 4096
 
@@ -317,6 +323,38 @@ def reads_as_workspaces(segment: str) -> bool:
     form = segment
     for _ in range(_DECODE_ROUNDS + 1):
         if unicodedata.normalize("NFKC", form).casefold() == WORKSPACES_SEGMENT:
+            return True
+        decoded = urllib.parse.unquote(form)
+        if decoded == form:
+            return False
+        form = decoded
+    return True  # still encoded after every round: normalize() refuses such paths anyway
+
+
+def in_quarantine(path: str) -> bool:
+    """Whether any segment of ``path`` (a key, a prefix or a request's path, at any depth)
+    could be read as the quarantine area :data:`QUARANTINE_SEGMENT` by this or another layer.
+
+    The one rule that keeps quarantine nobody's place: routing refuses a target whose key or
+    scope is in it, and listings leave it out. Spellings that count: other letter case,
+    percent-escapes (also repeated), Unicode compatibility forms and dash look-alikes,
+    surrounding whitespace and trailing dots (file systems that drop them).
+    """
+    if not path:
+        return False
+    if path.isascii() and "%" not in path and "ws-quarantine" not in path.lower():
+        return False  # fast path: no spelling of the segment can be in it
+    return any(reads_as_quarantine(segment) for segment in path.split("/") if segment)
+
+
+def reads_as_quarantine(segment: str) -> bool:
+    """Whether ``segment`` is :data:`QUARANTINE_SEGMENT` in any spelling (see
+    :func:`in_quarantine`)."""
+    form = segment
+    for _ in range(_DECODE_ROUNDS + 1):
+        folded = unicodedata.normalize("NFKC", form).casefold()
+        folded = "".join("-" if unicodedata.category(ch) == "Pd" else ch for ch in folded)
+        if folded.strip().rstrip(". ") == QUARANTINE_SEGMENT:
             return True
         decoded = urllib.parse.unquote(form)
         if decoded == form:

@@ -7,16 +7,18 @@ clash); deletes remove every copy, so a deleted artifact cannot reappear from an
 Writes are not here: they only ever go to the current place.
 
 Every place is a :class:`~ws_artifacts.routing.Target` built by routing, so every one has
-passed the same containment check.
+passed the same containment check. The quarantine area (:func:`ws_artifacts.paths.in_quarantine`)
+is left out of every list and walk, and a delete whose tree holds any of it is refused whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from ws_artifacts.backends import Backend, Entry, backend_for
-from ws_artifacts.errors import NotFoundError
+from ws_artifacts.errors import NotFoundError, OwnershipError
+from ws_artifacts.paths import QUARANTINE_SEGMENT, in_quarantine
 from ws_artifacts.routing import Target
 
 __all__ = ["delete_everywhere", "list_union", "read_first", "walk_union"]
@@ -45,10 +47,10 @@ def list_union(target: Target) -> list[Entry]:
     """The direct children of ``target`` in every place; the newest place wins a name."""
     places = target.places()
     if len(places) == 1:
-        return backend_for(target.route).list_dir(target)
+        return _visible(backend_for(target.route).list_dir(target))
     seen: dict[str, Entry] = {}
     for place in places:
-        for entry in backend_for(place.route).list_dir(place):
+        for entry in _visible(backend_for(place.route).list_dir(place)):
             seen.setdefault(entry.name, entry)
     return list(seen.values())
 
@@ -59,7 +61,7 @@ def walk_union(target: Target) -> list[tuple[Target, Entry]]:
     places = target.places()
     seen: dict[str, tuple[Target, Entry]] = {}
     for place in places:
-        for entry in backend_for(place.route).walk(place):
+        for entry in _visible(backend_for(place.route).walk(place)):
             seen.setdefault(entry.name, (place, entry))
     return list(seen.values())
 
@@ -67,4 +69,17 @@ def walk_union(target: Target) -> list[tuple[Target, Entry]]:
 def delete_everywhere(target: Target) -> int:
     """Delete ``target`` (a file or a tree) in the current place and every previous one;
     return how many objects went in all."""
-    return sum(backend_for(place.route).delete(place) for place in target.places())
+    places = target.places()
+    for place in places:  # checked everywhere before anything is deleted anywhere
+        if any(in_quarantine(e.name) for e in backend_for(place.route).walk(place)):
+            raise OwnershipError(
+                f"Refused to delete {place.uri} in workspace '{place.workspace}': it holds part "
+                f"of the quarantine area ('{QUARANTINE_SEGMENT}'), which is nobody's place; "
+                "nothing was deleted. Delete the artifacts of experiments or runs instead."
+            )
+    return sum(backend_for(place.route).delete(place) for place in places)
+
+
+def _visible(entries: Iterable[Entry]) -> list[Entry]:
+    """``entries`` without anything in the quarantine area."""
+    return [entry for entry in entries if not in_quarantine(entry.name)]

@@ -6,10 +6,11 @@ prefix, or the destination's root for workspaces without a route). Its quarantin
     <base>/.ws-quarantine/<ws>/<UTC time>/workspaces/<ws>/<what was in the place>
     <base>/.ws-quarantine/<ws>/<UTC time>/ws-quarantine.json      (the manifest)
 
-No request can reach it: every proxied path is rewritten to ``workspaces/<ws>/...``, a
-``workspaces/<ws>`` segment below another segment is refused by :func:`paths.split_under`, and
-on a server a repository rooted inside ``.ws-quarantine`` is refused by
-:func:`routing.check_destination`; routed workspaces always start at their route's prefix.
+No request can reach it, whatever workspace it runs in (the default workspace's legacy paths
+included): routing refuses every target whose key or scope has a segment that reads as
+``.ws-quarantine`` in any spelling (:func:`ws_artifacts.paths.in_quarantine`), listings and tree
+downloads leave it out, a tree delete that holds any of it is refused whole, and the guard
+refuses such paths and locations before MLflow handles them.
 
 Moves are copy, verify (size), then delete the source: a failure at any point loses nothing,
 and running the same move again finishes it (objects already copied are not copied twice). The
@@ -27,7 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from ws_artifacts.errors import ConfigError, StorageError, WsArtifactsError
-from ws_artifacts.paths import WORKSPACES_SEGMENT, LogicalPath, join, split_logical
+from ws_artifacts.paths import (
+    QUARANTINE_SEGMENT,
+    WORKSPACES_SEGMENT,
+    LogicalPath,
+    is_valid_workspace_name,
+    join,
+    split_logical,
+)
 from ws_artifacts.routing import Route, Router, split_url
 from ws_artifacts.stores import KeyStore, store_for
 
@@ -36,6 +44,7 @@ __all__ = [
     "QUARANTINE_SEGMENT",
     "Entry",
     "Place",
+    "Suspicious",
     "list_entries",
     "move",
     "owner_place",
@@ -49,7 +58,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-QUARANTINE_SEGMENT = ".ws-quarantine"
 MANIFEST = "ws-quarantine.json"
 _STAMP = "%Y%m%dT%H%M%SZ"
 _THREADS = 8
@@ -138,24 +146,75 @@ def _write_manifest(store: KeyStore, entry: Entry) -> None:
     store.put_bytes(join(entry.root, MANIFEST), json.dumps(fields, indent=2).encode())
 
 
-def _read_manifest(store: KeyStore, key: str) -> Entry | None:
+@dataclass(frozen=True)
+class Suspicious:
+    """A manifest that is not trusted: unreadable, or its contents do not match its key."""
+
+    uri: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        """For ``--json`` and messages."""
+        return {"manifest": self.uri, "reason": self.reason}
+
+
+#: Manifests found untrusted in this process, for the CLI to report (cleared by it).
+suspicious: list[Suspicious] = []
+
+
+def _read_manifest(store: KeyStore, base: str, workspace: str, stamp: str) -> Entry | None:
+    """The entry whose manifest is at ``<base>/.ws-quarantine/<workspace>/<stamp>/``, trusted
+    only when what it says matches that key and this store: anyone who could write a manifest
+    elsewhere must not steer purge or restore to another entry. Untrusted ones are logged,
+    kept in :data:`suspicious` and left alone (None)."""
+    key = join(base, QUARANTINE_SEGMENT, workspace, stamp, MANIFEST)
     raw = store.get_bytes(key)
     if raw is None:
         return None
     try:
-        return Entry(**json.loads(raw))
+        entry = Entry(**json.loads(raw))
+        problem = _mismatch(entry, store.route.url, base, workspace, stamp)
     except (ValueError, TypeError):
-        _logger.warning("unreadable quarantine manifest at %s; left alone", store.uri(key))
+        entry, problem = None, "it is not a readable manifest"
+    if problem:
+        found = Suspicious(store.uri(key), problem)
+        suspicious.append(found)
+        _logger.warning("suspicious quarantine manifest at %s: %s; ignored", found.uri, problem)
         return None
+    return entry
+
+
+def _mismatch(entry: Entry, route_url: str, base: str, workspace: str, stamp: str) -> str:
+    """Why ``entry`` does not match the key it was found at (empty when it does)."""
+    texts = (entry.workspace, entry.deleted_at, entry.state, entry.route_url, entry.base)
+    if not all(isinstance(t, str) for t in (*texts, entry.stamp, entry.reason)):
+        return "a field that should be text is not"
+    if not all(isinstance(n, int) and n >= 0 for n in (entry.objects, entry.bytes)):
+        return "its object or byte count is not a whole number"
+    if entry.workspace != workspace or not is_valid_workspace_name(workspace):
+        return f"it names workspace {entry.workspace!r} but lies under {workspace!r}"
+    if entry.stamp != stamp:
+        return f"it names time stamp {entry.stamp!r} but lies under {stamp!r}"
+    if (entry.route_url, entry.base) != (route_url, base):
+        return f"it names place {entry.route_url!r} {entry.base!r}, not the one it lies in"
+    if entry.state not in ("moving", "quarantined"):
+        return f"its state {entry.state!r} is not 'moving' or 'quarantined'"
+    try:
+        moment = deleted_at(entry)
+    except ValueError:
+        return f"its time {entry.deleted_at!r} is not an ISO time"
+    if moment.tzinfo is None or moment.strftime(_STAMP) != stamp.split("-", 1)[0]:
+        return f"its time {entry.deleted_at!r} does not match its time stamp {stamp!r}"
+    return ""
 
 
 def entries_of(place: Place) -> list[Entry]:
-    """The quarantine entries of ``place``'s workspace on its route, oldest first."""
+    """The trusted quarantine entries of ``place``'s workspace on its route, oldest first."""
     store = place.store()
     prefix = join(place.base, QUARANTINE_SEGMENT, place.workspace)
     found = []
     for stamp in store.children(prefix):
-        entry = _read_manifest(store, join(prefix, stamp, MANIFEST))
+        entry = _read_manifest(store, place.base, place.workspace, stamp)
         if entry is not None:
             found.append(entry)
     return sorted(found, key=lambda e: e.stamp)
@@ -301,7 +360,8 @@ def purge(entry: Entry, store: KeyStore) -> int:
 
 
 def list_entries(bases: Iterable[tuple[Route, str]]) -> Iterator[Entry]:
-    """Every quarantine entry found under the given (route, base) pairs."""
+    """Every trusted quarantine entry found under the given (route, base) pairs (untrusted
+    manifests go to :data:`suspicious`)."""
     seen: set[tuple[str, str]] = set()
     for route, base in bases:
         if (route.url, base) in seen:
@@ -311,7 +371,7 @@ def list_entries(bases: Iterable[tuple[Route, str]]) -> Iterator[Entry]:
         top = join(base, QUARANTINE_SEGMENT)
         for workspace in store.children(top):
             for stamp in store.children(join(top, workspace)):
-                entry = _read_manifest(store, join(top, workspace, stamp, MANIFEST))
+                entry = _read_manifest(store, base, workspace, stamp)
                 if entry is not None:
                     yield entry
 

@@ -32,8 +32,10 @@ from ws_artifacts.config import Config, Credentials, PlaceConfig, RouteConfig, S
 from ws_artifacts.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
 from ws_artifacts.paths import (
     DEFAULT_WORKSPACE,
+    QUARANTINE_SEGMENT,
     WORKSPACES_SEGMENT,
     LogicalPath,
+    in_quarantine,
     is_within,
     join,
     normalize,
@@ -156,6 +158,8 @@ def _containment_problem(target: Target) -> str:
     key, scope, route, workspace = target.key, target.scope, target.route, target.workspace
     if "\\" in key or any(part in ("", ".", "..") for part in key.split("/") if key):
         return "is not a normalised key"
+    if in_quarantine(key) or in_quarantine(scope):
+        return f"lies in the quarantine area '{QUARANTINE_SEGMENT}', which is nobody's place"
     if not scope or not _names_workspace(scope):  # the default workspace's legacy layout
         if not route.is_destination or workspace != DEFAULT_WORKSPACE:
             return "has no workspace layout"
@@ -306,6 +310,11 @@ def _check_prefix(name: str, prefix: str, workspace: str) -> None:
         segments = clean.split("/") if clean else []
     except PathError as err:
         raise ConfigError(f"workspaces.{name}.url: the path part is unsafe: {err}") from None
+    if in_quarantine(clean):
+        raise ConfigError(
+            f"workspaces.{name}.url: the path '{prefix}' lies in a quarantine area "
+            f"('{QUARANTINE_SEGMENT}'); give the route a place of its own."
+        )
     for index, segment in enumerate(segments):
         if not reads_as_workspaces(segment):
             continue

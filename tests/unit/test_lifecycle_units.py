@@ -163,7 +163,7 @@ def test_quarantine_is_refused_to_a_repository_on_a_server(
         rooted = WorkspaceArtifactRepository(
             f"ws-memory://lifecycle-unit-root/.ws-quarantine/team-q/{stamp}"
         )
-        with pytest.raises(MlflowException, match="is not under this server's artifact dest"):
+        with pytest.raises(MlflowException, match=r"lies in the quarantine area '\.ws-quarantine'"):
             rooted.list_artifacts("workspaces/team-q")
         top = WorkspaceArtifactRepository("ws-memory://lifecycle-unit-root")
         with pytest.raises(MlflowException, match="has 'workspaces/' below"):

@@ -20,7 +20,13 @@ from typing import Any
 from ws_artifacts.config import config_from_env
 from ws_artifacts.errors import WsArtifactsError
 from ws_artifacts.guard.policy import LocationPolicy, LocationRefused
-from ws_artifacts.paths import DEFAULT_WORKSPACE, is_valid_workspace_name, normalize
+from ws_artifacts.paths import (
+    DEFAULT_WORKSPACE,
+    QUARANTINE_SEGMENT,
+    in_quarantine,
+    is_valid_workspace_name,
+    normalize,
+)
 from ws_artifacts.routing import destinations_from_env
 
 __all__ = ["OtlpGuard", "flask_guard", "location_tags"]
@@ -260,11 +266,14 @@ def flask_guard() -> Any:
     from mlflow.exceptions import MlflowException
 
     extract = EXTRACTORS.get(request.endpoint or "")
-    if extract is None:
+    quarantined = names_quarantine(request.path, request.query_string.decode("latin-1"))
+    if extract is None and not quarantined:
         return None
     error: Any
     try:
-        check_all(extract())
+        if quarantined:
+            raise LocationRefused(QUARANTINE_REFUSAL)
+        check_all(extract() if extract is not None else [])
         return None
     except LocationRefused as err:
         _logger.info("guard refused %s %s: %s", request.method, request.path, err)
@@ -274,6 +283,27 @@ def flask_guard() -> Any:
     response = Response(error.serialize_as_json(), mimetype="application/json")
     response.status_code = error.get_http_status_code()
     return response
+
+
+QUARANTINE_REFUSAL = (
+    f"Refused: the request names the quarantine area ('{QUARANTINE_SEGMENT}'), which is nobody's "
+    "place; no workspace may read, list, write or delete it. Operators use `ws-artifacts "
+    "quarantine` for it."
+)
+
+
+def names_quarantine(path: str, query: str) -> bool:
+    """Whether a request's (decoded) URL path or any query value names the quarantine area,
+    in any spelling (:func:`ws_artifacts.paths.in_quarantine`)."""
+    if in_quarantine(path):
+        return True
+    if not query:
+        return False
+    import urllib.parse
+
+    return any(
+        in_quarantine(value) for _, value in urllib.parse.parse_qsl(query, keep_blank_values=True)
+    )
 
 
 def _refusal(err: LocationRefused) -> Any:
@@ -325,8 +355,9 @@ Asgi = Callable[
 
 class OtlpGuard:
     """ASGI middleware for MLflow's native OTLP route (``POST <prefix>/v1/traces``): the body
-    is read once, checked, and replayed to the route. Installed innermost, so authentication
-    and the workspace have been handled when it runs."""
+    is read once, checked, and replayed to the route. It also refuses any request that names
+    the quarantine area (the FastAPI-native artifact routes included). Installed innermost, so
+    authentication and the workspace have been handled when it runs."""
 
     def __init__(self, app: Asgi) -> None:
         self.app = app
@@ -336,6 +367,15 @@ class OtlpGuard:
         self.path = f"{prefix}{OTLP_TRACES_PATH}"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and names_quarantine(
+            scope.get("path", ""), scope.get("query_string", b"").decode("latin-1")
+        ):
+            error = _refusal(LocationRefused(QUARANTINE_REFUSAL))
+            headers = [(b"content-type", b"application/json")]
+            status = error.get_http_status_code()
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": error.serialize_as_json().encode()})
+            return
         if (
             scope.get("type") != "http"
             or scope.get("method") != "POST"

@@ -34,7 +34,9 @@ from ws_artifacts.config import Config
 from ws_artifacts.errors import OwnershipError, WsArtifactsError
 from ws_artifacts.paths import (
     DEFAULT_WORKSPACE,
+    QUARANTINE_SEGMENT,
     LogicalPath,
+    in_quarantine,
     is_valid_workspace_name,
     is_within,
     normalize,
@@ -161,6 +163,10 @@ class LocationPolicy:
         parts = urllib.parse.urlsplit(uri)
         if parts.query or parts.fragment or uri.endswith(("?", "#")):
             raise LocationRefused("a location may not carry a query or a fragment.")
+        if in_quarantine(parts.path) or in_quarantine(parts.netloc):
+            raise LocationRefused(
+                f"it lies in the quarantine area ('{QUARANTINE_SEGMENT}'), which is nobody's place."
+            )
         scheme = parts.scheme
         if scheme.startswith("ws-") and len(scheme) > 3:
             self._check_ws(scheme, parts.netloc, parts.path, workspace)
