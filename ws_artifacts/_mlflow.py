@@ -319,6 +319,29 @@ def is_not_found(err: BaseException) -> bool:
     return isinstance(err, MlflowException) and err.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
+def experiment_in_workspace(experiment_id: str, workspace: str) -> bool | None:
+    """Whether this server's tracking store holds experiment ``experiment_id`` in ``workspace``
+    now (asked in that workspace: MLflow's workspace store finds only its own experiments);
+    None when this process is not an MLflow server (no tracking store to ask)."""
+    import os
+
+    from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR
+    from mlflow.server.handlers import _get_tracking_store
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    if not os.environ.get(BACKEND_STORE_URI_ENV_VAR):
+        return None
+    store: Any = _get_tracking_store()
+    with WorkspaceContext(workspace):
+        try:
+            store.get_experiment(experiment_id)
+        except MlflowException as err:
+            if is_not_found(err) or err.error_code == "INVALID_PARAMETER_VALUE":
+                return False
+            raise
+    return True
+
+
 def check_workspace_deletable(store: Any, name: str, mode: Any) -> None:
     """Refuse, exactly as MLflow's SQL provider would and before anything is touched, a deletion
     that provider will refuse: RESTRICT on a workspace that still holds resources, SET_DEFAULT

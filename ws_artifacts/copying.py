@@ -23,6 +23,7 @@ The engine under ``ws-artifacts migrate`` (and free for any other tool that move
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import hashlib
 import logging
@@ -45,6 +46,7 @@ __all__ = [
     "copy_tree",
     "delete_objects",
     "list_tree",
+    "modified_after",
     "same_content",
     "server_side",
 ]
@@ -440,6 +442,31 @@ def _read_md5(target: Target) -> str:
     finally:
         body.close()
     return digest.hexdigest()
+
+
+# -- times --------------------------------------------------------------------------------
+def modified_after(target: Target, moment: dt.datetime) -> list[str]:
+    """The objects below ``target`` (names relative to it) last modified after ``moment``, or
+    whose time the store does not tell (they cannot be shown to be older), sorted."""
+    cutoff = moment.timestamp()
+    if target.route.backend != "s3":
+        backend: Any = backend_for(target.route)
+        times: dict[str, float | None] = backend.modified_times(target)
+        return sorted(name for name, when in times.items() if when is None or when > cutoff)
+    root = target.key + "/" if target.key else ""
+    newer: list[str] = []
+    with _errors("list", target):
+        pages = (
+            _client(target)
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=target.route.location, Prefix=root, **_owner(target.route))
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(root) :]
+                if name and not name.endswith("/") and obj["LastModified"].timestamp() > cutoff:
+                    newer.append(name)
+    return sorted(newer)
 
 
 # -- deleting -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ overwritten, never deleted). With ``delete_source`` only verified objects are de
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +145,7 @@ def migrate_places(
     delete_source: bool = False,
     on_listed: Callable[[int, int], None] | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    exclude: Mapping[str, Collection[str]] | None = None,
 ) -> list[PlaceResult]:
     """Copy each tree of ``sources`` (newest first) into ``target``, verified.
 
@@ -155,8 +156,15 @@ def migrate_places(
         delete_source: Delete, in each source, exactly the objects verified at the target.
         on_listed: Called once everything is listed, with the object count and bytes.
         progress: Called with each settled object.
+        exclude: Per source (its ``uri``), names below it to leave alone: not copied, not
+            deleted, not counted.
     """
     listed = [list_tree(source) for source in sources]
+    if exclude:
+        listed = [
+            {name: o for name, o in tree.items() if name not in exclude.get(source.uri, ())}
+            for source, tree in zip(sources, listed, strict=True)
+        ]
     if on_listed is not None:
         on_listed(sum(map(len, listed)), sum(o.size for tree in listed for o in tree.values()))
     existing: dict[str, Listed] = list_tree(target)

@@ -47,6 +47,11 @@ _out, _err = out, err
 )
 @click.option("--to", "moved_to", help="...into this one (with --moved-from).")
 @click.option("--backend-store-uri", help="The tracking database (with --moved-from).")
+@click.option(
+    "--moved-at",
+    help="When `mlflow db move-resources` ran (ISO 8601, e.g. 2026-12-03T17:00:00Z; with "
+    "--moved-from): objects the old workspace wrote after it are refused and listed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.argument("workspaces", nargs=-1)
 def migrate(
@@ -58,6 +63,7 @@ def migrate(
     moved_from: str | None,
     moved_to: str | None,
     backend_store_uri: str | None,
+    moved_at: str | None,
     as_json: bool,
     workspaces: tuple[str, ...],
 ) -> None:
@@ -74,6 +80,9 @@ def migrate(
     moving = moved_from is not None or moved_to is not None
     if moving and (not moved_from or not moved_to or not backend_store_uri or not destination):
         _fail("--moved-from needs --to, --backend-store-uri and --destination.")
+    when = _moment(moved_at) if moved_at else None
+    if when is not None and not moving:
+        _fail("--moved-at goes with --moved-from.")
     if moving and (workspaces or all_workspaces):
         _fail("give WORKSPACE... (or --all) or --moved-from, not both.")
     if not moving and not workspaces and not all_workspaces:
@@ -93,6 +102,7 @@ def migrate(
                     delete_source,
                     on_listed,
                     advance,
+                    when,
                 )
             else:
                 payload, results = _workspaces(
@@ -113,6 +123,7 @@ def migrate(
                 f"database: {verb} {sum(counts.values())} location(s) {counts} in one "
                 f"transaction; experiments {', '.join(payload['experiments']) or '-'}"
             )
+            _refused(payload["refused_newer_than_move"], moved_at)
     sys.exit(1 if failed else 0)
 
 
@@ -153,6 +164,7 @@ def _moved(
     delete_source: bool,
     on_listed: Any,
     advance: Any,
+    moved_at: Any,
 ) -> tuple[dict[str, Any], list[Any]]:
     from ws_artifacts.moves import migrate_moved
 
@@ -166,8 +178,36 @@ def _moved(
         delete_source=delete_source,
         on_listed=on_listed,
         progress=advance,
+        moved_at=moved_at,
     )
     return result.as_dict(), result.places
+
+
+def _moment(text: str) -> Any:
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        _fail(
+            f"--moved-at {text!r} is not an ISO 8601 time with a zone; e.g. 2026-12-03T17:00:00Z."
+        )
+    return moment
+
+
+def _refused(refused: list[str], moved_at: str | None) -> None:
+    if moved_at is None:
+        _out.print(
+            "note: without --moved-at, objects the old workspace wrote after the move cannot be "
+            "told apart; give the time `mlflow db move-resources` ran."
+        )
+        return
+    for uri in refused:
+        _out.print(
+            f"[red]refused[/red] (written after the move at {escape(moved_at)}): {escape(uri)}"
+        )
 
 
 class _Progress:

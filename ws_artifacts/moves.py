@@ -15,17 +15,23 @@ stored ``.../workspaces/X/<experiment>/...`` URIs, which Y's requests are refuse
 
 Only ws-artifacts locations (``mlflow-artifacts:`` and ``ws-<scheme>://``) are rewritten;
 others are reported and left alone.
+
+X must not be able to plant files into Y's runs between the move and the migration. On a server,
+X's writes below a moved experiment are refused (:mod:`ws_artifacts.experiments`, within its
+cache bound); and given ``moved_at`` (when ``move-resources`` ran), objects at X's places last
+modified after it are refused: not copied, never deleted, listed in the result.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ws_artifacts import _mlflow
-from ws_artifacts.copying import Outcome, delete_objects
+from ws_artifacts.copying import Outcome, delete_objects, modified_after
 from ws_artifacts.errors import ConfigError, PathError, StorageError
 from ws_artifacts.migrate import PlaceResult, migrate_places
 from ws_artifacts.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join, split_logical
@@ -70,6 +76,7 @@ class MoveResult:
     places: list[PlaceResult]
     updated: int = 0
     deleted: int = 0
+    refused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -82,6 +89,7 @@ class MoveResult:
             "updated": self.updated,
             "deleted": self.deleted,
             "places": [p.as_dict() for p in self.places],
+            "refused_newer_than_move": self.refused,
         }
 
 
@@ -122,6 +130,7 @@ def migrate_moved(
     delete_source: bool = False,
     on_listed: Callable[[int, int], None] | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    moved_at: dt.datetime | None = None,
 ) -> MoveResult:
     """Copy the moved experiments' artifacts from ``source``'s place to ``target``'s, then
     rewrite their stored locations in one transaction (see the module docstring).
@@ -137,6 +146,9 @@ def migrate_moved(
         delete_source: After the database is updated, delete the verified copies at X.
         on_listed: As for :func:`migrate_places` (called once per experiment).
         progress: As for :func:`migrate_places`.
+        moved_at: When the experiments were moved (aware). Objects at ``source``'s places
+            modified after it were written after the move: they are refused (not copied, not
+            deleted) and listed in ``MoveResult.refused`` as URIs.
 
     Raises:
         StorageError: Some object could not be copied and verified; the database is unchanged.
@@ -147,8 +159,15 @@ def migrate_moved(
     for experiment in plan.experiments:
         src = _tree(router, prefix, source, experiment)
         dst = _tree(router, prefix, target, experiment)
+        newer = {p.uri: modified_after(p, moved_at) for p in src.places()} if moved_at else {}
+        result.refused += [f"{uri}/{name}" for uri, names in newer.items() for name in names]
         result.places += migrate_places(
-            list(src.places()), dst, dry_run=dry_run, on_listed=on_listed, progress=progress
+            list(src.places()),
+            dst,
+            dry_run=dry_run,
+            on_listed=on_listed,
+            progress=progress,
+            exclude=newer,
         )
     if dry_run:
         return result

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow, audit, places, quota
+from ws_artifacts import _mlflow, audit, experiments, places, quota
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -213,6 +213,8 @@ class WorkspaceArtifactRepository(
         base = self._local_legacy_base
         if base is not None and not target.scope and is_within(base, target.key):
             target = Target(target.route, target.key, target.workspace, base)
+        if operation == "write":
+            experiments.check_writable(target)  # a moved experiment's old place takes no writes
         audit.note(target)
         _logger.debug(
             "%s workspace=%s route=%s key=%s",

@@ -208,6 +208,26 @@ class FsspecBackend:
             if item["type"] != "directory" and not is_temporary(rel.rsplit("/", 1)[-1]):
                 yield Entry(rel, False, int(item.get("size") or 0))
 
+    def modified_times(self, target: Target) -> dict[str, float | None]:
+        """Every file below ``target`` with its modification time (POSIX seconds), None where
+        the store does not say."""
+        path = self._checked(target)
+        with self._errors("list", target):
+            if not self.fs.isdir(path):
+                return {}
+            found = self.fs.find(path, detail=True)
+        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+        out: dict[str, float | None] = {}
+        for name, item in found.items():
+            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
+            if item["type"] == "directory" or is_temporary(rel.rsplit("/", 1)[-1]):
+                continue
+            when = item.get("mtime", item.get("created"))
+            if hasattr(when, "timestamp"):
+                when = when.timestamp()
+            out[rel] = float(when) if isinstance(when, int | float) else None
+        return out
+
     def empty_dirs(self, target: Target) -> list[str]:
         """Directories below ``target`` holding nothing (local routes keep them, as MLflow's
         local repository does; other stores have no empty directories)."""
