@@ -319,27 +319,30 @@ def is_not_found(err: BaseException) -> bool:
     return isinstance(err, MlflowException) and err.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
-def experiment_in_workspace(experiment_id: str, workspace: str) -> bool | None:
-    """Whether this server's tracking store holds experiment ``experiment_id`` in ``workspace``
-    now (asked in that workspace: MLflow's workspace store finds only its own experiments);
-    None when this process is not an MLflow server (no tracking store to ask)."""
+def experiment_workspace(experiment_id: str) -> str | None:
+    """The workspace that holds experiment ``experiment_id`` now, read from this server's
+    tracking database (one primary-key query, whatever the request's workspace); ``""`` when
+    no experiment has that id; None when this process is not an MLflow server with a database
+    tracking store (nothing to ask)."""
     import os
 
     from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR
     from mlflow.server.handlers import _get_tracking_store
-    from mlflow.utils.workspace_context import WorkspaceContext
 
-    if not os.environ.get(BACKEND_STORE_URI_ENV_VAR):
+    if not os.environ.get(BACKEND_STORE_URI_ENV_VAR) or not experiment_id.isdigit():
         return None
     store: Any = _get_tracking_store()
-    with WorkspaceContext(workspace):
-        try:
-            store.get_experiment(experiment_id)
-        except MlflowException as err:
-            if is_not_found(err) or err.error_code == "INVALID_PARAMETER_VALUE":
-                return False
-            raise
-    return True
+    sessions = getattr(store, "ManagedSessionMaker", None)
+    if sessions is None:
+        return None
+    experiment = _models().SqlExperiment
+    with sessions() as session:
+        row = (
+            session.query(experiment.workspace)
+            .filter(experiment.experiment_id == int(experiment_id))
+            .one_or_none()
+        )
+    return "" if row is None else str(row[0])
 
 
 def check_workspace_deletable(store: Any, name: str, mode: Any) -> None:

@@ -4,8 +4,10 @@
 objects stay under ``workspaces/<old>/<experiment>/...`` until ``ws-artifacts migrate
 --moved-from`` copies them. Until then the old workspace could keep writing there, and the
 migration would copy what it planted into the new owner's runs. So on a server every write
-below ``workspaces/<ws>/<experiment id>/`` is checked: the experiment must belong to ``<ws>``
-now, as MLflow's tracking store says (through :mod:`ws_artifacts._mlflow`).
+below ``workspaces/<ws>/<experiment id>/`` is checked: an experiment that exists must belong
+to ``<ws>`` now, as MLflow's tracking database says (through :mod:`ws_artifacts._mlflow`). An id
+no experiment has is let through, as before (nothing can be moved from it; ``ws-artifacts
+orphans`` finds such objects).
 
 The bound: positive answers are kept for at most :data:`OWNER_TTL_SECONDS` seconds, at most
 :data:`OWNER_CACHE_SIZE` of them per worker; refusals are never kept. So a move stops writes to
@@ -47,10 +49,10 @@ def experiment_of(target: Target) -> str | None:
 
 
 def check_writable(target: Target) -> None:
-    """Refuse a write below an experiment that does not belong to the target's workspace now.
+    """Refuse a write below an experiment that belongs to another workspace now.
 
     Raises:
-        OwnershipError: The experiment is in another workspace (moved) or does not exist.
+        OwnershipError: The experiment is in another workspace (moved there).
     """
     experiment = experiment_of(target)
     if experiment is None:
@@ -62,16 +64,16 @@ def check_writable(target: Target) -> None:
         if since is not None and now - since < OWNER_TTL_SECONDS:
             _owned.move_to_end(key)
             return
-    owned = _mlflow.experiment_in_workspace(experiment, target.workspace)
-    if owned is None:  # not a server: a client writes with its own credentials anyway
+    owner = _mlflow.experiment_workspace(experiment)
+    if not owner:  # not a server (a client writes with its own credentials), or no such id
         return
-    if not owned:
+    if owner != target.workspace:
         with _lock:
             _owned.pop(key, None)
         raise OwnershipError(
             f"Refused to write {target.uri}: experiment {experiment} does not belong to "
-            f"workspace '{target.workspace}' (it was moved to another workspace, or does not "
-            "exist). Log to the experiment in the workspace that owns it now; after `mlflow db "
+            f"workspace '{target.workspace}' now (it was moved to another workspace). Log to "
+            "the experiment in the workspace that owns it now; after `mlflow db "
             "move-resources`, the operator runs `ws-artifacts migrate --moved-from "
             f"{target.workspace} --to <new workspace>`."
         )

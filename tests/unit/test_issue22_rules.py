@@ -148,11 +148,11 @@ def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
     asked: list[str] = []
     clock = [1000.0]
 
-    def in_workspace(experiment: str, workspace: str) -> bool:
+    def workspace_of(experiment: str) -> str:
         asked.append(experiment)
-        return owner.get(experiment) == workspace
+        return owner.get(experiment, "")
 
-    monkeypatch.setattr(experiments._mlflow, "experiment_in_workspace", in_workspace)
+    monkeypatch.setattr(experiments._mlflow, "experiment_workspace", workspace_of)
     monkeypatch.setattr(experiments.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(experiments, "_owned", type(experiments._owned)())
 
@@ -168,6 +168,10 @@ def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
     legacy = Target(route, "legacy/7/f", "default", "")
     experiments.check_writable(legacy)  # no experiment in a legacy path: nothing asked
     assert asked == ["7", "7", "7"]
+    unknown = Target(route, "workspaces/team-a/8/f", "team-a", "workspaces/team-a")
+    experiments.check_writable(unknown)  # no experiment 8 anywhere: let through, as before
+    experiments.check_writable(unknown)
+    assert asked == ["7", "7", "7", "8", "8"]  # and never kept
 
 
 def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,7 +180,7 @@ def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     config = parse_config({"workspaces": {}}, source="unit")
     route = Router(config, "s3://root").destination
-    monkeypatch.setattr(experiments._mlflow, "experiment_in_workspace", lambda e, w: True)
+    monkeypatch.setattr(experiments._mlflow, "experiment_workspace", lambda e: "team-a")
     monkeypatch.setattr(experiments, "_owned", type(experiments._owned)())
     monkeypatch.setattr(experiments, "OWNER_CACHE_SIZE", 3)
     for experiment in range(5):
