@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import MlflowServer, in_workspace, keys, running_server, unique
-from tests.faults import FaultProxy, Request, is_list_parts
+from tests.faults import FaultProxy, Request, is_complete, is_list_parts
 from tests.servers import Server
 from ws_artifacts.bounds import RECHECK_SECONDS
 
@@ -296,3 +296,37 @@ def test_an_upload_id_of_another_workspace_is_not_completed_or_aborted(
     )
     assert done.status_code == 200
     assert keys(s3, BUCKET, f"{victim}/") == [_key(victim, "v.bin")]
+
+
+def test_a_part_replaced_after_the_listing_is_measured_after_completion(
+    server: MlflowServer, s3: Any, proxy: FaultProxy
+) -> None:
+    """The client names the small part's ETag and replaces the part with 1 MiB after the
+    server listed it. S3 (and moto) then refuse the completion (InvalidPart); a store that
+    assembles by part number would build 1 MiB, simulated here by the proxy handing the store
+    the new part's ETag: the server measures the object after completion, refuses, and
+    removes it."""
+    ws = _workspace(server)
+    created = _create(server, ws, "swap.bin").json()
+    upload_id, part_url = created["upload_id"], created["credentials"][0]["url"]
+    small = requests.put(part_url, data=b"s" * 1024, timeout=60).headers["ETag"]
+    big = b"B" * MIB
+
+    def reupload(_request: Request) -> None:
+        assert requests.put(part_url, data=big, timeout=60).status_code == 200
+
+    def ours(request: Request) -> bool:
+        return request.query.get("uploadId") == [upload_id]
+
+    proxy.after_once(lambda r: is_list_parts(r) and ours(r), reupload)
+    proxy.rewrite_once(
+        lambda r: is_complete(r) and ours(r),
+        lambda body: body.replace(small.strip('"').encode(), _etag(big).strip('"').encode()),
+    )
+    parts = [{"part_number": 1, "etag": small}]
+    body = {"path": "swap.bin", "upload_id": upload_id, "parts": parts}
+    done = _mpu(server, ws, "complete", body)
+    assert done.status_code == 429, done.text
+    assert f"would hold {MIB} bytes (quota {QUOTA} bytes)" in done.json()["message"]
+    assert keys(s3, BUCKET, f"{ws}/") == []
+    assert _pending(s3, ws) == []
