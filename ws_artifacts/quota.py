@@ -15,6 +15,11 @@ writes only at its next listing. So each of W workers may admit up to the headro
 its last listing: the workspace can end at most (W - 1) x that headroom beyond its quota,
 and no further once every worker has listed again (at most ``remeasure_seconds`` later).
 A worker's own concurrent uploads never overshoot: admission and counting are one locked step.
+
+What clients store straight into S3 (presigned PUT URLs, multipart parts) is *held* in the
+worker's ledger (:func:`hold`, :func:`release`, :func:`convert`) until it is seen; holds count
+against the quota like stored bytes. :mod:`ws_artifacts.bounds` decides what to hold and when to
+look; docs/security.md ("Quota bounds per upload path") gives the bound of every upload path.
 """
 
 from __future__ import annotations
