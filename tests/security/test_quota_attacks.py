@@ -140,6 +140,7 @@ def _presign(server: MlflowServer, ws: str, run: str, path: str, **extra: Any) -
     )
 
 
+@pytest.mark.mlflow_min("3.17")  # the presigned-upload-url endpoint
 @pytest.mark.parametrize("expiration", [-1, 0, 3601, 10**10], ids=["-1", "0", "3601", "1e10"])
 def test_presigned_upload_expiration_out_of_range_is_refused(
     server: MlflowServer, expiration: int
@@ -156,6 +157,7 @@ def test_presigned_upload_expiration_out_of_range_is_refused(
 
 
 # -- presigned PUT URLs -------------------------------------------------------------------------
+@pytest.mark.mlflow_min("3.17")  # the presigned-upload-url endpoint
 def test_presigned_urls_hold_the_headroom_and_oversized_objects_are_removed(
     server: MlflowServer, s3: Any
 ) -> None:
