@@ -122,3 +122,22 @@ def test_completion_counts_only_the_named_parts(config: Path, s3: Any) -> None:
         with pytest.raises(MlflowException, match=rf"would hold {12 * mib + 1} bytes"):
             target.log_artifact_from_stream(io.BytesIO(b"!"), "one.bin")
     assert s3.head_object(Bucket=BUCKET, Key=prefix(ws) + "two.bin")["ContentLength"] == 5 * mib
+
+
+def test_outstanding_presigned_urls_per_workspace_are_limited(config: Path, s3: Any) -> None:
+    """Sixteen URLs whose objects were seen (each hold shrunk to its 10 bytes) are the most a
+    worker keeps outstanding for a workspace; the seventeenth is refused, naming the limit."""
+    ws = unique("qb")
+    with in_workspace(ws):
+        target = repo(ws)
+        for i in range(bounds.MAX_HELD_URLS):
+            _put(target.create_presigned_upload_url(f"u{i}.bin", expiration=600), 10)
+        with pytest.raises(MlflowException) as err:
+            target.create_presigned_upload_url("u16.bin", expiration=600)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert err.value.message == (
+        f"Workspace '{ws}' has 16 presigned upload URLs outstanding at "
+        f"s3://{BUCKET}/{prefix(ws)}u16.bin on this server worker, the most it allows (16); use "
+        "or finish them first, or wait until they expire."
+    )
+    assert len(keys(s3, BUCKET, prefix(ws))) == 16
