@@ -28,9 +28,11 @@ __all__ = [
     "FaultProxy",
     "Request",
     "is_any_copy",
+    "is_complete",
     "is_copy",
     "is_delete",
     "is_get",
+    "is_list_parts",
     "is_part_copy",
     "is_part_upload",
     "is_put",
@@ -84,6 +86,16 @@ def is_put(request: Request) -> bool:
     return request.method == "PUT"
 
 
+def is_complete(request: Request) -> bool:
+    """A ``complete_multipart_upload`` (POST with an upload id)."""
+    return request.method == "POST" and "uploadId" in request.query
+
+
+def is_list_parts(request: Request) -> bool:
+    """A ``list_parts`` (GET with an upload id and no part number)."""
+    return request.method == "GET" and "uploadId" in request.query and not _is_part(request)
+
+
 def _is_part(request: Request) -> bool:
     return "partNumber" in request.query and "uploadId" in request.query
 
@@ -113,6 +125,8 @@ class FaultProxy:
         self._rules: list[tuple[Callable[[Request], bool], Callable[[int], bool], list[int]]] = []
         self._holds: list[Callable[[Request], bool]] = []
         self._corrupt: list[Callable[[Request], bool]] = []
+        self._after: list[tuple[Callable[[Request], bool], Callable[[Request], None]]] = []
+        self._rewrite: list[tuple[Callable[[Request], bool], Callable[[bytes], bytes]]] = []
         self._held = threading.Condition(self._lock)
         self._released = threading.Event()
         self.held = 0
@@ -150,6 +164,41 @@ class FaultProxy:
         with self._lock:
             self._corrupt.append(predicate)
 
+    def after_once(
+        self, predicate: Callable[[Request], bool], action: Callable[[Request], None]
+    ) -> None:
+        """Run ``action`` once, on the first request matching ``predicate``, after the upstream
+        has answered it and before that answer is passed on: something happens between two
+        steps of the client, deterministically (e.g. a part re-uploaded between a listing of
+        the parts and the completion that trusts it)."""
+        with self._lock:
+            self._after.append((predicate, action))
+
+    def rewrite_once(
+        self, predicate: Callable[[Request], bool], change: Callable[[bytes], bytes]
+    ) -> None:
+        """Forward the body of the first request matching ``predicate`` as ``change`` makes it
+        (a store that reads a request differently from how it was sent)."""
+        with self._lock:
+            self._rewrite.append((predicate, change))
+
+    def _rewritten(self, request: Request, body: bytes) -> bytes:
+        with self._lock:
+            due = [rule for rule in self._rewrite if rule[0](request)]
+            for rule in due:
+                self._rewrite.remove(rule)
+        for _predicate, change in due:
+            body = change(body)
+        return body
+
+    def _run_after(self, request: Request) -> None:
+        with self._lock:
+            due = [rule for rule in self._after if rule[0](request)]
+            for rule in due:
+                self._after.remove(rule)
+        for _predicate, action in due:
+            action(request)
+
     def _corrupts(self, request: Request) -> bool:
         with self._lock:
             return any(predicate(request) for predicate in self._corrupt)
@@ -175,6 +224,8 @@ class FaultProxy:
         with self._lock:
             self._rules.clear()
             self._corrupt.clear()
+            self._after.clear()
+            self._rewrite.clear()
 
     def _should_fail(self, request: Request) -> bool:
         with self._lock:
@@ -230,11 +281,18 @@ class FaultProxy:
                 upstream = http.client.HTTPConnection(*proxy._upstream, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                    changed = proxy._rewritten(request, body)
+                    if changed != body:
+                        body = changed
+                        headers = {
+                            k: v for k, v in headers.items() if k.lower() != "content-length"
+                        }
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
                     data = response.read()
                     if data and proxy._corrupts(request):
                         data = bytes([data[0] ^ 0xFF]) + data[1:]
+                    proxy._run_after(request)
                     self.send_response(response.status)
                     head = self.command == "HEAD"
                     for key, value in response.getheaders():

@@ -244,7 +244,8 @@ def session_policy(
         },
         {
             "Effect": "Allow",
-            "Action": "s3:ListBucket",
+            # Listing pending uploads: completing or aborting one checks it is the key's own.
+            "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
             "Resource": s3,
             "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"] if prefix else "*"}},
         },

@@ -15,10 +15,12 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "CredentialsError",
+    "InvalidRequestError",
     "NotFoundError",
     "OwnershipError",
     "PathError",
     "QuotaExceededError",
+    "RequestLimitError",
     "StorageError",
     "UnroutedWorkspaceError",
     "WsArtifactsError",
@@ -89,6 +91,17 @@ class QuotaExceededError(WsArtifactsError, OSError):
     """An upload would take a workspace beyond its quota (MLflow answers HTTP 429)."""
 
     mlflow_code = "RESOURCE_EXHAUSTED"
+
+
+class InvalidRequestError(WsArtifactsError, ValueError):
+    """A request's parameters are invalid (other than its path: :class:`PathError`)."""
+
+    mlflow_code = "INVALID_PARAMETER_VALUE"
+
+
+class RequestLimitError(InvalidRequestError):
+    """A request asks for more than a documented limit allows (parts of a multipart upload,
+    a presigned URL's lifetime, presigned URLs or uploads outstanding)."""
 
 
 class StorageError(WsArtifactsError, OSError):
@@ -180,6 +193,8 @@ _ACTIONS = {
     "create multipart upload": "s3:PutObject",
     "complete multipart upload": "s3:PutObject",
     "abort multipart upload": "s3:AbortMultipartUpload",
+    "list multipart uploads": "s3:ListBucketMultipartUploads",
+    "list parts": "s3:ListMultipartUploadParts",
     "download": "s3:GetObject",
     "stat": "s3:GetObject",
     "presign": "s3:GetObject",

@@ -15,11 +15,15 @@ writes only at its next listing. So each of W workers may admit up to the headro
 its last listing: the workspace can end at most (W - 1) x that headroom beyond its quota,
 and no further once every worker has listed again (at most ``remeasure_seconds`` later).
 A worker's own concurrent uploads never overshoot: admission and counting are one locked step.
+
+What clients store straight into S3 (presigned PUT URLs, multipart parts) is *held* in the
+worker's ledger (:func:`hold`, :func:`release`, :func:`convert`) until it is seen; holds count
+against the quota like stored bytes. :mod:`ws_artifacts.bounds` decides what to hold and when to
+look; docs/security.md ("Quota bounds per upload path") gives the bound of every upload path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import posixpath
 import threading
 import time
@@ -32,9 +36,17 @@ from ws_artifacts.errors import QuotaExceededError
 from ws_artifacts.paths import WORKSPACES_SEGMENT
 from ws_artifacts.routing import DESTINATION, Target
 
-__all__ = ["admit", "admit_files", "admit_multipart", "complete_multipart", "forget", "metered"]
-
-_MIN_PART = 5 * 1024 * 1024  # S3: every part but the last is at least this large
+__all__ = [
+    "admit",
+    "admit_files",
+    "convert",
+    "forget",
+    "headroom",
+    "hold",
+    "limited",
+    "metered",
+    "release",
+]
 
 
 @dataclass
@@ -48,6 +60,10 @@ class _Ledger:
 
 
 _ledgers: dict[tuple[str, str], _Ledger] = {}
+# What this worker has let clients store without seeing it yet, per place: hold id (a presigned
+# URL's key, a multipart upload's id) -> (bytes, objects). Kept apart from the ledgers, which a
+# re-measure replaces; see ws_artifacts.bounds.
+_holds: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
 _measuring: dict[tuple[str, str], threading.Lock] = {}
 _guard = threading.Lock()
 
@@ -84,8 +100,19 @@ def _ledger(target: Target, quota: Quota) -> _Ledger:
     return ledger
 
 
+def _held(target: Target) -> tuple[int, int]:
+    """Bytes and objects held for ``target``'s place (see :func:`hold`)."""
+    held = _holds.get((target.route.url, target.scope))
+    if not held:
+        return 0, 0
+    values = list(held.values())
+    return sum(b for b, _ in values), sum(o for _, o in values)
+
+
 def _refusal(target: Target, quota: Quota, ledger: _Ledger, size: int, objects: int) -> str:
     """The reason to refuse (empty: admit). Called with the ledger's lock held."""
+    held_bytes, held_objects = _held(target)
+    size, objects = size + held_bytes, objects + held_objects
     over = []
     if quota.max_bytes is not None and ledger.bytes + size > quota.max_bytes:
         over.append(f"{ledger.bytes + size} bytes (quota {quota.max_bytes} bytes)")
@@ -93,6 +120,12 @@ def _refusal(target: Target, quota: Quota, ledger: _Ledger, size: int, objects: 
         over.append(f"{ledger.objects + objects} objects (quota {quota.max_objects} objects)")
     if not over:
         return ""
+    held = (
+        f", and {held_bytes} bytes in {held_objects} objects are held for presigned upload URLs "
+        "and pending multipart uploads (given back when they are used or expire)"
+        if held_bytes or held_objects
+        else ""
+    )
     where = (
         "defaults.quota"
         if target.route.name == DESTINATION
@@ -101,7 +134,7 @@ def _refusal(target: Target, quota: Quota, ledger: _Ledger, size: int, objects: 
     return (
         f"Upload refused: workspace '{target.workspace}' would hold {' and '.join(over)} at "
         f"{Target(target.route, target.scope, target.workspace, target.scope).uri}; it holds "
-        f"{ledger.bytes} bytes in {ledger.objects} objects now. Delete runs or artifacts of "
+        f"{ledger.bytes} bytes in {ledger.objects} objects now{held}. Delete runs or artifacts of "
         f"workspace '{target.workspace}' (then run 'mlflow gc'), or raise {where} in the "
         "ws-artifacts configuration."
     )
@@ -134,42 +167,77 @@ def admit_files(target: Target, local_files: list[str]) -> None:
         admit(target, sum(os.path.getsize(f) for f in local_files), len(local_files))
 
 
-def admit_multipart(target: Target, num_parts: int) -> None:
-    """At ``create_multipart_upload``: refuse when even the smallest object of ``num_parts``
-    parts would not fit. Nothing is counted until the upload completes."""
+def hold(target: Target, hold_id: str, size: int, objects: int = 1, *, check: bool = True) -> None:
+    """Hold ``size`` bytes and ``objects`` objects of ``target``'s workspace for something this
+    worker let a client store directly (a presigned URL, a pending multipart upload) until
+    :func:`release`; with ``check``, refuse when it does not fit. A hold replaces the previous
+    one of the same id.
+
+    Raises:
+        QuotaExceededError: ``check`` and it would take the workspace beyond its quota.
+    """
+    quota = _quota(target)
+    if quota is None:
+        return
+    ledger = _ledger(target, quota)
+    key = (target.route.url, target.scope)
+    with ledger.lock:
+        held = _holds.setdefault(key, {})
+        previous = held.pop(hold_id, None)
+        reason = _refusal(target, quota, ledger, size, objects) if check else ""
+        if reason:
+            if previous is not None:
+                held[hold_id] = previous
+            raise QuotaExceededError(reason)
+        held[hold_id] = (size, objects)
+
+
+def release(target: Target, hold_id: str, *, stored: tuple[int, int] | None = None) -> None:
+    """Give back a hold; ``stored`` (bytes, objects) is what it turned into, now counted."""
     quota = _quota(target)
     if quota is None:
         return
     ledger = _ledger(target, quota)
     with ledger.lock:
-        reason = _refusal(target, quota, ledger, max(0, num_parts - 1) * _MIN_PART, 1)
-    if reason:
-        raise QuotaExceededError(reason)
+        _holds.get((target.route.url, target.scope), {}).pop(hold_id, None)
+        if stored is not None:
+            ledger.bytes += stored[0]
+            ledger.objects += stored[1]
 
 
-def complete_multipart(target: Target, upload_id: str) -> None:
-    """At ``complete_multipart_upload``: admit the parts' real size, or abort the upload (no
-    parts are left behind) and refuse."""
-    if _quota(target) is None:
+def convert(target: Target, hold_id: str, size: int, objects: int = 1) -> None:
+    """Replace a hold by what was stored (``size`` bytes, ``objects`` objects), counted, in
+    one locked step; refuse (and drop the hold) when that does not fit.
+
+    Raises:
+        QuotaExceededError: It would take the workspace beyond its quota.
+    """
+    quota = _quota(target)
+    if quota is None:
         return
-    from ws_artifacts.backends import backend_for
-    from ws_artifacts.backends.s3 import S3Backend
+    ledger = _ledger(target, quota)
+    with ledger.lock:
+        _holds.get((target.route.url, target.scope), {}).pop(hold_id, None)
+        reason = _refusal(target, quota, ledger, size, objects)
+        if reason:
+            raise QuotaExceededError(reason)
+        ledger.bytes += size
+        ledger.objects += objects
 
-    backend = backend_for(target.route)
-    if not isinstance(backend, S3Backend):
-        return
-    size = 0
-    client = backend.client(target)
-    pages = client.get_paginator("list_parts").paginate(
-        Bucket=backend.bucket, Key=target.key, UploadId=upload_id
-    )
-    with contextlib.suppress(Exception):  # an unknown upload id fails at completion instead
-        size = sum(int(p["Size"]) for page in pages for p in page.get("Parts", []))
-    try:
-        admit(target, size)
-    except QuotaExceededError:
-        backend.abort_multipart(target, upload_id)
-        raise
+
+def headroom(target: Target) -> int | None:
+    """Bytes ``target``'s workspace may still take (holds subtracted); None: no byte quota."""
+    quota = _quota(target)
+    if quota is None or quota.max_bytes is None:
+        return None
+    ledger = _ledger(target, quota)
+    with ledger.lock:
+        return max(0, quota.max_bytes - ledger.bytes - _held(target)[0])
+
+
+def limited(target: Target) -> bool:
+    """Whether a quota applies to ``target``."""
+    return _quota(target) is not None
 
 
 def forget(target: Target) -> None:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow, audit, experiments, places, quota
+from ws_artifacts import _mlflow, audit, bounds, experiments, places, quota
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -425,11 +425,11 @@ class WorkspaceArtifactRepository(
     def create_multipart_upload(
         self, local_file: str, num_parts: int = 1, artifact_path: str | None = None
     ) -> CreateMultipartUploadResponse:
-        """Start a multipart upload in the workspace's bucket; presigned URLs for the parts."""
+        """Start a multipart upload in the workspace's bucket; presigned URLs for the parts.
+        Bounded by :mod:`ws_artifacts.bounds` (part count, pending parts, quota)."""
         check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, local_file), "write")
-        quota.admit_multipart(target, num_parts)
-        upload_id, urls = _s3(target).create_multipart(target, num_parts)
+        upload_id, urls = bounds.create(target, _s3(target), num_parts)
         return CreateMultipartUploadResponse(
             upload_id=upload_id,
             credentials=[
@@ -447,20 +447,20 @@ class WorkspaceArtifactRepository(
         parts: list[MultipartUploadPart],
         artifact_path: str | None = None,
     ) -> None:
-        """Assemble the parts the client uploaded."""
+        """Assemble the parts the client uploaded: an upload of this key only, admitting
+        exactly the parts named (see :mod:`ws_artifacts.bounds`)."""
         target = self._resolve(_file_path(artifact_path, local_file), "write")
-        quota.complete_multipart(target, upload_id)
         etags = [(p.part_number, p.etag or "") for p in sorted(parts, key=lambda p: p.part_number)]
-        _s3(target).complete_multipart(target, upload_id, etags)
+        bounds.complete(target, _s3(target), upload_id, etags)
 
     @audit.audited("multipart_abort")
     @_boundary
     def abort_multipart_upload(
         self, local_file: str, upload_id: str, artifact_path: str | None = None
     ) -> None:
-        """Abort, leaving no parts behind."""
+        """Abort an upload of this key only, leaving no parts behind."""
         target = self._resolve(_file_path(artifact_path, local_file), "write")
-        _s3(target).abort_multipart(target, upload_id)
+        bounds.abort(target, _s3(target), upload_id)
 
     @audit.audited("presign_read")
     @_boundary
@@ -472,6 +472,7 @@ class WorkspaceArtifactRepository(
         fall back to downloading through the server."""
         check_mlflow_path(artifact_path, kind="read")
         target = self._resolve(artifact_path, "read")
+        bounds.check_expiration(target, expiration, bounds.MAX_DOWNLOAD_URL_SECONDS)
         from ws_artifacts.backends.s3 import S3Backend
 
         def presign(backend: Backend, place: Target) -> PresignedDownloadUrlResponse:
@@ -501,9 +502,9 @@ class WorkspaceArtifactRepository(
                 "has no presigned uploads; upload through the server or with the route's own "
                 "credentials instead."
             )
-        # The size is not known yet: refused when not even one more object fits; the client's
-        # PUT itself is counted at the next re-measure (see "Usage and quotas" in the README).
-        quota.admit(target, 1)
+        # The size is not known: the URL holds the workspace's headroom until it is used or
+        # expires, and what it stores is checked against that (see ws_artifacts.bounds).
+        bounds.grant_put(target, backend, expiration)
         url, headers = backend.presign_put(target, expiration)
         return _mlflow.CreatePresignedUploadResponse(presigned_url=url, headers=headers)
 

@@ -653,7 +653,7 @@ EXPECTED_VISION_X_POLICY = {
         },
         {
             "Effect": "Allow",
-            "Action": "s3:ListBucket",
+            "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
             "Resource": f"arn:aws:s3:::{VISION}",
             "Condition": {
                 "StringLike": {
@@ -729,6 +729,18 @@ def _evaluate(policy: dict[str, Any], action: str, resource: str, context: dict[
         ("s3:ListBucket", VISION, {"s3:prefix": "vision-y/workspaces/vision-y/"}, False),
         ("s3:ListBucket", VISION, {"s3:prefix": "vision-x/"}, False),
         ("s3:ListBucket", VISION, {}, False),
+        (
+            "s3:ListBucketMultipartUploads",
+            VISION,
+            {"s3:prefix": "vision-x/workspaces/vision-x/1/r/m"},
+            True,
+        ),
+        (
+            "s3:ListBucketMultipartUploads",
+            VISION,
+            {"s3:prefix": "vision-y/workspaces/vision-y/"},
+            False,
+        ),
     ],
     ids=[
         "put-own",
@@ -744,6 +756,8 @@ def _evaluate(policy: dict[str, Any], action: str, resource: str, context: dict[
         "list-other-ws",
         "list-route-root",
         "list-everything",
+        "list-own-uploads",
+        "list-other-ws-uploads",
     ],
 )
 def test_session_policy_denies_other_workspaces(
@@ -755,7 +769,7 @@ def test_session_policy_denies_other_workspaces(
     assert json.loads(document) == EXPECTED_VISION_X_POLICY
     arn = f"arn:aws:s3:::{resource}"
     assert _evaluate(json.loads(document), action, arn, context) is allowed
-    if action != "s3:ListBucket":
+    if not action.startswith("s3:ListBucket"):
         # moto's own evaluator agrees (it takes no condition context, hence not for List).
         moto_says = IAMPolicy(document).is_action_permitted(action, arn)
         assert (moto_says == PermissionResult.PERMITTED) is allowed

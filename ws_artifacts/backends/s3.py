@@ -215,20 +215,8 @@ class S3Backend:
         """The pending uploads of exactly ``target.key`` initiated before ``upload_id``."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        older: list[str] = []
         try:
-            pages = (
-                self.client(target)
-                .get_paginator("list_multipart_uploads")
-                .paginate(Bucket=self.bucket, Prefix=target.key, **self._owner)
-            )
-            for page in pages:
-                for upload in page.get("Uploads", []):
-                    if upload.get("Key") != target.key:
-                        continue  # K/child or K.bak: another object
-                    if upload.get("UploadId") == upload_id:
-                        return older
-                    older.append(str(upload["UploadId"]))
+            uploads = self.uploads_of(target)
         except (ClientError, BotoCoreError) as err:
             _logger.info(
                 "cannot list pending uploads for workspace=%s bucket=%s (%s); stale uploads are "
@@ -237,7 +225,73 @@ class S3Backend:
                 self.bucket,
                 boto_code(err) or type(err).__name__,
             )
-        return []  # ours was not listed: no order to go by, abort nothing
+            return []
+        if upload_id not in uploads:
+            return []  # ours was not listed: no order to go by, abort nothing
+        return uploads[: uploads.index(upload_id)]
+
+    def uploads_of(self, target: Target) -> list[str]:
+        """The ids of the pending uploads of exactly ``target.key``, oldest first (botocore
+        errors are raised as they are)."""
+        ids: list[str] = []
+        pages = (
+            self.client(target)
+            .get_paginator("list_multipart_uploads")
+            .paginate(Bucket=self.bucket, Prefix=target.key, **self._owner)
+        )
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload.get("Key") == target.key:  # not K/child or K.bak: another object
+                    ids.append(str(upload["UploadId"]))
+        return ids
+
+    def check_upload(self, target: Target, upload_id: str) -> list[str]:
+        """Refuse an upload id that is not a pending upload of exactly ``target.key``: not
+        every S3-compatible store binds upload ids to keys, so naming another workspace's
+        upload id under one's own path must not reach it. Returns the key's pending uploads
+        initiated before this one (see :meth:`stale_uploads`).
+
+        Raises:
+            NotFoundError: No pending upload of this key has that id.
+        """
+        with self._errors("list multipart uploads", target):
+            uploads = self.uploads_of(target)
+        if upload_id not in uploads:
+            raise NotFoundError(
+                f"No pending multipart upload {upload_id[:200]!r} of {target.uri} for workspace "
+                f"'{target.workspace}' (bucket {self.bucket}): it was completed or aborted "
+                "already, or belongs to another file. Start a new upload of this file."
+            )
+        return uploads[: uploads.index(upload_id)]
+
+    def parts_of(self, target: Target, upload_id: str) -> dict[int, tuple[str, int]]:
+        """The uploaded parts of ``upload_id``: part number -> (ETag, size)."""
+        parts: dict[int, tuple[str, int]] = {}
+        with self._errors("list parts", target):
+            pages = (
+                self.client(target)
+                .get_paginator("list_parts")
+                .paginate(Bucket=self.bucket, Key=target.key, UploadId=upload_id, **self._owner)
+            )
+            for page in pages:
+                for part in page.get("Parts", []):
+                    parts[int(part["PartNumber"])] = (str(part["ETag"]), int(part["Size"]))
+        return parts
+
+    def pending_uploads(self, target: Target) -> dict[str, str]:
+        """Every pending upload below ``target.key``: upload id -> object key."""
+        prefix = target.key + "/" if target.key else ""
+        found: dict[str, str] = {}
+        with self._errors("list multipart uploads", target):
+            pages = (
+                self.client(target)
+                .get_paginator("list_multipart_uploads")
+                .paginate(Bucket=self.bucket, Prefix=prefix, **self._owner)
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    found[str(upload["UploadId"])] = str(upload["Key"])
+        return found
 
     def abort_stale(self, target: Target, upload_ids: list[str]) -> None:
         """Abort ``upload_ids`` (from :meth:`stale_uploads`); failures are logged, not raised."""
@@ -353,6 +407,26 @@ class S3Backend:
             )
         return int(head["ContentLength"])
 
+    def look(self, target: Target) -> tuple[str, int] | None:
+        """The object's (ETag, size), or None when there is no object at ``target.key``."""
+        from botocore.exceptions import ClientError
+
+        with self._errors("stat", target):
+            try:
+                head = self.client(target).head_object(
+                    Bucket=self.bucket, Key=target.key, **self._owner
+                )
+            except ClientError as err:
+                if boto_code(err) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+        return str(head.get("ETag", "")), int(head["ContentLength"])
+
+    def remove(self, target: Target) -> None:
+        """Delete exactly the object at ``target.key`` (nothing below it)."""
+        with self._errors("delete", target):
+            self.client(target).delete_object(Bucket=self.bucket, Key=target.key, **self._owner)
+
     def delete(self, target: Target) -> int:
         """Delete the object and everything under ``key/`` in batches of 1000."""
         keys = [join(target.key, e.name) for e in self.walk(target)]
@@ -392,27 +466,21 @@ class S3Backend:
             upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=target.key, **args)[
                 "UploadId"
             ]
-            urls = [
-                client.generate_presigned_url(
-                    "upload_part",
-                    Params={
-                        "Bucket": self.bucket,
-                        "Key": target.key,
-                        "PartNumber": number,
-                        "UploadId": upload_id,
-                    },
-                    ExpiresIn=3600,
-                )
-                for number in range(1, num_parts + 1)
-            ]
+            urls = _part_urls(client, self.bucket, target.key, upload_id, num_parts)
         return upload_id, urls
 
     def complete_multipart(
-        self, target: Target, upload_id: str, etags: list[tuple[int, str]]
+        self,
+        target: Target,
+        upload_id: str,
+        etags: list[tuple[int, str]],
+        *,
+        stale: list[str] | None = None,
     ) -> None:
         """Assemble the uploaded parts into the object, then abort older uploads of the same
-        key (see :meth:`stale_uploads`)."""
-        stale = self.stale_uploads(target, upload_id)
+        key (``stale``, else found by :meth:`stale_uploads`)."""
+        if stale is None:
+            stale = self.stale_uploads(target, upload_id)
         with self._errors("complete multipart upload", target):
             self.client(target).complete_multipart_upload(
                 Bucket=self.bucket,
@@ -462,6 +530,83 @@ class S3Backend:
                 ExpiresIn=expiration,
             )
         return str(url), size
+
+
+_PART_URL_SECONDS = 3600  # ws_artifacts.bounds.MAX_URL_SECONDS
+
+
+def _part_urls(client: Any, bucket: str, key: str, upload_id: str, count: int) -> list[str]:
+    """Presigned ``upload_part`` URLs for parts 1..``count``.
+
+    botocore takes about a millisecond per URL (serialising, events, endpoint rules), which
+    made 10 000 parts cost seconds of a worker. The URLs differ only in ``partNumber`` and the
+    signature, so botocore signs part 1 and the others are signed here from the same canonical
+    request (SigV4 query signing, ``UNSIGNED-PAYLOAD``). Part 1 is signed both ways first: when
+    the two differ (another signer, a virtual-host quirk, credentials not readable), botocore
+    signs every part as before.
+    """
+
+    def botocore_url(number: int) -> str:
+        params = {"Bucket": bucket, "Key": key, "PartNumber": number, "UploadId": upload_id}
+        return str(
+            client.generate_presigned_url("upload_part", Params=params, ExpiresIn=_PART_URL_SECONDS)
+        )
+
+    first = botocore_url(1)
+    signer = _PartSigner.for_url(client, first)
+    if signer is None or signer.url(1) != first:
+        return [first, *(botocore_url(n) for n in range(2, count + 1))]
+    return [first, *(signer.url(n) for n in range(2, count + 1))]
+
+
+class _PartSigner:
+    """SigV4 query signatures of one presigned part URL's siblings (see :func:`_part_urls`)."""
+
+    def __init__(self, url: str, key: bytes, scope: str, amz_date: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self._base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        self._items = [
+            item for item in parts.query.split("&") if not item.startswith("X-Amz-Signature=")
+        ]
+        self._decoded = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            if k != "X-Amz-Signature"
+        ]
+        self._head = f"PUT\n{parts.path}\n"
+        self._tail = f"\nhost:{parts.netloc}\n\nhost\nUNSIGNED-PAYLOAD"
+        self._key, self._scope, self._date = key, scope, amz_date
+
+    @classmethod
+    def for_url(cls, client: Any, url: str) -> _PartSigner | None:
+        import hmac
+
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+        if credentials is None or query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
+            return None
+        secret = credentials.get_frozen_credentials().secret_key
+        _akid, date, region, service, _end = query["X-Amz-Credential"].split("/")
+        key = f"AWS4{secret}".encode()
+        for step in (date, region, service, "aws4_request"):
+            key = hmac.new(key, step.encode(), "sha256").digest()
+        return cls(url, key, f"{date}/{region}/{service}/aws4_request", query["X-Amz-Date"])
+
+    def url(self, number: int) -> str:
+        import hashlib
+        import hmac
+
+        def quote(text: str) -> str:
+            return urllib.parse.quote(text, safe="-_.~")
+
+        pairs = [(k, str(number) if k == "partNumber" else v) for k, v in self._decoded]
+        canonical_query = "&".join(f"{quote(k)}={quote(v)}" for k, v in sorted(pairs))
+        canonical = f"{self._head}{canonical_query}{self._tail}"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{self._date}\n{self._scope}\n{digest}"
+        signature = hmac.new(self._key, to_sign.encode(), "sha256").hexdigest()
+        items = [f"partNumber={number}" if i.startswith("partNumber=") else i for i in self._items]
+        return f"{self._base}?{'&'.join(items)}&X-Amz-Signature={signature}"
 
 
 def _settle(held: list[tuple[Future[Any], Any]], number: int) -> dict[str, Any]:
