@@ -81,8 +81,14 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     """
     from ws_artifacts import server as srv
 
-    config, path = _load(config_path)
     dry_run = options.pop("dry_run")
+    if not dry_run:  # first: a busy port is said at once, not when MLflow fails to bind
+        from ws_artifacts.launcher import port_problem
+
+        problem = port_problem(options["host"], options["port"])
+        if problem:
+            _fail(problem, 1)
+    config, path = _load(config_path)
     plan = srv.plan_command(
         config_path=path.resolve(),
         data_dir=data_dir,
@@ -95,6 +101,17 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
             "--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], ws-file:///dir).",
             2,
         )
+    if ctx.args:
+        from ws_artifacts._mlflow import server_usage_error
+
+        problem = server_usage_error(plan.argv[4:])
+        if problem:
+            _fail(
+                f"ws-artifacts server: {problem} Options that `ws-artifacts server` does not "
+                "know go to `mlflow server`: see `ws-artifacts server --help` and "
+                "`mlflow server --help`.",
+                2,
+            )
     if plan.destination.startswith("ws-file://"):
         Path(plan.destination.removeprefix("ws-file://")).mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)

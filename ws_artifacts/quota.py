@@ -8,7 +8,8 @@ upload measures again), and measured again after ``quota.remeasure_seconds``.
 An upload is admitted when the workspace would hold at most ``max_bytes`` bytes and at most
 ``max_objects`` objects afterwards (reaching the quota exactly is allowed; one byte more is
 not). Refusals raise :class:`~ws_artifacts.errors.QuotaExceededError` (MLflow:
-RESOURCE_EXHAUSTED, HTTP 429). Reads, lists and deletes are never checked.
+RESOURCE_EXHAUSTED, answered with HTTP 413, which MLflow's client does not retry). Reads, lists
+and deletes are never checked.
 
 How far several workers can overshoot: a worker sees other workers' (and other servers')
 writes only at its next listing. So each of W workers may admit up to the headroom it saw at
@@ -20,6 +21,7 @@ A worker's own concurrent uploads never overshoot: admission and counting are on
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import posixpath
 import threading
 import time
@@ -32,7 +34,16 @@ from ws_artifacts.errors import QuotaExceededError
 from ws_artifacts.paths import WORKSPACES_SEGMENT
 from ws_artifacts.routing import DESTINATION, Target
 
-__all__ = ["admit", "admit_files", "admit_multipart", "complete_multipart", "forget", "metered"]
+__all__ = [
+    "admit",
+    "admit_files",
+    "admit_multipart",
+    "complete_multipart",
+    "declare_length",
+    "forget",
+    "metered",
+    "undeclare_length",
+]
 
 _MIN_PART = 5 * 1024 * 1024  # S3: every part but the last is at least this large
 
@@ -48,6 +59,12 @@ class _Ledger:
 
 
 _ledgers: dict[tuple[str, str], _Ledger] = {}
+#: The size the client declared for the upload being received (its Content-Length), set by
+#: the server app (:func:`declare_length`): a stream that cannot fit is refused, with its real
+#: size, before its body is read.
+_declared: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "ws_artifacts_declared_length", default=None
+)
 _measuring: dict[tuple[str, str], threading.Lock] = {}
 _guard = threading.Lock()
 
@@ -81,7 +98,17 @@ def _ledger(target: Target, quota: Quota) -> _Ledger:
             usage = measure_scope(Place(target.workspace, target.route, target.scope))
             ledger = _Ledger(usage.objects, usage.bytes, time.monotonic())
             _ledgers[key] = ledger
+            _report(target, quota, ledger)
     return ledger
+
+
+def _report(target: Target, quota: Quota, ledger: _Ledger) -> None:
+    """The ledger as the server's metrics show it (a no-op outside a server worker)."""
+    from ws_artifacts import serving_metrics
+
+    serving_metrics.quota_use(
+        target.workspace, ledger.bytes, ledger.objects, quota.max_bytes, quota.max_objects
+    )
 
 
 def _refusal(target: Target, quota: Quota, ledger: _Ledger, size: int, objects: int) -> str:
@@ -124,6 +151,7 @@ def admit(target: Target, size: int, objects: int = 1) -> None:
             raise QuotaExceededError(reason)
         ledger.bytes += size
         ledger.objects += objects
+        _report(target, quota, ledger)
 
 
 def admit_files(target: Target, local_files: list[str]) -> None:
@@ -172,6 +200,16 @@ def complete_multipart(target: Target, upload_id: str) -> None:
         raise
 
 
+def declare_length(size: int | None) -> contextvars.Token[int | None]:
+    """Say how large the upload received in this context is (None: unknown); give the token
+    to :func:`undeclare_length` when the request ends."""
+    return _declared.set(size)
+
+
+def undeclare_length(token: contextvars.Token[int | None]) -> None:
+    _declared.reset(token)
+
+
 def forget(target: Target) -> None:
     """After a delete: the next upload to the workspace measures it again."""
     if _quota(target) is not None:
@@ -191,7 +229,7 @@ def metered(target: Target, stream: BinaryIO) -> BinaryIO:
 
 
 def metered_chunks(target: Target, chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:
-    """As :func:`metered`, for an ASGI body; refusals are MlflowExceptions (HTTP 429)."""
+    """As :func:`metered`, for an ASGI body; refusals are MlflowExceptions (HTTP 413)."""
     quota = _quota(target)
     if quota is None:
         return chunks
@@ -221,6 +259,15 @@ class _Meter:
         self.counted = 0
 
     def start(self) -> None:
+        declared = _declared.get()
+        if declared:  # the whole upload's size is known: judge it before reading any of it
+            ledger = _ledger(self.target, self.quota)
+            with ledger.lock:
+                reason = _refusal(self.target, self.quota, ledger, declared, 1)
+            if reason:
+                raise QuotaExceededError(
+                    reason.replace("Upload refused:", f"Upload of {declared} bytes refused:", 1)
+                )
         admit(self.target, 0)  # room for one more object (and not over in bytes)
         self.ledger = _ledger(self.target, self.quota)
 
@@ -238,6 +285,7 @@ class _Meter:
             self.counted += size
             ledger.bytes += self.counted
             ledger.objects += 1
+            _report(self.target, self.quota, ledger)
 
 
 class _MeteredStream:

@@ -222,11 +222,66 @@ def create_app() -> Any:
         from ws_artifacts import guard
 
         app = guard.install(app)
+    _install_serving(app)
     ready_dir = os.environ.get(READY_DIR_ENV, "")
     if ready_dir:
         _report_ready(app, ready_dir)
     _install_audit(app, inner)
     return app
+
+
+def _install_serving(app: Any) -> None:
+    """Count per workspace (``/metrics``, docs/metrics.md) and judge an upload's declared size
+    against its quota before its body is read."""
+    from ws_artifacts import serving_metrics
+
+    serving_metrics.start()
+    if not hasattr(app, "add_middleware"):
+        return
+    app.add_middleware(DeclaredLength)
+    if not os.environ.get(serving_metrics.MLFLOW_EXPORTER_ENV):  # else MLflow's /metrics
+        app.add_middleware(serving_metrics.MetricsEndpoint)
+
+
+#: The proxied upload endpoints (``PUT``), whose Content-Length is the file's size.
+_UPLOAD_PATHS = (
+    "/api/2.0/mlflow-artifacts/artifacts/",
+    "/ajax-api/2.0/mlflow-artifacts/artifacts/",
+)
+
+
+class DeclaredLength:
+    """ASGI middleware: a proxied upload's ``Content-Length``, handed to the quota
+    (:func:`ws_artifacts.quota.declare_length`) for the request's duration."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        length = _declared_length(scope)
+        if length is None:
+            await self.app(scope, receive, send)
+            return
+        from ws_artifacts import quota
+
+        token = quota.declare_length(length)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            quota.undeclare_length(token)
+
+
+def _declared_length(scope: dict[str, Any]) -> int | None:
+    if scope.get("type") != "http" or scope.get("method") != "PUT":
+        return None
+    path = str(scope.get("path", ""))
+    if not any(path.startswith(p) for p in _UPLOAD_PATHS):
+        return None
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isdigit() else None
+    return None
 
 
 def _report_ready(app: Any, directory: str) -> None:
