@@ -40,8 +40,10 @@ def main() -> None:
 @click.option("--backend-store-uri", help="Tracking store (default: SQLite in --data-dir).")
 @click.option(
     "--artifacts-destination",
-    help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir "
-    "(default: ws-file://<data-dir>/artifacts).",
+    envvar="WS_ARTIFACTS_DESTINATION",
+    help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir (default: "
+    "$WS_ARTIFACTS_DESTINATION, else `destination:` in the configuration, else "
+    "ws-file://<data-dir>/artifacts).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -89,6 +91,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
         if problem:
             _fail(problem, 1)
     config, path = _load(config_path)
+    options["artifacts_destination"] = options["artifacts_destination"] or config.destination
     plan = srv.plan_command(
         config_path=path.resolve(),
         data_dir=data_dir,
