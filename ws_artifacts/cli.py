@@ -157,24 +157,40 @@ def _print_plan(plan: Any, config: Config) -> None:
     _out.print(f"  configuration  : {plan.config_path}")
     _out.print(f"  audit trail    : {plan.env.get('WS_ARTIFACTS_AUDIT') or 'off'}")
     table = Table(title="workspace routes", title_justify="left")
-    for column in ("workspaces", "goes to", "backend", "credentials"):
-        table.add_column(column)
+    for column in ("workspaces", "goes to", "backend", "credentials", "quota"):
+        table.add_column(column, overflow="fold")  # never cut a URL
+    fallback: Any = None
     for report in check_routes(config, plan.destination, probe=False):
         if report.entry == DESTINATION:
-            continue  # the "(any other)" row below
+            fallback = report  # the "(any other)" row, last
+            continue
         table.add_row(
             escape(report.entry),
-            escape(report.url + "/workspaces/<name>/..."),
+            escape(_goes_to(config, report)),
             report.backend,
             escape(report.credentials),
+            escape(report.quota),
         )
-    fallback = (
-        "refused (unknown_workspaces: deny)"
-        if config.unknown_workspaces == "deny"
-        else f"{plan.destination}/workspaces/<name>/..."
-    )
-    table.add_row("(any other)", escape(fallback), "", "defaults")
+    if config.unknown_workspaces == "deny":
+        table.add_row("(any other)", "refused (unknown_workspaces: deny)", "-", "-", "-")
+    elif fallback is not None:
+        table.add_row(
+            "(any other)",
+            escape(f"{plan.destination}/workspaces/<name>/..."),
+            fallback.backend,
+            escape(fallback.credentials),
+            escape(fallback.quota),
+        )
     _out.print(table)
+
+
+def _goes_to(config: Config, report: Any) -> str:
+    """Where an entry's workspaces go: an exact name's own place; a glob's URL as written
+    (``{workspace}`` shown as ``<name>``), not its example's."""
+    if report.entry == report.workspace:
+        return f"{report.url}/workspaces/{report.entry}/..."
+    template = config.workspaces[report.entry].url.replace("{workspace}", "<name>")
+    return f"{template.rstrip('/')}/workspaces/<name>/..."
 
 
 @main.command()
@@ -194,9 +210,9 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
         click.echo(json.dumps(payload, indent=2))
     else:
         table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
-        columns = ("entry", "example", "url", "backend", "credentials", "storage", "probe")
-        for column in (*columns, "left in previous"):
-            table.add_column(column)
+        columns = ("entry", "example", "url", "backend", "credentials", "storage", "quota")
+        for column in (*columns, "probe", "left in previous"):
+            table.add_column(column, overflow="fold")  # URLs wrap, never cut
         for r in reports:
             status = (
                 "-"
@@ -206,7 +222,15 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
             table.add_row(
                 *(
                     escape(v)
-                    for v in (r.entry, r.workspace, r.url, r.backend, r.credentials, r.storage)
+                    for v in (
+                        r.entry,
+                        r.workspace,
+                        r.url,
+                        r.backend,
+                        r.credentials,
+                        r.storage,
+                        r.quota,
+                    )
                 ),
                 status,
                 _left(r),
@@ -224,6 +248,8 @@ def _left(report: Any) -> str:
     """The 'left in previous' cell: objects still in previous places (counted by --probe)."""
     if not report.previous:
         return "-"
+    if report.left_in_previous is None and report.ok is False:
+        return f"{report.previous} place(s); not counted (the probe failed)"
     if report.left_in_previous is None:
         return f"{report.previous} place(s); --probe counts"
     return str(report.left_in_previous)

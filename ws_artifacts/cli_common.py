@@ -25,8 +25,17 @@ __all__ = [
     "out",
 ]
 
-out = Console(highlight=False, width=160)
-err = Console(stderr=True, highlight=False, width=160)
+
+def _width() -> int:
+    """The terminal's width, at least 160 columns (also when not a terminal): wide terminals
+    get wide tables; URL columns wrap rather than being cut."""
+    import shutil
+
+    return max(160, shutil.get_terminal_size((160, 24)).columns)
+
+
+out = Console(highlight=False, width=_width())
+err = Console(stderr=True, highlight=False, width=_width())
 
 config_option = click.option(
     "--config",

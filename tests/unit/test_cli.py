@@ -284,3 +284,67 @@ def test_the_server_takes_the_destination_from_the_file(config: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     words = shlex.split(result.stdout.strip().splitlines()[-1])
     assert words[words.index("--artifacts-destination") + 1] == f"ws-file://{tmp_path}/said-once"
+
+
+# -- what the tables show ------------------------------------------------------------------
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """A rich table's rows by first cell, each cell's wrapped lines joined, spaces removed."""
+    rows: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = ["".join(c.split()) for c in line.strip().strip("│").split("│")]
+        if cells[0] or not rows:
+            rows.append(cells)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], cells, strict=True)]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_startup_table_shows_a_globs_url_as_written_and_the_fallbacks_backend(
+    config: Path, tmp_path: Path
+) -> None:
+    text = config.read_text().replace("unknown_workspaces: deny", "unknown_workspaces: default")
+    config.write_text(text.replace("storage: {", "quota: {max_bytes: 1000}\n    storage: {"))
+    args = ["server", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--dry-run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = _table_rows(result.stdout)
+    assert rows["vision-*"][0] == f"file://{tmp_path}/vision/<name>/workspaces/<name>/..."
+    assert "vision-example" not in result.stdout
+    assert rows["team-a"][0] == "s3://team-a-artifacts/workspaces/team-a/..."
+    assert rows["team-a"][3] == "1000bytesperworkspace"
+    assert rows["(anyother)"] == [
+        f"ws-file://{tmp_path}/said-once/workspaces/<name>/...",
+        "fsspec",
+        "defaultchain",
+        "-",
+    ]
+
+
+def test_check_shows_quotas(config: Path) -> None:
+    text = config.read_text().replace(
+        "storage: {", "quota: {max_bytes: 1000, max_objects: 5}\n    storage: {"
+    )
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["check", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    quotas = {r["entry"]: r["quota"] for r in json.loads(result.output)["routes"]}
+    assert quotas == {
+        "team-a": "1000 bytes and 5 objects per workspace",
+        "vision-*": "-",
+        "(default destination)": "-",
+    }
+
+
+def test_a_failed_probe_does_not_offer_to_count(config: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a directory")
+    text = config.read_text().replace(
+        "url: file://" + str(tmp_path) + "/vision/{workspace}",
+        f'url: file://{blocked}/{{workspace}}\n    previous: ["file://{tmp_path}/old/{{workspace}}"]',
+    )
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["check", "--config", str(config), "--probe"])
+    assert result.exit_code == 1
+    assert _table_rows(result.output)["vision-*"][-1] == "1place(s);notcounted(theprobefailed)"
