@@ -132,6 +132,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
                 "command line"
             )
         return
+    _say_what_changed(data_dir, config, plan.destination)
     inner = plan.env.get(srv.INNER_APP_ENV)
     if inner:
         from ws_artifacts._mlflow import bootstrap_server_app
@@ -141,6 +142,20 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     from ws_artifacts.launcher import run
 
     sys.exit(run(plan.argv, plan.env, url=plan.url, workers=options["workers"]))
+
+
+def _say_what_changed(data_dir: Path, config: Config, destination: str) -> None:
+    """Warn about routes and the destination that moved since the last start (as a live
+    reload does), then record this start (docs/configuration.md, "Restarts")."""
+    from ws_artifacts import last_start
+
+    current = last_start.record(config, destination)
+    previous = last_start.read_record(data_dir)
+    if previous is not None:
+        for message in last_start.changes_since(previous, config, destination):
+            _err.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    if previous != current:
+        last_start.write_record(data_dir, current)
 
 
 def _print_plan(plan: Any, config: Config) -> None:

@@ -126,3 +126,64 @@ def test_a_server_that_stops_before_it_is_ready_is_a_failure(
 def test_a_failing_server_keeps_its_status(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", "raise SystemExit(3)"]
     assert launcher.run(argv, {}, url="http://127.0.0.1:9", workers=1) == 3
+
+
+# -- what a restart changed ------------------------------------------------------------------
+def _start(config: Path, data: Path, *extra: str) -> Any:
+    return CliRunner().invoke(
+        main, ["server", "--config", str(config), "--data-dir", str(data), "--port", "0", *extra]
+    )
+
+
+def test_a_restart_names_routes_and_the_destination_that_moved(
+    never_started: list[Any], tmp_path: Path
+) -> None:
+    config, data = tmp_path / "routes.yaml", tmp_path / "data"
+    config.write_text(
+        "workspaces:\n"
+        "  team-a: {url: s3://bucket-a}\n"
+        "  team-b: {url: s3://bucket-b}\n"
+        '  "vision-*": {url: "s3://vision/{workspace}"}\n'
+        f"destination: ws-file://{tmp_path}/dest-1\n"
+    )
+    first = _start(config, data)
+    assert first.exit_code == 0, first.output
+    assert "warning" not in first.stderr
+    record = data / "ws-artifacts-last-start.json"
+    assert record.is_file()  # beside the database, outside every artifact place
+    again = _start(config, data)
+    assert again.exit_code == 0
+    assert "warning" not in again.stderr  # nothing moved
+    config.write_text(
+        "workspaces:\n"
+        "  team-a: {url: s3://bucket-a2}\n"
+        '  "vision-*": {url: "s3://vision/{workspace}"}\n'
+        f"destination: ws-file://{tmp_path}/dest-2\n"
+    )
+    moved = _start(config, data)
+    assert moved.exit_code == 0
+    assert len(never_started) == 3  # warned, not refused
+    text = " ".join(moved.stderr.split())
+    assert (
+        "warning: since the last start, route 'team-a' moved from s3://bucket-a to "
+        "s3://bucket-a2; new writes go to s3://bucket-a2. Artifacts already written stay at "
+        's3://bucket-a. To read them, add `previous: ["s3://bucket-a"]` to workspaces.team-a; '
+        "then `ws-artifacts migrate team-a` copies them to s3://bucket-a2."
+    ) in text
+    assert (
+        "warning: since the last start, route 'team-b' was removed; new writes of "
+        "workspace(s) 'team-b' now go to the default destination"
+    ) in text
+    assert (
+        f"warning: since the last start, the destination moved from ws-file://{tmp_path}/dest-1"
+        f" to ws-file://{tmp_path}/dest-2"
+    ) in text
+    assert "vision" not in text
+    assert "warning" not in _start(config, data).stderr  # said once: this start is recorded
+
+
+def test_a_dry_run_neither_warns_nor_records(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = CliRunner().invoke(main, ["server", "--data-dir", str(data), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert not (data / "ws-artifacts-last-start.json").exists()
