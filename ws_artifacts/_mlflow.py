@@ -63,6 +63,7 @@ __all__ = [
     "build_proxied_repository",
     "log_refusal",
     "mlflow_error",
+    "proxied_repository",
     "server_usage_error",
     "stored_locations",
     "update_locations",
@@ -163,7 +164,11 @@ class Refusal(MlflowException):
 
 
 def mlflow_error(
-    err: WsArtifactsError, *, log: bool = True, operation: str | None = None
+    err: WsArtifactsError,
+    *,
+    log: bool = True,
+    operation: str | None = None,
+    workspace: str | None = None,
 ) -> MlflowException:
     """The MlflowException to raise for one of our errors (``raise mlflow_error(e) from e``).
 
@@ -173,7 +178,7 @@ def mlflow_error(
     """
     code = err.mlflow_code
     if log and code in REFUSAL_CODES:
-        log_refusal(code, str(err), operation)
+        log_refusal(code, str(err), operation, workspace)
     status = REFUSAL_STATUS.get(code)
     if status is not None:
         return Refusal(str(err), code, status)
@@ -496,6 +501,19 @@ def experiment_names(tracking_uri: str, workspace: str) -> dict[str, str]:
     with WorkspaceContext(workspace):
         client = MlflowClient(tracking_uri=tracking_uri)
         return {e.experiment_id: e.name for e in _all_experiments(client)}
+
+
+def proxied_repository() -> Any:
+    """The proxied artifact repository MLflow cached in this worker (None: no artifacts
+    served)."""
+    import importlib
+    import os
+
+    if not os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
+        return None
+    handlers: Any = importlib.import_module("mlflow.server.handlers")
+    build = getattr(handlers, "_get_artifact_repo_mlflow_artifacts", None)
+    return build() if build is not None else None
 
 
 def build_proxied_repository() -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "admit",
     "admit_files",
     "admit_multipart",
+    "check_declared",
     "complete_multipart",
     "declare_length",
     "forget",
@@ -200,6 +201,25 @@ def complete_multipart(target: Target, upload_id: str) -> None:
         raise
 
 
+def check_declared(target: Target, size: int) -> None:
+    """Refuse an upload of ``size`` bytes (its Content-Length) that cannot fit, before any of
+    it is read; nothing is counted (the upload itself is, as it arrives).
+
+    Raises:
+        QuotaExceededError: It would take the workspace beyond its quota.
+    """
+    quota = _quota(target)
+    if quota is None:
+        return
+    ledger = _ledger(target, quota)
+    with ledger.lock:
+        reason = _refusal(target, quota, ledger, size, 1)
+    if reason:
+        raise QuotaExceededError(
+            reason.replace("Upload refused:", f"Upload of {size} bytes refused:", 1)
+        )
+
+
 def declare_length(size: int | None) -> contextvars.Token[int | None]:
     """Say how large the upload received in this context is (None: unknown); give the token
     to :func:`undeclare_length` when the request ends."""
@@ -261,13 +281,7 @@ class _Meter:
     def start(self) -> None:
         declared = _declared.get()
         if declared:  # the whole upload's size is known: judge it before reading any of it
-            ledger = _ledger(self.target, self.quota)
-            with ledger.lock:
-                reason = _refusal(self.target, self.quota, ledger, declared, 1)
-            if reason:
-                raise QuotaExceededError(
-                    reason.replace("Upload refused:", f"Upload of {declared} bytes refused:", 1)
-                )
+            check_declared(self.target, declared)
         admit(self.target, 0)  # room for one more object (and not over in bytes)
         self.ledger = _ledger(self.target, self.quota)
 

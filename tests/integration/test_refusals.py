@@ -51,6 +51,8 @@ def server(
         "ws-s3://root",
         "--data-dir",
         str(work / "data"),
+        "--audit",
+        str(work / "audit.jsonl"),
     ]
     env = {
         "AWS_ACCESS_KEY_ID": MOTO_KEY,
@@ -82,6 +84,12 @@ def refusal_lines(server: MlflowServer, workspace: str) -> list[str]:
     ]
 
 
+def audit_lines(server: MlflowServer, workspace: str) -> list[dict[str, Any]]:
+    path = server.config.parent / "audit.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [line for line in lines if line["workspace"] == workspace]
+
+
 def test_over_quota_log_artifact_fails_at_once_with_its_message(
     tracking: MlflowServer, s3: Any, tmp_path: Path
 ) -> None:
@@ -109,6 +117,8 @@ def test_over_quota_log_artifact_fails_at_once_with_its_message(
     lines = refusal_lines(tracking, ws)
     assert len(lines) == 1, lines
     assert f"refused write for workspace {ws} (RESOURCE_EXHAUSTED): Upload of" in lines[0]
+    audited = [(a["operation"], a["outcome"], a["error_code"]) for a in audit_lines(tracking, ws)]
+    assert audited == [("write", "error", "RESOURCE_EXHAUSTED")]
 
 
 def test_declared_size_is_refused_before_the_body_is_sent(tracking: MlflowServer) -> None:
@@ -164,6 +174,8 @@ def test_restrict_deletion_of_a_workspace_with_experiments_fails_at_once(
     lines = refusal_lines(tracking, ws)
     assert len(lines) == 2, lines  # the client's call and the raw one: one line each
     assert all(f"refused delete_workspace for workspace {ws} (INVALID_STATE)" in x for x in lines)
+    audited = [(a["operation"], a["outcome"], a["error_code"]) for a in audit_lines(tracking, ws)]
+    assert audited == [("delete_workspace", "error", "INVALID_STATE")] * 2
 
 
 # -- /metrics -------------------------------------------------------------------------------

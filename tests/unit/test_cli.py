@@ -249,7 +249,7 @@ def test_a_command_without_a_destination_says_how_to_set_it(
         ["usage"],
         ["orphans"],
         ["quarantine", "list"],
-        ["purge", "team-a"],
+        ["purge", "--older-than", "30d"],
         ["restore", "team-a"],
     ):
         result = CliRunner().invoke(main, [*command, "--config", str(config)])
