@@ -12,6 +12,7 @@ Supported: MLflow 3.10 to 3.17. What a version lacks is handled here and nowhere
 
 from __future__ import annotations
 
+import logging
 from abc import ABC
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from mlflow.tracing.utils.artifact_utils import TRACE_DATA_FILE_NAME
 from mlflow.utils.workspace_context import get_request_workspace
 
 from ws_artifacts.errors import WsArtifactsError
+
+_refusals = logging.getLogger("ws_artifacts.refusals")
 
 #: Where ``mlflow server`` tells its workers the proxied artifact destination
 #: (``mlflow.server.constants``; not imported: importing it runs ``mlflow.server``, the app).
@@ -52,11 +55,16 @@ __all__ = [
     "MultipartUploadPart",
     "PresignedDownloadUrlResponse",
     "PresignedUploadMixin",
+    "Refusal",
     "StoredLocation",
     "StreamUploadMixin",
     "active_workspace",
+    "as_refusal",
     "build_proxied_repository",
+    "log_refusal",
     "mlflow_error",
+    "proxied_repository",
+    "server_usage_error",
     "stored_locations",
     "update_locations",
 ]
@@ -132,9 +140,78 @@ def authenticated_user() -> str | None:
     return user if isinstance(user, str) and user else None
 
 
-def mlflow_error(err: WsArtifactsError) -> MlflowException:
-    """The MlflowException to raise for one of our errors (``raise mlflow_error(e) from e``)."""
-    return MlflowException(str(err), error_code=ErrorCode.Value(err.mlflow_code))
+#: The HTTP status of a refusal whose error code MLflow maps to a status its client retries
+#: (``mlflow/utils/request_utils.py`` ``_TRANSIENT_FAILURE_RESPONSE_CODES``: 408, 429, 500,
+#: 502, 503, 504). Retried, a refusal re-sends the whole upload for minutes and ends as "too
+#: many 429 error responses", its message lost. The JSON body keeps MLflow's error code.
+REFUSAL_STATUS = {"RESOURCE_EXHAUSTED": 413, "INVALID_STATE": 409}
+
+#: The error codes of refusals (not of failures): logged once, counted, audited.
+REFUSAL_CODES = frozenset(
+    {*REFUSAL_STATUS, "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_PARAMETER_VALUE"}
+)
+
+
+class Refusal(MlflowException):
+    """An MlflowException answered with a status MLflow's client does not retry."""
+
+    def __init__(self, message: str, error_code: str, status: int) -> None:
+        super().__init__(message, error_code=ErrorCode.Value(error_code))
+        self.http_status = status
+
+    def get_http_status_code(self) -> int:
+        return self.http_status
+
+
+def mlflow_error(
+    err: WsArtifactsError,
+    *,
+    log: bool = True,
+    operation: str | None = None,
+    workspace: str | None = None,
+) -> MlflowException:
+    """The MlflowException to raise for one of our errors (``raise mlflow_error(e) from e``).
+
+    A refusal is logged (one line: workspace and reason; our messages hold no secret) unless
+    ``log`` is False (the caller logged it), and answered with a status the client does not
+    retry (:data:`REFUSAL_STATUS`).
+    """
+    code = err.mlflow_code
+    if log and code in REFUSAL_CODES:
+        log_refusal(code, str(err), operation, workspace)
+    status = REFUSAL_STATUS.get(code)
+    if status is not None:
+        return Refusal(str(err), code, status)
+    return MlflowException(str(err), error_code=ErrorCode.Value(code))
+
+
+def as_refusal(
+    err: MlflowException, operation: str, workspace: str | None = None
+) -> MlflowException:
+    """``err`` (MLflow's own, e.g. INVALID_STATE from a workspace deletion) answered with a
+    status the client does not retry, and logged; other errors unchanged."""
+    code = str(err.error_code)
+    status = REFUSAL_STATUS.get(code)
+    if status is None or isinstance(err, Refusal):
+        return err
+    log_refusal(code, err.message, operation, workspace)
+    return Refusal(err.message, code, status)
+
+
+def log_refusal(
+    code: str, reason: str, operation: str | None = None, workspace: str | None = None
+) -> None:
+    """One server log line for a refusal (the request's workspace, the operation, the code
+    and the reason), and one count in ``ws_artifacts_refusals_total``."""
+    from ws_artifacts import audit, serving_metrics
+
+    workspace = workspace or get_request_workspace()
+    operation = operation or audit.current_operation() or "request"
+    _refusals.warning(
+        "refused %s for workspace %s (%s): %s", operation, workspace or "-", code, reason
+    )
+    serving_metrics.count_refusal(workspace, operation, code)
+    audit.refusal(operation, workspace, code)  # inside an artifact operation: its own line
 
 
 def default_server_app() -> Any:
@@ -150,6 +227,19 @@ def find_server_app(name: str) -> str:
 
     target: str = _find_app(name)
     return target
+
+
+def server_usage_error(args: list[str]) -> str | None:
+    """Why ``mlflow server`` would refuse ``args`` (the arguments after ``server``), found by
+    its own click command parsing them without running; None when it would take them."""
+    import click
+    from mlflow.cli import server
+
+    try:
+        server.make_context("mlflow server", list(args))
+    except click.ClickException as err:
+        return str(err.format_message())
+    return None
 
 
 def bootstrap_server_app(name: str) -> None:
@@ -437,6 +527,19 @@ def experiment_names(tracking_uri: str, workspace: str) -> dict[str, str]:
     with WorkspaceContext(workspace):
         client = MlflowClient(tracking_uri=tracking_uri)
         return {e.experiment_id: e.name for e in _all_experiments(client)}
+
+
+def proxied_repository() -> Any:
+    """The proxied artifact repository MLflow cached in this worker (None: no artifacts
+    served)."""
+    import importlib
+    import os
+
+    if not os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
+        return None
+    handlers: Any = importlib.import_module("mlflow.server.handlers")
+    build = getattr(handlers, "_get_artifact_repo_mlflow_artifacts", None)
+    return build() if build is not None else None
 
 
 def build_proxied_repository() -> None:

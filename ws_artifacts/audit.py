@@ -46,9 +46,11 @@ __all__ = [
     "audited",
     "counted",
     "counted_chunks",
+    "current_operation",
     "enabled",
     "note",
     "open_sink",
+    "refusal",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -169,7 +171,7 @@ def audited(operation: str) -> Callable[[_F], _F]:
 
             @functools.wraps(method)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if not enabled() or _pending.get() is not None:
+                if not _recording() or _pending.get() is not None:
                     return await method(*args, **kwargs)
                 token = _pending.set(_Pending(operation, time.monotonic()))
                 try:
@@ -184,7 +186,7 @@ def audited(operation: str) -> Callable[[_F], _F]:
 
         @functools.wraps(method)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not enabled() or _pending.get() is not None:
+            if not _recording() or _pending.get() is not None:
                 return method(*args, **kwargs)
             token = _pending.set(_Pending(operation, time.monotonic()))
             try:
@@ -270,10 +272,48 @@ def counted_chunks(chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:
     return counting()
 
 
+def _recording() -> bool:
+    """Whether operations are followed: for the audit trail or the server's metrics."""
+    from ws_artifacts import serving_metrics
+
+    return enabled() or serving_metrics.on()
+
+
+def current_operation() -> str | None:
+    """The artifact operation under way in this context (None outside one, or when neither
+    the audit trail nor the metrics follow operations)."""
+    pending = _pending.get()
+    return pending.operation if pending is not None else None
+
+
+def refusal(operation: str, workspace: str | None, error_code: str) -> None:
+    """One line for a refusal outside an artifact operation (the guard, a workspace
+    deletion); inside one, the operation's own line says it."""
+    if not enabled() or _pending.get() is not None:
+        return
+    pending = _Pending(operation, time.monotonic(), workspace=workspace)
+    _sink.write(where(), _line(pending, _Refused(error_code)))
+
+
+class _Refused(Exception):
+    def __init__(self, error_code: str) -> None:
+        super().__init__(error_code)
+        self.error_code = error_code
+
+
 def _finish(token: contextvars.Token[_Pending | None], err: BaseException | None) -> None:
     pending = _pending.get()
     _pending.reset(token)
     if pending is None:
+        return
+    from ws_artifacts import serving_metrics
+
+    if serving_metrics.on():
+        size = pending.size
+        if pending.counters:
+            size = (size or 0) + sum(c.count for c in pending.counters)
+        serving_metrics.observe(pending.workspace, pending.operation, size, err is not None)
+    if not enabled():
         return
     try:
         line = _line(pending, err)

@@ -25,7 +25,7 @@ from ws_artifacts.paths import (
 )
 from ws_artifacts.routing import DESTINATION, Route, Router, Target, split_url
 
-__all__ = ["RouteReport", "check_routes", "describe_route", "example_name"]
+__all__ = ["RouteReport", "check_routes", "describe_route", "example_name", "quota_summary"]
 
 
 @dataclass
@@ -42,6 +42,7 @@ class RouteReport:
     error: str | None = None
     previous: int = 0
     left_in_previous: int | None = None
+    quota: str = "-"
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -79,6 +80,19 @@ def storage_summary(settings: Settings) -> str:
     if policy.expected_bucket_owner:
         parts.append(f"owner={policy.expected_bucket_owner}")
     return "; ".join(parts) or "-"
+
+
+def quota_summary(settings: Settings) -> str:
+    """The quota each workspace of the route has (``-``: none)."""
+    quota = settings.quota
+    if quota is None or (quota.max_bytes is None and quota.max_objects is None):
+        return "-"
+    parts = []
+    if quota.max_bytes is not None:
+        parts.append(f"{quota.max_bytes} bytes")
+    if quota.max_objects is not None:
+        parts.append(f"{quota.max_objects} objects")
+    return " and ".join(parts) + " per workspace"
 
 
 def check_routes(config: Config, destination: str, *, probe: bool) -> list[RouteReport]:
@@ -143,6 +157,7 @@ def _report(entry: str, workspace: str, route: Route, scope: str, probe: bool) -
         credentials=credentials_source(route.settings),
         storage=storage_summary(route.settings),
         previous=len(route.previous),
+        quota=quota_summary(route.settings),
     )
     if probe:
         try:

@@ -40,8 +40,10 @@ def main() -> None:
 @click.option("--backend-store-uri", help="Tracking store (default: SQLite in --data-dir).")
 @click.option(
     "--artifacts-destination",
-    help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir "
-    "(default: ws-file://<data-dir>/artifacts).",
+    envvar="WS_ARTIFACTS_DESTINATION",
+    help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir (default: "
+    "$WS_ARTIFACTS_DESTINATION, else `destination:` in the configuration, else "
+    "ws-file://<data-dir>/artifacts).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -81,8 +83,15 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     """
     from ws_artifacts import server as srv
 
-    config, path = _load(config_path)
     dry_run = options.pop("dry_run")
+    if not dry_run:  # first: a busy port is said at once, not when MLflow fails to bind
+        from ws_artifacts.launcher import port_problem
+
+        problem = port_problem(options["host"], options["port"])
+        if problem:
+            _fail(problem, 1)
+    config, path = _load(config_path)
+    options["artifacts_destination"] = options["artifacts_destination"] or config.destination
     plan = srv.plan_command(
         config_path=path.resolve(),
         data_dir=data_dir,
@@ -95,6 +104,17 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
             "--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], ws-file:///dir).",
             2,
         )
+    if ctx.args:
+        from ws_artifacts._mlflow import server_usage_error
+
+        problem = server_usage_error(plan.argv[4:])
+        if problem:
+            _fail(
+                f"ws-artifacts server: {problem} Options that `ws-artifacts server` does not "
+                "know go to `mlflow server`: see `ws-artifacts server --help` and "
+                "`mlflow server --help`.",
+                2,
+            )
     if plan.destination.startswith("ws-file://"):
         Path(plan.destination.removeprefix("ws-file://")).mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +132,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
                 "command line"
             )
         return
+    _say_what_changed(data_dir, config, plan.destination)
     inner = plan.env.get(srv.INNER_APP_ENV)
     if inner:
         from ws_artifacts._mlflow import bootstrap_server_app
@@ -121,6 +142,20 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     from ws_artifacts.launcher import run
 
     sys.exit(run(plan.argv, plan.env, url=plan.url, workers=options["workers"]))
+
+
+def _say_what_changed(data_dir: Path, config: Config, destination: str) -> None:
+    """Warn about routes and the destination that moved since the last start (as a live
+    reload does), then record this start (docs/configuration.md, "Restarts")."""
+    from ws_artifacts import last_start
+
+    current = last_start.record(config, destination)
+    previous = last_start.read_record(data_dir)
+    if previous is not None:
+        for message in last_start.changes_since(previous, config, destination):
+            _err.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    if previous != current:
+        last_start.write_record(data_dir, current)
 
 
 def _print_plan(plan: Any, config: Config) -> None:
@@ -137,24 +172,40 @@ def _print_plan(plan: Any, config: Config) -> None:
     _out.print(f"  configuration  : {plan.config_path}")
     _out.print(f"  audit trail    : {plan.env.get('WS_ARTIFACTS_AUDIT') or 'off'}")
     table = Table(title="workspace routes", title_justify="left")
-    for column in ("workspaces", "goes to", "backend", "credentials"):
-        table.add_column(column)
+    for column in ("workspaces", "goes to", "backend", "credentials", "quota"):
+        table.add_column(column, overflow="fold")  # never cut a URL
+    fallback: Any = None
     for report in check_routes(config, plan.destination, probe=False):
         if report.entry == DESTINATION:
-            continue  # the "(any other)" row below
+            fallback = report  # the "(any other)" row, last
+            continue
         table.add_row(
             escape(report.entry),
-            escape(report.url + "/workspaces/<name>/..."),
+            escape(_goes_to(config, report)),
             report.backend,
             escape(report.credentials),
+            escape(report.quota),
         )
-    fallback = (
-        "refused (unknown_workspaces: deny)"
-        if config.unknown_workspaces == "deny"
-        else f"{plan.destination}/workspaces/<name>/..."
-    )
-    table.add_row("(any other)", escape(fallback), "", "defaults")
+    if config.unknown_workspaces == "deny":
+        table.add_row("(any other)", "refused (unknown_workspaces: deny)", "-", "-", "-")
+    elif fallback is not None:
+        table.add_row(
+            "(any other)",
+            escape(f"{plan.destination}/workspaces/<name>/..."),
+            fallback.backend,
+            escape(fallback.credentials),
+            escape(fallback.quota),
+        )
     _out.print(table)
+
+
+def _goes_to(config: Config, report: Any) -> str:
+    """Where an entry's workspaces go: an exact name's own place; a glob's URL as written
+    (``{workspace}`` shown as ``<name>``), not its example's."""
+    if report.entry == report.workspace:
+        return f"{report.url}/workspaces/{report.entry}/..."
+    template = config.workspaces[report.entry].url.replace("{workspace}", "<name>")
+    return f"{template.rstrip('/')}/workspaces/<name>/..."
 
 
 @main.command()
@@ -174,9 +225,9 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
         click.echo(json.dumps(payload, indent=2))
     else:
         table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
-        columns = ("entry", "example", "url", "backend", "credentials", "storage", "probe")
-        for column in (*columns, "left in previous"):
-            table.add_column(column)
+        columns = ("entry", "example", "url", "backend", "credentials", "storage", "quota")
+        for column in (*columns, "probe", "left in previous"):
+            table.add_column(column, overflow="fold")  # URLs wrap, never cut
         for r in reports:
             status = (
                 "-"
@@ -186,7 +237,15 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
             table.add_row(
                 *(
                     escape(v)
-                    for v in (r.entry, r.workspace, r.url, r.backend, r.credentials, r.storage)
+                    for v in (
+                        r.entry,
+                        r.workspace,
+                        r.url,
+                        r.backend,
+                        r.credentials,
+                        r.storage,
+                        r.quota,
+                    )
                 ),
                 status,
                 _left(r),
@@ -204,6 +263,8 @@ def _left(report: Any) -> str:
     """The 'left in previous' cell: objects still in previous places (counted by --probe)."""
     if not report.previous:
         return "-"
+    if report.left_in_previous is None and report.ok is False:
+        return f"{report.previous} place(s); not counted (the probe failed)"
     if report.left_in_previous is None:
         return f"{report.previous} place(s); --probe counts"
     return str(report.left_in_previous)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -14,24 +14,78 @@ from rich.markup import escape
 from ws_artifacts.config import CONFIG_ENV_VAR, Config, load_config
 from ws_artifacts.errors import WsArtifactsError
 
-__all__ = ["config_option", "destination_option", "err", "fail", "load", "out"]
+__all__ = [
+    "DESTINATION_ENV",
+    "config_option",
+    "default_destination",
+    "destination_option",
+    "err",
+    "fail",
+    "load",
+    "out",
+]
 
-out = Console(highlight=False, width=160)
-err = Console(stderr=True, highlight=False, width=160)
+
+def _width() -> int:
+    """The terminal's width, at least 160 columns (also when not a terminal): wide terminals
+    get wide tables; URL columns wrap rather than being cut."""
+    import shutil
+
+    return max(160, shutil.get_terminal_size((160, 24)).columns)
+
+
+out = Console(highlight=False, width=_width())
+err = Console(stderr=True, highlight=False, width=_width())
 
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar=CONFIG_ENV_VAR,
+    is_eager=True,  # read before --destination, which may come from the file
     help=f"Configuration file (default: ${CONFIG_ENV_VAR}, else the embedded default).",
 )
-destination_option = click.option(
-    "--destination",
-    default=lambda: f"ws-file://{Path('ws-artifacts-data/artifacts').resolve()}",
-    show_default="ws-file://<cwd>/ws-artifacts-data/artifacts, as `ws-artifacts server`",
-    help="The default destination (the server's --artifacts-destination).",
-)
+#: Where the server keeps artifacts, for every command (a flag wins; the file's
+#: ``destination`` loses).
+DESTINATION_ENV = "WS_ARTIFACTS_DESTINATION"
+
+
+def default_destination() -> str:
+    """What ``ws-artifacts server`` uses with no configuration at all (``./run server``)."""
+    return f"ws-file://{Path('ws-artifacts-data/artifacts').resolve()}"
+
+
+def _destination(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """--destination, else $WS_ARTIFACTS_DESTINATION (click), else the configuration's
+    ``destination``, else (no configuration file at all) the embedded server's default."""
+    if value:
+        return value
+    from ws_artifacts.server import default_config_path
+
+    config, path = load(ctx.params.get("config_path"))
+    if config.destination:
+        return config.destination
+    if path == default_config_path():
+        return default_destination()
+    fail(
+        f"{path} does not say where the server keeps its artifacts. Add "
+        "`destination: ws-s3://bucket[/prefix]` (the server's --artifacts-destination) to "
+        f"it, or set {DESTINATION_ENV}, or pass --destination.",
+        2,
+    )
+
+
+def destination_option(function: Any) -> Any:
+    """``--destination`` (its value resolved as :func:`_destination` says)."""
+    return click.option(
+        "--destination",
+        envvar=DESTINATION_ENV,
+        callback=_destination,
+        help=f"Where the server keeps artifacts (its --artifacts-destination). Default: "
+        f"${DESTINATION_ENV}, else `destination:` in the configuration; without any "
+        "configuration file, ws-file://<cwd>/ws-artifacts-data/artifacts as `ws-artifacts "
+        "server`.",
+    )(function)
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -448,6 +448,15 @@ class RouteConfig(PlaceConfig):
         return places
 
 
+def _check_destination(value: str) -> str:
+    if not value.startswith("ws-") or "://" not in value:
+        raise ValueError(
+            "must be a ws-* URI, the server's --artifacts-destination "
+            "(ws-s3://bucket[/prefix] or ws-file:///dir)"
+        )
+    return value
+
+
 class Config(_Model):
     """The whole file."""
 
@@ -457,6 +466,9 @@ class Config(_Model):
         default_factory=dict
     )
     unknown_workspaces: Literal["default", "deny"] = "default"
+    # Where the server keeps artifacts (its --artifacts-destination), said once for the server
+    # and every admin command; a flag or WS_ARTIFACTS_DESTINATION wins over it.
+    destination: Annotated[str, AfterValidator(_check_destination)] | None = None
 
 
 def parse_config(

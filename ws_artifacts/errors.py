@@ -88,7 +88,8 @@ class NotFoundError(WsArtifactsError, FileNotFoundError):
 
 
 class QuotaExceededError(WsArtifactsError, OSError):
-    """An upload would take a workspace beyond its quota (MLflow answers HTTP 429)."""
+    """An upload would take a workspace beyond its quota (answered with HTTP 413, which MLflow's
+    client does not retry; MLflow's own status for RESOURCE_EXHAUSTED, 429, it retries)."""
 
     mlflow_code = "RESOURCE_EXHAUSTED"
 

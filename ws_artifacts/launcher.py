@@ -21,7 +21,9 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -32,7 +34,7 @@ from types import FrameType
 
 from ws_artifacts.server import READY_DIR_ENV
 
-__all__ = ["READY_DIR_ENV", "mark_ready", "run", "wait_until_ready"]
+__all__ = ["READY_DIR_ENV", "mark_ready", "port_problem", "run", "wait_until_ready"]
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _POLL_SECONDS = 0.05
@@ -76,22 +78,71 @@ def _answers(url: str) -> bool:
         return False
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``mlflow server`` could not listen on ``host``:``port`` (None: it can), found by
+    binding it as uvicorn does (``SO_REUSEADDR``), at once, before anything is started."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        return f"cannot resolve --host {host} ({err}); give an address, e.g. --host 127.0.0.1"
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            return (
+                f"cannot listen on {host}:{port} ({err.strerror}): another server is using port "
+                f"{port}. Stop it (`ss -ltnp 'sport = :{port}'` shows which), or start on "
+                f"another port: `ws-artifacts server --port {port + 1}`"
+            )
+    return None
+
+
 def run(argv: list[str], env: dict[str, str], *, url: str, workers: int) -> int:
     """Start the server, print the ready line when it is, and return its exit status."""
     directory = Path(tempfile.mkdtemp(prefix="ws-artifacts-ready-"))
     try:
-        proc = subprocess.Popen(argv, env={**env, READY_DIR_ENV: str(directory)})
+        env = {**env, READY_DIR_ENV: str(directory), **_metrics_env(argv, env, directory)}
+        proc = subprocess.Popen(argv, env=env)
         previous = {sig: signal.signal(sig, _forward(proc)) for sig in _FORWARDED}
         try:
-            if wait_until_ready(directory, workers, f"{url}/health", lambda: proc.poll() is None):
+            ready = wait_until_ready(
+                directory, workers, f"{url}/health", lambda: proc.poll() is None
+            )
+            if ready:
                 print(f"ws-artifacts: ready on {url} ({_workers(workers)})", flush=True)
             code = proc.wait()
+            if not ready:
+                print(
+                    f"ws-artifacts: the server stopped before it was ready (status {code}); "
+                    "its messages are above. Fix what they name and run `ws-artifacts server` "
+                    "again.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                code = code or 1  # never report a server that never served as a success
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return 128 - code if code < 0 else code
+
+
+def _metrics_env(argv: list[str], env: dict[str, str], directory: Path) -> dict[str, str]:
+    """A fresh prometheus_client multiprocess directory for the workers' metrics (so that
+    ``/metrics`` adds up every worker), unless one is set or MLflow's own exporter is asked
+    for (``--expose-prometheus DIR``: the workers then write into DIR and MLflow's ``/metrics``
+    shows ours too)."""
+    from ws_artifacts.serving_metrics import MULTIPROC_ENVS
+
+    if any(env.get(name) for name in (*MULTIPROC_ENVS, "MLFLOW_EXPOSE_PROMETHEUS")):
+        return {}
+    if any(a == "--expose-prometheus" or a.startswith("--expose-prometheus=") for a in argv):
+        return {}
+    metrics = directory / "metrics"
+    metrics.mkdir()
+    return {MULTIPROC_ENVS[0]: str(metrics)}
 
 
 def _workers(count: int) -> str:

@@ -14,7 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ws_artifacts import quarantine as q
-from ws_artifacts.cli_common import config_option
+from ws_artifacts.cli_common import config_option, destination_option
 from ws_artifacts.cli_common import fail as _fail
 from ws_artifacts.cli_common import load as _load
 from ws_artifacts.cli_common import out as _out
@@ -26,12 +26,7 @@ from ws_artifacts.stores import store_for
 __all__ = ["orphans", "purge", "quarantine", "restore"]
 
 _config = config_option
-_destination = click.option(
-    "--destination",
-    default=lambda: f"ws-file://{Path('ws-artifacts-data/artifacts').resolve()}",
-    show_default="ws-file://<cwd>/ws-artifacts-data/artifacts, as `ws-artifacts server`",
-    help="The server's --artifacts-destination (or --default-artifact-root).",
-)
+_destination = destination_option
 _tracking = click.option("--tracking-uri", help="The MLflow server, e.g. http://127.0.0.1:5000.")
 _backend = click.option("--backend-store-uri", help="Or the tracking database, e.g. sqlite:///x.")
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

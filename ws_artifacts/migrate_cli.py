@@ -26,8 +26,10 @@ _out, _err = out, err
 @click.option(
     "--destination",
     default=None,
+    envvar="WS_ARTIFACTS_DESTINATION",
     help="The server's --artifacts-destination (ws-s3://bucket[/prefix]); needed "
-    "with --moved-from.",
+    "with --moved-from. Default: $WS_ARTIFACTS_DESTINATION, else `destination:` in the "
+    "configuration.",
 )
 @click.option(
     "--all",
@@ -77,9 +79,13 @@ def migrate(
     from ws_artifacts.routing import Router
 
     config, _path = _load(config_path)
+    destination = destination or config.destination
     moving = moved_from is not None or moved_to is not None
     if moving and (not moved_from or not moved_to or not backend_store_uri or not destination):
-        _fail("--moved-from needs --to, --backend-store-uri and --destination.")
+        _fail(
+            "--moved-from needs --to, --backend-store-uri and the server's destination "
+            "(--destination, WS_ARTIFACTS_DESTINATION or `destination:` in the configuration)."
+        )
     when = _moment(moved_at) if moved_at else None
     if when is not None and not moving:
         _fail("--moved-at goes with --moved-from.")

@@ -77,6 +77,14 @@ def _provider_class() -> type:
     return _CLASS
 
 
+def _refused(err: Any, workspace: str) -> None:
+    """Raise MLflow's refusal of a deletion (INVALID_STATE, which MLflow answers with HTTP 500
+    and its client retries for minutes) as one the client does not retry; else return."""
+    refusal = _mlflow.as_refusal(err, "delete_workspace", workspace)
+    if refusal is not err:
+        raise refusal from err
+
+
 class _Provider:
     """Delegates to MLflow's SQL provider; see the module docstring for what differs."""
 
@@ -135,14 +143,26 @@ class _Provider:
     def delete_workspace(self, workspace_name: str, mode: Any = None) -> None:
         args = () if mode is None else (mode,)
         if workspace_name == DEFAULT_WORKSPACE or not self._exists(workspace_name):
-            self.inner.delete_workspace(workspace_name, *args)  # MLflow's own refusal
+            try:
+                self.inner.delete_workspace(workspace_name, *args)  # MLflow's own refusal
+            except _mlflow.MlflowException as err:
+                _refused(err, workspace_name)
+                raise
             return
-        _mlflow.check_workspace_deletable(self.inner, workspace_name, mode or "RESTRICT")
+        try:
+            _mlflow.check_workspace_deletable(self.inner, workspace_name, mode or "RESTRICT")
+        except _mlflow.MlflowException as err:  # INVALID_STATE: MLflow would answer 500
+            _refused(err, workspace_name)
+            raise
         places = self._places(workspace_name, required=True)
         reason = f"delete_workspace {_mlflow.deletion_mode_name(mode or 'RESTRICT')}"
         moved = self._move_all(places, reason)
         try:
             self.inner.delete_workspace(workspace_name, *args)
+        except _mlflow.MlflowException as err:
+            self._put_back(moved)
+            _refused(err, workspace_name)
+            raise
         except Exception:
             self._put_back(moved)
             raise

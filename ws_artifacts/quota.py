@@ -8,7 +8,8 @@ upload measures again), and measured again after ``quota.remeasure_seconds``.
 An upload is admitted when the workspace would hold at most ``max_bytes`` bytes and at most
 ``max_objects`` objects afterwards (reaching the quota exactly is allowed; one byte more is
 not). Refusals raise :class:`~ws_artifacts.errors.QuotaExceededError` (MLflow:
-RESOURCE_EXHAUSTED, HTTP 429). Reads, lists and deletes are never checked.
+RESOURCE_EXHAUSTED, answered with HTTP 413, which MLflow's client does not retry). Reads, lists
+and deletes are never checked.
 
 How far several workers can overshoot: a worker sees other workers' (and other servers')
 writes only at its next listing. So each of W workers may admit up to the headroom it saw at
@@ -24,6 +25,7 @@ look; docs/security.md ("Quota bounds per upload path") gives the bound of every
 
 from __future__ import annotations
 
+import contextvars
 import posixpath
 import threading
 import time
@@ -39,13 +41,16 @@ from ws_artifacts.routing import DESTINATION, Target
 __all__ = [
     "admit",
     "admit_files",
+    "check_declared",
     "convert",
+    "declare_length",
     "forget",
     "headroom",
     "hold",
     "limited",
     "metered",
     "release",
+    "undeclare_length",
 ]
 
 
@@ -64,6 +69,14 @@ _ledgers: dict[tuple[str, str], _Ledger] = {}
 # URL's key, a multipart upload's id) -> (bytes, objects). Kept apart from the ledgers, which a
 # re-measure replaces; see ws_artifacts.bounds.
 _holds: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+
+
+#: The size the client declared for the upload being received (its Content-Length), set by
+#: the server app (:func:`declare_length`): a stream that cannot fit is refused, with its real
+#: size, before its body is read.
+_declared: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "ws_artifacts_declared_length", default=None
+)
 _measuring: dict[tuple[str, str], threading.Lock] = {}
 _guard = threading.Lock()
 
@@ -97,6 +110,7 @@ def _ledger(target: Target, quota: Quota) -> _Ledger:
             usage = measure_scope(Place(target.workspace, target.route, target.scope))
             ledger = _Ledger(usage.objects, usage.bytes, time.monotonic())
             _ledgers[key] = ledger
+            _report(target, quota, ledger)
     return ledger
 
 
@@ -107,6 +121,15 @@ def _held(target: Target) -> tuple[int, int]:
         return 0, 0
     values = list(held.values())
     return sum(b for b, _ in values), sum(o for _, o in values)
+
+
+def _report(target: Target, quota: Quota, ledger: _Ledger) -> None:
+    """The ledger as the server's metrics show it (a no-op outside a server worker)."""
+    from ws_artifacts import serving_metrics
+
+    serving_metrics.quota_use(
+        target.workspace, ledger.bytes, ledger.objects, quota.max_bytes, quota.max_objects
+    )
 
 
 def _refusal(target: Target, quota: Quota, ledger: _Ledger, size: int, objects: int) -> str:
@@ -157,6 +180,7 @@ def admit(target: Target, size: int, objects: int = 1) -> None:
             raise QuotaExceededError(reason)
         ledger.bytes += size
         ledger.objects += objects
+        _report(target, quota, ledger)
 
 
 def admit_files(target: Target, local_files: list[str]) -> None:
@@ -203,6 +227,7 @@ def release(target: Target, hold_id: str, *, stored: tuple[int, int] | None = No
         if stored is not None:
             ledger.bytes += stored[0]
             ledger.objects += stored[1]
+            _report(target, quota, ledger)
 
 
 def convert(target: Target, hold_id: str, size: int, objects: int = 1) -> None:
@@ -223,6 +248,7 @@ def convert(target: Target, hold_id: str, size: int, objects: int = 1) -> None:
             raise QuotaExceededError(reason)
         ledger.bytes += size
         ledger.objects += objects
+        _report(target, quota, ledger)
 
 
 def headroom(target: Target) -> int | None:
@@ -238,6 +264,35 @@ def headroom(target: Target) -> int | None:
 def limited(target: Target) -> bool:
     """Whether a quota applies to ``target``."""
     return _quota(target) is not None
+
+
+def check_declared(target: Target, size: int) -> None:
+    """Refuse an upload of ``size`` bytes (its Content-Length) that cannot fit, before any of
+    it is read; nothing is counted (the upload itself is, as it arrives).
+
+    Raises:
+        QuotaExceededError: It would take the workspace beyond its quota.
+    """
+    quota = _quota(target)
+    if quota is None:
+        return
+    ledger = _ledger(target, quota)
+    with ledger.lock:
+        reason = _refusal(target, quota, ledger, size, 1)
+    if reason:
+        raise QuotaExceededError(
+            reason.replace("Upload refused:", f"Upload of {size} bytes refused:", 1)
+        )
+
+
+def declare_length(size: int | None) -> contextvars.Token[int | None]:
+    """Say how large the upload received in this context is (None: unknown); give the token
+    to :func:`undeclare_length` when the request ends."""
+    return _declared.set(size)
+
+
+def undeclare_length(token: contextvars.Token[int | None]) -> None:
+    _declared.reset(token)
 
 
 def forget(target: Target) -> None:
@@ -259,7 +314,7 @@ def metered(target: Target, stream: BinaryIO) -> BinaryIO:
 
 
 def metered_chunks(target: Target, chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:
-    """As :func:`metered`, for an ASGI body; refusals are MlflowExceptions (HTTP 429)."""
+    """As :func:`metered`, for an ASGI body; refusals are MlflowExceptions (HTTP 413)."""
     quota = _quota(target)
     if quota is None:
         return chunks
@@ -289,6 +344,9 @@ class _Meter:
         self.counted = 0
 
     def start(self) -> None:
+        declared = _declared.get()
+        if declared:  # the whole upload's size is known: judge it before reading any of it
+            check_declared(self.target, declared)
         admit(self.target, 0)  # room for one more object (and not over in bytes)
         self.ledger = _ledger(self.target, self.quota)
 
@@ -306,6 +364,7 @@ class _Meter:
             self.counted += size
             ledger.bytes += self.counted
             ledger.objects += 1
+            _report(self.target, self.quota, ledger)
 
 
 class _MeteredStream:

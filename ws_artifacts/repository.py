@@ -35,7 +35,13 @@ from ws_artifacts._mlflow import (
 )
 from ws_artifacts.backends import Backend, backend_for
 from ws_artifacts.config import CONFIG_ENV_VAR, Config, Transfer, config_from_env
-from ws_artifacts.errors import ConfigError, NotFoundError, PathError, WsArtifactsError
+from ws_artifacts.errors import (
+    ConfigError,
+    NotFoundError,
+    PathError,
+    QuotaExceededError,
+    WsArtifactsError,
+)
 from ws_artifacts.paths import (
     check_mlflow_path,
     check_owner,
@@ -224,6 +230,19 @@ class WorkspaceArtifactRepository(
             target.key,
         )
         return target
+
+    def refuse_declared_upload(self, path: str, size: int) -> Any:
+        """The refusal (an MlflowException) of an upload of ``size`` bytes to ``path`` that
+        its workspace's quota cannot take, judged before its body is read (the server app
+        calls it with the request's Content-Length); None when it may go on or cannot be
+        judged here (the upload itself then decides)."""
+        try:
+            quota.check_declared(self._resolve(path, "write"), size)
+        except QuotaExceededError as err:
+            return _mlflow.mlflow_error(err, operation="write", workspace=self._pinned)
+        except WsArtifactsError:
+            return None
+        return None
 
     # -- the repository contract ----------------------------------------------------------
     @audit.audited("write")

@@ -1,4 +1,5 @@
-"""Quotas: every upload path refused at the exact boundary with RESOURCE_EXHAUSTED (HTTP 429),
+"""Quotas: every upload path refused at the exact boundary with RESOURCE_EXHAUSTED (HTTP 413,
+which MLflow's client does not retry),
 nothing partial left behind, reads, lists and deletes unaffected; in this process against a
 moto S3 server, then through real ``mlflow server`` processes (1 worker for exact boundaries,
 2 workers for the documented overshoot bound)."""
@@ -80,7 +81,7 @@ KINDS = ["log_artifact", "log_artifacts", "stream", "async_stream"]
 
 def refused(err: pytest.ExceptionInfo[MlflowException], workspace: str) -> None:
     assert err.value.error_code == "RESOURCE_EXHAUSTED"
-    assert err.value.get_http_status_code() == 429
+    assert err.value.get_http_status_code() == 413  # not retried by the client
     assert f"workspace '{workspace}'" in err.value.message
     assert "raise workspaces.qb-*.quota" in err.value.message or "qo-*" in err.value.message
 
@@ -228,14 +229,14 @@ def _put(server: MlflowServer, ws: str, name: str, size: int) -> requests.Respon
     )
 
 
-def test_server_refuses_with_429_at_the_boundary(one_worker: MlflowServer, s3: Any) -> None:
+def test_server_refuses_with_413_at_the_boundary(one_worker: MlflowServer, s3: Any) -> None:
     ws = unique("qb")
     one_worker.client().create_workspace(ws)
     head = {"X-MLFLOW-WORKSPACE": ws}
     assert _put(one_worker, ws, "a", 600).status_code == 200
     assert _put(one_worker, ws, "b", 399).status_code == 200
     over = _put(one_worker, ws, "c", 2)
-    assert over.status_code == 429
+    assert over.status_code == 413
     assert over.json()["error_code"] == "RESOURCE_EXHAUSTED"
     assert over.json()["message"] == (
         f"Upload refused: workspace '{ws}' would hold 1001 bytes (quota 1000 bytes) at "
@@ -244,7 +245,7 @@ def test_server_refuses_with_429_at_the_boundary(one_worker: MlflowServer, s3: A
         "workspaces.qb-*.quota in the ws-artifacts configuration."
     )
     assert _put(one_worker, ws, "d", 1).status_code == 200
-    assert _put(one_worker, ws, "e", 1).status_code == 429
+    assert _put(one_worker, ws, "e", 1).status_code == 413
     assert keys(s3, BUCKET, prefix(ws)) == [prefix(ws) + n for n in ("a", "b", "d")]
     read = requests.get(_url(one_worker, "b"), headers=head, timeout=30)
     assert (read.status_code, read.content) == (200, b"s" * 399)
@@ -266,7 +267,7 @@ def test_server_refuses_multipart_create_and_complete(one_worker: MlflowServer, 
     base = f"{one_worker.url}/api/2.0/mlflow-artifacts/mpu"
     body = {"path": "big.bin", "num_parts": 4}
     create = requests.post(f"{base}/create/1/r1/artifacts", json=body, headers=head, timeout=30)
-    assert create.status_code == 429
+    assert create.status_code == 413
     assert create.json()["error_code"] == "RESOURCE_EXHAUSTED"
     body["num_parts"] = 3
     create = requests.post(f"{base}/create/1/r1/artifacts", json=body, headers=head, timeout=30)
@@ -284,7 +285,7 @@ def test_server_refuses_multipart_create_and_complete(one_worker: MlflowServer, 
         headers=head,
         timeout=30,
     )
-    assert done.status_code == 429
+    assert done.status_code == 413
     assert "would hold 13631488 bytes (quota 12582912 bytes)" in done.json()["message"]
     assert pending_uploads(s3, BUCKET, ws) == []
     assert keys(s3, BUCKET, ws) == []
@@ -310,11 +311,11 @@ def test_two_workers_overshoot_by_at_most_one_headroom(two_workers: MlflowServer
     answers = [_put(two_workers, ws, f"f{i}", 1).status_code for i in range(20)]  # new connections
     # (Had a worker listed again meanwhile, it would only have admitted less: the bound holds.)
     accepted = answers.count(200)
-    assert answers.count(429) == 20 - accepted
+    assert answers.count(413) == 20 - accepted
     assert 4 <= accepted <= 8
     assert len(keys(s3, BUCKET, prefix(ws))) == accepted
     time.sleep(REMEASURE + 0.5)  # past remeasure_seconds: every worker lists again
-    assert {_put(two_workers, ws, f"g{i}", 1).status_code for i in range(10)} == {429}
+    assert {_put(two_workers, ws, f"g{i}", 1).status_code for i in range(10)} == {413}
     assert len(keys(s3, BUCKET, prefix(ws))) == accepted
 
 

@@ -30,6 +30,7 @@ def config(tmp_path: Path) -> Path:
               "vision-*":
                 url: file://{tmp_path}/vision/{{workspace}}
             unknown_workspaces: deny
+            destination: ws-file://{tmp_path}/said-once
             """
         )
     )
@@ -131,11 +132,17 @@ def test_config_schema_is_json_schema_of_the_file() -> None:
     result = CliRunner().invoke(main, ["config", "schema"])
     assert result.exit_code == 0
     schema = json.loads(result.output)
-    assert set(schema["properties"]) == {"defaults", "workspaces", "unknown_workspaces"}
+    assert set(schema["properties"]) == {
+        "defaults",
+        "workspaces",
+        "unknown_workspaces",
+        "destination",
+    }
     assert schema["additionalProperties"] is False
 
 
 def test_server_dry_run_plans_mlflow_with_workspaces(config: Path, tmp_path: Path) -> None:
+    config.write_text(config.read_text().replace("destination:", "# destination:"))
     result = CliRunner().invoke(
         main,
         [
@@ -209,3 +216,135 @@ def test_server_plan_never_prints_a_database_password(config: Path, tmp_path: Pa
     assert words[words.index("--backend-store-uri") + 1] == masked
     assert words[words.index("--workspace-store-uri") + 1] == f"ws+{masked}"
     assert "the database password is shown masked" in result.stderr
+
+
+# -- the destination, said once ------------------------------------------------------------
+def _default_row(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["check", *args, "--json"])
+    if result.exit_code not in (0, 1):
+        return result.exit_code, result.output
+    return result.exit_code, json.loads(result.output)["routes"][-1]["url"]
+
+
+def test_destination_precedence_is_flag_then_env_then_file(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["--config", str(config)]
+    assert _default_row(args) == (0, f"file://{tmp_path}/said-once")
+    monkeypatch.setenv("WS_ARTIFACTS_DESTINATION", f"ws-file://{tmp_path}/from-env")
+    assert _default_row(args) == (0, f"file://{tmp_path}/from-env")
+    flag = ["--destination", f"ws-file://{tmp_path}/from-flag"]
+    assert _default_row([*args, *flag]) == (0, f"file://{tmp_path}/from-flag")
+    assert _default_row([*flag, *args]) == (0, f"file://{tmp_path}/from-flag")  # any order
+
+
+def test_a_command_without_a_destination_says_how_to_set_it(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WS_ARTIFACTS_DESTINATION", raising=False)
+    config.write_text(config.read_text().replace("destination:", "# destination:"))
+    for command in (
+        ["check"],
+        ["route", "team-a"],
+        ["usage"],
+        ["orphans"],
+        ["quarantine", "list"],
+        ["purge", "--older-than", "30d"],
+        ["restore", "team-a"],
+    ):
+        result = CliRunner().invoke(main, [*command, "--config", str(config)])
+        assert result.exit_code == 2, (command, result.output)
+        text = " ".join(result.output.split())
+        assert text == (
+            f"error: {config} does not say where the server keeps its artifacts. Add "
+            "`destination: ws-s3://bucket[/prefix]` (the server's --artifacts-destination) to "
+            "it, or set WS_ARTIFACTS_DESTINATION, or pass --destination."
+        ), command
+
+
+def test_without_any_configuration_the_embedded_servers_destination_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("WS_ARTIFACTS_DESTINATION", "WS_ARTIFACTS_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert _default_row([]) == (0, f"file://{tmp_path}/ws-artifacts-data/artifacts")
+
+
+def test_a_destination_in_the_file_must_be_a_ws_uri(config: Path) -> None:
+    config.write_text(config.read_text().replace("destination: ws-file://", "destination: s3://"))
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "destination: must be a ws-* URI" in " ".join(result.output.split())
+
+
+def test_the_server_takes_the_destination_from_the_file(config: Path, tmp_path: Path) -> None:
+    args = ["server", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--dry-run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    words = shlex.split(result.stdout.strip().splitlines()[-1])
+    assert words[words.index("--artifacts-destination") + 1] == f"ws-file://{tmp_path}/said-once"
+
+
+# -- what the tables show ------------------------------------------------------------------
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """A rich table's rows by first cell, each cell's wrapped lines joined, spaces removed."""
+    rows: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = ["".join(c.split()) for c in line.strip().strip("│").split("│")]
+        if cells[0] or not rows:
+            rows.append(cells)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], cells, strict=True)]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_startup_table_shows_a_globs_url_as_written_and_the_fallbacks_backend(
+    config: Path, tmp_path: Path
+) -> None:
+    text = config.read_text().replace("unknown_workspaces: deny", "unknown_workspaces: default")
+    config.write_text(text.replace("storage: {", "quota: {max_bytes: 1000}\n    storage: {"))
+    args = ["server", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--dry-run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = _table_rows(result.stdout)
+    assert rows["vision-*"][0] == f"file://{tmp_path}/vision/<name>/workspaces/<name>/..."
+    assert "vision-example" not in result.stdout
+    assert rows["team-a"][0] == "s3://team-a-artifacts/workspaces/team-a/..."
+    assert rows["team-a"][3] == "1000bytesperworkspace"
+    assert rows["(anyother)"] == [
+        f"ws-file://{tmp_path}/said-once/workspaces/<name>/...",
+        "fsspec",
+        "defaultchain",
+        "-",
+    ]
+
+
+def test_check_shows_quotas(config: Path) -> None:
+    text = config.read_text().replace(
+        "storage: {", "quota: {max_bytes: 1000, max_objects: 5}\n    storage: {"
+    )
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["check", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    quotas = {r["entry"]: r["quota"] for r in json.loads(result.output)["routes"]}
+    assert quotas == {
+        "team-a": "1000 bytes and 5 objects per workspace",
+        "vision-*": "-",
+        "(default destination)": "-",
+    }
+
+
+def test_a_failed_probe_does_not_offer_to_count(config: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a directory")
+    text = config.read_text().replace(
+        "url: file://" + str(tmp_path) + "/vision/{workspace}",
+        f'url: file://{blocked}/{{workspace}}\n    previous: ["file://{tmp_path}/old/{{workspace}}"]',
+    )
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["check", "--config", str(config), "--probe"])
+    assert result.exit_code == 1
+    assert _table_rows(result.output)["vision-*"][-1] == "1place(s);notcounted(theprobefailed)"

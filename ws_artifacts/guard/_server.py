@@ -276,7 +276,7 @@ def flask_guard() -> Any:
         check_all(extract() if extract is not None else [])
         return None
     except LocationRefused as err:
-        _logger.info("guard refused %s %s: %s", request.method, request.path, err)
+        _logger.debug("guard refused %s %s: %s", request.method, request.path, err)
         error = _refusal(err)
     except MlflowException as err:  # the handler would refuse the request the same way
         error = err
@@ -309,7 +309,7 @@ def names_quarantine(path: str, query: str) -> bool:
 def _refusal(err: LocationRefused) -> Any:
     from ws_artifacts._mlflow import mlflow_error
 
-    return mlflow_error(err)
+    return mlflow_error(err, operation="guard")
 
 
 # -- OTLP: root-span attributes mlflow.traceTag.<key> become trace tags -------------------
@@ -424,7 +424,7 @@ async def _check_otlp(scope: dict[str, Any], body: bytes) -> tuple[int, bytes] |
     try:
         await anyio.to_thread.run_sync(run)  # store look-ups block; context is copied
     except LocationRefused as err:
-        _logger.info("guard refused an OTLP export: %s", err)
+        _logger.debug("guard refused an OTLP export: %s", err)
         error = _refusal(err)
         return error.get_http_status_code(), error.serialize_as_json().encode()
     except MlflowException as err:
