@@ -14,9 +14,10 @@ acceptable. A root is refused when it:
   nothing);
 * is nested in, or is a prefix of, another root or route prefix: roots are equal (the places
   ``<root>/workspaces/<a>`` and ``<root>/workspaces/<b>`` are disjoint) or disjoint. Other roots
-  are every place some other workspace has: exact file routes and their previous places, glob
-  routes (the part before ``{workspace}``), the server's default destinations, and the current
-  and previous roots of every other workspace in MLflow's database.
+  are every place some other workspace has: exact file routes and their previous places (never
+  shared, not even an equal root), glob routes (the part before ``{workspace}``, never shared),
+  the server's default destinations, and the current and previous roots of every other
+  workspace in MLflow's database.
 
 No I/O and no MLflow import happen here.
 """
@@ -156,8 +157,8 @@ def _other_roots(
             if "{workspace}" in url:
                 fixed = url.split("{workspace}", 1)[0]
                 out.append((who, (*_split(fixed.rsplit("/", 1)[0] + "/"), False)))
-            else:
-                out.append((who, (*_split(url), True)))
+            else:  # another team's route: not shared, even where a location includes it
+                out.append((who, (*_split(url), False)))
     for destination in destinations:
         out.append(("the default destination", (*_split(destination.removeprefix("ws-")), True)))
     for name, root in roots.items():
