@@ -520,3 +520,10 @@ def server_workspace_roots() -> dict[str, tuple[str | None, tuple[str, ...]]]:
         ensure_previous_roots_table(sql)
         _TABLE_READY.add(id(sql))
     return read_workspace_roots(sql)
+
+
+def database_workspace_roots(db_uri: str) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """Every workspace's roots, read from the tracking database ``db_uri`` (the CLI's view)."""
+    store = sql_workspace_store(db_uri)
+    ensure_previous_roots_table(store)
+    return read_workspace_roots(store)

@@ -26,7 +26,15 @@ from ws_artifacts.errors import ConfigError, StorageError
 from ws_artifacts.paths import DEFAULT_WORKSPACE
 from ws_artifacts.routing import WorkspaceRoot
 
-__all__ = ["DEFAULT_TTL", "ROOTS_TTL_ENV", "RootsCache", "forget_all", "roots_cache", "roots_ttl"]
+__all__ = [
+    "DEFAULT_TTL",
+    "ROOTS_TTL_ENV",
+    "RootsCache",
+    "database_roots",
+    "forget_all",
+    "roots_cache",
+    "roots_ttl",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -156,3 +164,20 @@ def forget_all() -> None:
     """Make every cache of this process read again (after this process changed a root)."""
     for cache in list(_caches.values()):
         cache.forget()
+
+
+def database_roots(db_uri: str) -> dict[str, WorkspaceRoot]:
+    """Every workspace's current and previous roots, read once from the database ``db_uri``
+    (for the CLI: ``migrate``, ``check``, ``route``, ``usage``).
+
+    Raises:
+        StorageError: The database cannot be read.
+    """
+    try:
+        rows = _mlflow.database_workspace_roots(db_uri)
+    except Exception as err:
+        raise StorageError(
+            f"The workspaces' artifact roots cannot be read from the tracking database "
+            f"({type(err).__name__}: {err}). Give the server's --backend-store-uri."
+        ) from err
+    return {name: WorkspaceRoot(url, previous) for name, (url, previous) in rows.items()}
