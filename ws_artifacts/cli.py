@@ -319,6 +319,7 @@ _register()
 @click.option("--parallel", default=16, show_default=True, type=click.IntRange(1, 128))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--prometheus", is_flag=True, help="Print Prometheus gauges (text format).")
+@_roots_option
 @click.argument("workspaces", nargs=-1)
 def usage(
     config_path: Path | None,
@@ -328,6 +329,7 @@ def usage(
     parallel: int,
     as_json: bool,
     prometheus: bool,
+    backend_store_uri: str | None,
     workspaces: tuple[str, ...],
 ) -> None:
     """Objects and bytes per workspace and route (and experiment), largest first."""
@@ -345,6 +347,7 @@ def usage(
             output="json" if as_json else "prometheus" if prometheus else "table",
             out=_out,
             err=_err,
+            roots=_roots(config, backend_store_uri),
         )
     except WsArtifactsError as error:
         _fail(str(error), 1)

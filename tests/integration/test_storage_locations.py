@@ -12,6 +12,7 @@ location one (it references the location for its credentials).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -212,6 +213,30 @@ def test_a_root_inside_location_one_gets_runs_proxied_with_its_credentials(
     assert read_back(world, "team-c", run, tmp_path) == b"team c weights"
 
 
+def test_route_check_and_usage_say_the_route_came_from_the_workspace_setting(
+    world: Locations,
+) -> None:
+    common = ["--destination", f"ws-s3://{ROOT}", "--backend-store-uri", f"sqlite:///{world.db}"]
+    route = json.loads(world.cli("route", "--json", *common, "team-c").stdout)
+    assert (route["entry"], route["source"], route["location"]) == (
+        "location:one",
+        "workspace setting",
+        f"s3://{ONE}/teams/c/workspaces/team-c",
+    )
+    assert json.loads(world.cli("route", "--json", *common, "team-a").stdout)["source"] == "file"
+    checked = json.loads(world.cli("check", "--json", *common).stdout)
+    rows = {r["entry"]: (r["source"], r["url"]) for r in checked["routes"]}
+    assert rows == {
+        "team-a": ("file", f"s3://{ONE}/teams/a"),
+        "team-c (root)": ("workspace setting", f"s3://{ONE}/teams/c"),
+        "(default destination)": ("default", f"s3://{ROOT}"),
+    }
+    used = json.loads(world.cli("usage", "--json", *common, "team-c").stdout)
+    assert [(w["workspace"], w["source"], w["objects"]) for w in used["workspaces"]] == [
+        ("team-c", "workspace setting", 1)
+    ]
+
+
 @pytest.mark.parametrize(
     ("root", "why"),
     [
@@ -243,26 +268,26 @@ def test_a_root_outside_both_or_in_team_as_place_is_refused_with_the_locations(
 
 
 def test_an_update_to_location_two_keeps_old_runs_readable_and_migrate_empties_the_old_place(
-    world: Locations, tmp_path: Path
+    world: Locations, tmp_path: Path, record_property: Any
 ) -> None:
     client = world.client()
     client.create_workspace("team-m", default_artifact_root=f"s3://{ONE}/teams/m")
     _, old_run = log_run(world, "team-m", b"before the move", tmp_path)
     assert len(world.keys(ONE, "teams/m/workspaces/team-m/")) == 1
     client.update_workspace("team-m", default_artifact_root=f"s3://{TWO}/m")
+    updated = time.monotonic()
     assert read_back(world, "team-m", old_run, tmp_path / "a") == b"before the move"
     # Every worker of both servers routes new writes to location two within the bound; until
     # then a write goes to the old place, which the workspace still owns (a previous place).
-    started = time.monotonic()
-    while True:
-        exp, run = log_run(
-            world, "team-m", b"after the move", tmp_path, server=len(world.keys(TWO)) % 2
-        )
-        key = f"workspaces/team-m/{exp}/{run}/artifacts/model.bin"
-        if world.keys(TWO, "m/") and f"m/{key}" in world.keys(TWO, "m/"):
-            break
-        assert f"teams/m/{key}" in world.keys(ONE, "teams/m/")
-        assert time.monotonic() - started < 30 * TTL, "new writes never reached location two"
+    for server in (0, 1):
+        while True:
+            exp, run = log_run(world, "team-m", b"after the move", tmp_path, server=server)
+            key = f"workspaces/team-m/{exp}/{run}/artifacts/model.bin"
+            if f"m/{key}" in world.keys(TWO, "m/"):
+                break
+            assert f"teams/m/{key}" in world.keys(ONE, "teams/m/")
+            assert time.monotonic() - updated < 30 * TTL, "new writes never reached location two"
+        record_property(f"server{server}_seconds_to_new_root", round(time.monotonic() - updated, 3))
     world.cli(
         "migrate",
         "team-m",
