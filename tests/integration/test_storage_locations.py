@@ -6,8 +6,9 @@ user may touch only ``sl-loc-one``, location two's only ``sl-loc-two``, the serv
 (the default chain) only the destination ``sl-root``. So an object in a location's bucket was
 written with that location's credentials, and clients (which have none) reach it only through
 the proxied server. Presigned URLs do not work in moto with IAM on, so they are off here.
-Two ``ws-artifacts server`` processes share one SQLite database; team-a has a file route inside
-location one (it references the location for its credentials).
+Two proxied ``ws-artifacts server`` processes and one direct-mode ``mlflow server`` share one
+SQLite database; team-a has a file route inside location one (it references the location for
+its credentials).
 """
 
 from __future__ import annotations
@@ -164,6 +165,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Locations]:
                     startup_timeout=600,
                 )
             )
+        # A direct-mode server on the same database: clients route with their own keys.
+        direct = start_mlflow(
+            base / "direct",
+            args=[
+                "--enable-workspaces",
+                "--no-serve-artifacts",
+                "--default-artifact-root",
+                f"ws-s3://{ROOT}",
+                "--workspace-store-uri",
+                f"ws+sqlite:///{db}",
+            ],
+            env={**env, "WS_ARTIFACTS_CONFIG": str(config)},
+            backend_store_uri=f"sqlite:///{db}",
+            workers=1,
+        )
+        servers.append(direct)
         yield Locations(moto, admin, users, servers, config, db, env)
     finally:
         for server in servers:
@@ -326,3 +343,79 @@ def test_deleting_the_workspace_quarantines_every_place(world: Locations, tmp_pa
     assert world.keys(TWO, "q/workspaces/") == []
     assert world.keys(ONE, "teams/q/.ws-quarantine/team-q/")
     assert world.keys(TWO, "q/.ws-quarantine/team-q/")
+
+
+def test_direct_mode_clients_route_to_the_root_with_the_locations_keys(
+    world: Locations, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in world.env.items():  # the client's own keys: the server user's (root only)
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(world.config))
+    client = world.client(2)
+    client.create_workspace("team-dir", default_artifact_root=f"s3://{TWO}/dir")
+    exp, run = log_run(world, "team-dir", b"direct bytes", tmp_path, server=2)
+    with in_workspace("team-dir"):
+        location = client.get_experiment(exp).artifact_location
+    assert location == f"ws-s3://{ROOT}/workspaces/team-dir/{exp}"
+    assert world.keys(TWO, "dir/") == [f"dir/workspaces/team-dir/{exp}/{run}/artifacts/model.bin"]
+    assert world.keys(ROOT, "workspaces/team-dir/") == []
+    assert read_back(world, "team-dir", run, tmp_path, server=2) == b"direct bytes"
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+def _create_in_the_ui(driver: Any, url: str, name: str, root: str) -> None:
+    """Fill in and submit the home page's "Create new workspace" form, as a user would."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 120)
+    driver.get(url + "/#/")
+    create = (By.CSS_SELECTOR, "[data-component-id='mlflow.home.workspaces.create_button']")
+    wait.until(ec.element_to_be_clickable(create)).click()
+    name_box = (By.XPATH, "//input[@placeholder='Enter workspace name']")
+    wait.until(ec.visibility_of_element_located(name_box)).send_keys(name)
+    root_box = "//input[@placeholder='Enter default artifact root URI']"
+    driver.find_element(By.XPATH, root_box).send_keys(root)
+    ok = "[data-component-id='mlflow.home.create_workspace_modal.footer.ok']"
+    driver.find_element(By.CSS_SELECTOR, ok).click()
+
+
+def test_the_ui_workspace_form_refuses_with_the_locations_and_creates_a_routed_workspace(
+    world: Locations, tmp_path: Path
+) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    url = world.servers[0].url
+    try:
+        _create_in_the_ui(driver, url, "team-ui", f"s3://{ONE}/teams/a/ui")
+        error = (By.CSS_SELECTOR, "[data-component-id='mlflow.home.create_workspace_modal.error']")
+        shown = WebDriverWait(driver, 120).until(ec.visibility_of_element_located(error)).text
+        assert "overlaps the place of route 'team-a'" in shown, shown
+        assert f"one (s3://{ONE}/teams), two (s3://{TWO})" in shown, shown
+        _create_in_the_ui(driver, url, "team-ui", f"s3://{TWO}/ui")
+        WebDriverWait(driver, 120).until(ec.url_contains("workspace=team-ui"))
+    finally:
+        driver.quit()
+    assert world.client().get_workspace("team-ui").default_artifact_root == f"s3://{TWO}/ui"
+    exp, run = log_run(world, "team-ui", b"made in the ui", tmp_path)
+    assert world.keys(TWO, "ui/") == [f"ui/workspaces/team-ui/{exp}/{run}/artifacts/model.bin"]
