@@ -114,18 +114,17 @@ class _Provider:
         name = workspace.name
         all_roots = self.workspace_roots()
         old = all_roots.get(name, WorkspaceRoot(None))
-        if not new:
-            if old.url is None:
+        if not routes_by_root(new):  # "" clears; ws-/mlflow-artifacts: MLflow's own layout
+            if not routes_by_root(old.url):
                 return self.inner.update_workspace(workspace)
             raise _mlflow.mlflow_error(
                 StorageLocationError(
                     f"Refused to clear the default_artifact_root of workspace '{name}' "
-                    f"({old.url}): its artifacts would no longer be found. Set another root "
-                    "inside an approved storage location instead."
+                    f"({old.url}) or to point it at MLflow's own layout ({new or 'unset'}): its "
+                    "artifacts would no longer be found. Set another root inside an approved "
+                    "storage location instead."
                 )
             )
-        if not routes_by_root(new):  # MLflow's own layout, kept inside by the guard
-            return self.inner.update_workspace(workspace)
         config = config_from_env()
         destinations = destinations_from_env(os.environ) or ()
         try:

@@ -288,7 +288,12 @@ def test_the_provider_refuses_a_root_inside_another_workspaces_root(provider: An
 
 @pytest.mark.integration
 @pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SADeprecationWarning")
-def test_clearing_a_root_is_refused(provider: Any) -> None:
+@pytest.mark.parametrize(
+    "replacement",
+    ["", "ws-s3://sl-root/workspaces/{name}", "mlflow-artifacts:/workspaces/{name}"],
+    ids=["cleared", "ws-form", "proxied-form"],
+)
+def test_clearing_a_root_is_refused(provider: Any, replacement: str) -> None:
     from mlflow.entities import Workspace
     from mlflow.exceptions import MlflowException
 
@@ -296,7 +301,11 @@ def test_clearing_a_root_is_refused(provider: Any) -> None:
     provider.create_workspace(Workspace(name=name, default_artifact_root="s3://sl-two/clear"))
     with pytest.raises(
         MlflowException,
-        match=rf"Refused to clear the default_artifact_root of workspace '{name}' \(s3://sl-two/clear\)",
+        match=rf"Refused to clear the default_artifact_root of workspace '{name}' "
+        r"\(s3://sl-two/clear\) or to point it at MLflow's own layout",
     ):
-        provider.update_workspace(Workspace(name=name, default_artifact_root=""))
+        provider.update_workspace(
+            Workspace(name=name, default_artifact_root=replacement.format(name=name))
+        )
     assert provider.get_workspace(name).default_artifact_root == "s3://sl-two/clear"
+    assert provider.workspace_roots()[name] == WorkspaceRoot("s3://sl-two/clear")
