@@ -397,6 +397,7 @@ def test_the_ui_workspace_form_refuses_with_the_locations_and_creates_a_routed_w
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -412,7 +413,15 @@ def test_the_ui_workspace_form_refuses_with_the_locations_and_creates_a_routed_w
         shown = WebDriverWait(driver, 120).until(ec.visibility_of_element_located(error)).text
         assert "overlaps the place of route 'team-a'" in shown, shown
         assert f"one (s3://{ONE}/teams), two (s3://{TWO})" in shown, shown
-        _create_in_the_ui(driver, url, "team-ui", f"s3://{TWO}/ui")
+        # The form stays open with the refusal: correct the root there and submit again.
+        root_box = driver.find_element(
+            By.XPATH, "//input[@placeholder='Enter default artifact root URI']"
+        )
+        root_box.send_keys(Keys.CONTROL, "a")
+        root_box.send_keys(Keys.DELETE)
+        root_box.send_keys(f"s3://{TWO}/ui")
+        ok = "[data-component-id='mlflow.home.create_workspace_modal.footer.ok']"
+        driver.find_element(By.CSS_SELECTOR, ok).click()
         WebDriverWait(driver, 120).until(ec.url_contains("workspace=team-ui"))
     finally:
         driver.quit()
