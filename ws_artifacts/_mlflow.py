@@ -556,3 +556,103 @@ def build_proxied_repository() -> None:
     build = getattr(handlers, "_get_artifact_repo_mlflow_artifacts", None)
     if build is not None:
         build()
+
+
+# -- workspace roots (routing.WorkspaceRoot; provider.py and roots.py) -----------------------
+#: ws-artifacts' own table in MLflow's database: each workspace's earlier roots, newest first
+#: (MLflow's workspaces table holds only the current one).
+PREVIOUS_ROOTS_TABLE = "ws_artifacts_previous_roots"
+_TABLE: Any = None
+
+
+def _previous_roots_table() -> Any:
+    global _TABLE
+    if _TABLE is None:
+        import sqlalchemy as sa
+
+        _TABLE = sa.Table(
+            PREVIOUS_ROOTS_TABLE,
+            sa.MetaData(),
+            sa.Column("workspace", sa.String(63), primary_key=True),
+            sa.Column("position", sa.Integer, primary_key=True),
+            sa.Column("url", sa.Text, nullable=False),
+        )
+    return _TABLE
+
+
+def ensure_previous_roots_table(sql_store: Any) -> None:
+    """Create ws-artifacts' previous-roots table in the workspace store's database if missing."""
+    _previous_roots_table().create(sql_store._engine, checkfirst=True)
+
+
+def read_workspace_roots(sql_store: Any) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """Every workspace's current root (MLflow's column) and previous roots (ours), in one
+    read-only session: ``{name: (root or None, (previous, ...))}``."""
+    import sqlalchemy as sa
+    from mlflow.store.workspace.dbmodels.models import SqlWorkspace
+
+    table = _previous_roots_table()
+    with sql_store._engine.begin() as conn:  # one transaction: both tables as of one moment
+        rows = conn.execute(sa.select(SqlWorkspace.name, SqlWorkspace.default_artifact_root))
+        rows = rows.all()
+        previous = conn.execute(table.select().order_by(table.c.workspace, table.c.position))
+        previous = previous.all()
+    out: dict[str, tuple[str | None, tuple[str, ...]]] = {
+        str(name): (root or None, ()) for name, root in rows
+    }
+    for workspace, _, url in previous:
+        if workspace in out:
+            root, urls = out[workspace]
+            out[workspace] = (root, (*urls, str(url)))
+    return out
+
+
+def write_previous_roots(sql_store: Any, workspace: str, urls: tuple[str, ...]) -> None:
+    """Replace ``workspace``'s previous roots (newest first) in one transaction."""
+    table = _previous_roots_table()
+    with sql_store._engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.workspace == workspace))
+        if urls:
+            conn.execute(
+                table.insert(),
+                [{"workspace": workspace, "position": i, "url": u} for i, u in enumerate(urls)],
+            )
+
+
+def server_workspace_store() -> Any:
+    """The workspace store of this server process (MLflow builds and keeps one per process)."""
+    from mlflow.server.workspace_helpers import _get_workspace_store
+
+    return _get_workspace_store()
+
+
+def client_workspace_roots(
+    tracking_uri: str | None,
+) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """Every workspace's current root as a tracking server reports it (direct-mode clients;
+    previous roots are the server's own and not reported)."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    return {ws.name: (ws.default_artifact_root or None, ()) for ws in client.list_workspaces()}
+
+
+_TABLE_READY: set[int] = set()
+
+
+def server_workspace_roots() -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """Every workspace's roots, read from this server's workspace store (its database when it
+    is a SQL store, ours or MLflow's; otherwise the provider's ``list_workspaces``)."""
+    store = server_workspace_store()
+    sql = getattr(store, "inner", store)
+    if getattr(sql, "_engine", None) is None:
+        return {ws.name: (ws.default_artifact_root or None, ()) for ws in store.list_workspaces()}
+    if id(sql) not in _TABLE_READY:
+        ensure_previous_roots_table(sql)
+        _TABLE_READY.add(id(sql))
+    return read_workspace_roots(sql)
+
+
+def database_workspace_roots(db_uri: str) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """Every workspace's roots, read from the tracking database ``db_uri`` (the CLI's view)."""
+    store = sql_workspace_store(db_uri)
+    ensure_previous_roots_table(store)
+    return read_workspace_roots(store)

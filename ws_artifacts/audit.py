@@ -85,6 +85,7 @@ class _Pending:
     workspace: str | None = None
     path: str | None = None
     location: str | None = None
+    route_source: str | None = None
     size: int | None = None
     counters: list[Any] = field(default_factory=list)
 
@@ -225,6 +226,7 @@ def note(
     if target is not None and pending.location is None:
         pending.location = str(target.uri)
         pending.workspace = str(target.workspace)
+        pending.route_source = str(target.route.source)
     if size is not None:
         pending.size = (pending.size or 0) + size
     for name in files:  # sizes of local files, looked at only when auditing
@@ -334,6 +336,7 @@ def _line(pending: _Pending, err: BaseException | None) -> bytes:
         "operation": pending.operation,
         "path": pending.path,
         "location": pending.location,
+        "route_source": pending.route_source,
         "bytes": size,
         "outcome": "ok" if err is None else "error",
         "error_code": None if err is None else _error_code(err),

@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,7 +24,15 @@ from ws_artifacts.paths import (
     normalize,
     split_logical,
 )
-from ws_artifacts.routing import DESTINATION, Route, Router, Target, split_url
+from ws_artifacts.routing import (
+    DESTINATION,
+    Route,
+    Router,
+    Target,
+    WorkspaceRoot,
+    routes_by_root,
+    split_url,
+)
 
 __all__ = ["RouteReport", "check_routes", "describe_route", "example_name", "quota_summary"]
 
@@ -43,6 +52,7 @@ class RouteReport:
     previous: int = 0
     left_in_previous: int | None = None
     quota: str = "-"
+    source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -95,18 +105,33 @@ def quota_summary(settings: Settings) -> str:
     return " and ".join(parts) + " per workspace"
 
 
-def check_routes(config: Config, destination: str, *, probe: bool) -> list[RouteReport]:
-    """Resolve every configured entry (patterns through an example name); with ``probe``,
-    write, read back and delete a small marker in each route with the route's own
-    credentials."""
-    router = Router(config, _inner(destination))
+def check_routes(
+    config: Config,
+    destination: str,
+    *,
+    probe: bool,
+    roots: Mapping[str, WorkspaceRoot] | None = None,
+) -> list[RouteReport]:
+    """Resolve every configured entry (patterns through an example name) and every workspace
+    routed by its own root (``roots``, from the database); with ``probe``, write, read back and
+    delete a small marker in each route with the route's own credentials."""
+    router = Router(config, _inner(destination), roots)
     places = [(entry, example_name(entry)) for entry in config.workspaces]
+    places += [
+        (f"{name} (root)", name)
+        for name, root in sorted((roots or {}).items())
+        if name not in config.workspaces and routes_by_root(root.url)
+    ]
     reports = []
     for entry, workspace in places:
-        route = router.route_for(workspace)
+        try:
+            route = router.route_for(workspace)
+        except WsArtifactsError as err:  # a root outside every approved location
+            reports.append(RouteReport(entry, workspace, "-", "-", "-", "-", False, str(err)))
+            continue
         scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
         report = _report(entry, workspace, route, scope, probe)
-        if report.ok and route.previous and entry != workspace:
+        if report.ok and route.previous and route.source == "glob":
             try:
                 report.left_in_previous = _left_in_glob_previous(router, entry)
             except WsArtifactsError as err:
@@ -122,11 +147,16 @@ def check_routes(config: Config, destination: str, *, probe: bool) -> list[Route
 
 
 def describe_route(
-    config: Config, destination: str, workspace: str, path: str | None = None
+    config: Config,
+    destination: str,
+    workspace: str,
+    path: str | None = None,
+    roots: Mapping[str, WorkspaceRoot] | None = None,
 ) -> dict[str, Any]:
-    """Where ``workspace``'s artifacts (or ``path``, relative to the workspace) go."""
+    """Where ``workspace``'s artifacts (or ``path``, relative to the workspace) go, and where
+    that route came from (file, workspace setting, glob, default)."""
     scheme, location, prefix = split_url(_inner(destination))
-    router = Router(config, f"{scheme}://{location}")
+    router = Router(config, f"{scheme}://{location}", roots)
     rel = normalize(path)
     if not rel.startswith(f"{WORKSPACES_SEGMENT}/"):
         rel = join(WORKSPACES_SEGMENT, workspace, rel)
@@ -136,6 +166,7 @@ def describe_route(
     return {
         "workspace": workspace,
         "entry": target.route.name,
+        "source": target.route.source,
         "location": target.uri,
         "backend": target.route.backend,
         "credentials": credentials_source(target.route.settings),
@@ -158,12 +189,13 @@ def _report(entry: str, workspace: str, route: Route, scope: str, probe: bool) -
         storage=storage_summary(route.settings),
         previous=len(route.previous),
         quota=quota_summary(route.settings),
+        source=route.source,
     )
     if probe:
         try:
             _probe(route, workspace, scope)
             report.ok = True
-            if route.previous and entry == workspace:  # glob entries: _left_in_glob_previous
+            if route.previous and route.source != "glob":  # globs: _left_in_glob_previous
                 report.left_in_previous = _left_in_previous(route, workspace, scope)
         except WsArtifactsError as err:
             report.ok, report.error = False, str(err)

@@ -22,6 +22,23 @@ _out, _err, _fail, _load = out, err, fail, load
 _config_option, _destination_option = config_option, destination_option
 
 
+def _roots_option(command: Any) -> Any:
+    return click.option(
+        "--backend-store-uri",
+        help="The tracking database, where workspaces' own default_artifact_roots are read "
+        "(workspaces routed by an approved storage location).",
+    )(command)
+
+
+def _roots(config: Config, backend_store_uri: str | None) -> Any:
+    """The workspaces' own roots from the database (None without locations or a database)."""
+    from ws_artifacts.roots import database_roots
+
+    if not config.locations or not backend_store_uri:
+        return None
+    return database_roots(backend_store_uri)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="ws-artifacts")
 def main() -> None:
@@ -213,19 +230,37 @@ def _goes_to(config: Config, report: Any) -> str:
 @_destination_option
 @click.option("--probe", is_flag=True, help="Write, read and delete a marker in every route.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def check(config_path: Path | None, destination: str, probe: bool, as_json: bool) -> None:
+@_roots_option
+def check(
+    config_path: Path | None,
+    destination: str,
+    probe: bool,
+    as_json: bool,
+    backend_store_uri: str | None,
+) -> None:
     """Validate the configuration and resolve (optionally probe) every route."""
     from ws_artifacts.checks import check_routes
 
     config, path = _load(config_path)
-    reports = check_routes(config, destination, probe=probe)
+    reports = check_routes(
+        config, destination, probe=probe, roots=_roots(config, backend_store_uri)
+    )
     failed = [r for r in reports if r.ok is False]
     if as_json:
         payload = {"config": str(path), "ok": not failed, "routes": [r.as_dict() for r in reports]}
         click.echo(json.dumps(payload, indent=2))
     else:
         table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
-        columns = ("entry", "example", "url", "backend", "credentials", "storage", "quota")
+        columns = (
+            "entry",
+            "source",
+            "example",
+            "url",
+            "backend",
+            "credentials",
+            "storage",
+            "quota",
+        )
         for column in (*columns, "probe", "left in previous"):
             table.add_column(column, overflow="fold")  # URLs wrap, never cut
         for r in reports:
@@ -239,6 +274,7 @@ def check(config_path: Path | None, destination: str, probe: bool, as_json: bool
                     escape(v)
                     for v in (
                         r.entry,
+                        r.source,
                         r.workspace,
                         r.url,
                         r.backend,
@@ -274,17 +310,25 @@ def _left(report: Any) -> str:
 @_config_option
 @_destination_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_roots_option
 @click.argument("workspace")
 @click.argument("path", required=False)
 def route(
-    config_path: Path | None, destination: str, as_json: bool, workspace: str, path: str | None
+    config_path: Path | None,
+    destination: str,
+    as_json: bool,
+    backend_store_uri: str | None,
+    workspace: str,
+    path: str | None,
 ) -> None:
-    """Show where WORKSPACE's artifacts (or PATH, relative to the workspace) go."""
+    """Show where WORKSPACE's artifacts (or PATH, relative to the workspace) go, and where
+    the route came from (file, workspace setting, glob, default)."""
     from ws_artifacts.checks import describe_route
 
     config, _ = _load(config_path)
     try:
-        info = describe_route(config, destination, workspace, path)
+        roots = _roots(config, backend_store_uri)
+        info = describe_route(config, destination, workspace, path, roots)
     except WsArtifactsError as err:
         _fail(str(err), 1)
         return
@@ -338,6 +382,7 @@ _register()
 @click.option("--parallel", default=16, show_default=True, type=click.IntRange(1, 128))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--prometheus", is_flag=True, help="Print Prometheus gauges (text format).")
+@_roots_option
 @click.argument("workspaces", nargs=-1)
 def usage(
     config_path: Path | None,
@@ -347,6 +392,7 @@ def usage(
     parallel: int,
     as_json: bool,
     prometheus: bool,
+    backend_store_uri: str | None,
     workspaces: tuple[str, ...],
 ) -> None:
     """Objects and bytes per workspace and route (and experiment), largest first."""
@@ -364,6 +410,7 @@ def usage(
             output="json" if as_json else "prometheus" if prometheus else "table",
             out=_out,
             err=_err,
+            roots=_roots(config, backend_store_uri),
         )
     except WsArtifactsError as error:
         _fail(str(error), 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import click
 from rich.console import Console
@@ -39,12 +39,15 @@ def run_usage(
     output: Literal["table", "json", "prometheus"],
     out: Console,
     err: Console,
+    roots: Any = None,
 ) -> list[Row]:
     """Discover, measure (showing progress on stderr for tables) and print."""
     from ws_artifacts import _mlflow
 
     known = _mlflow.tracking_workspaces(tracking_uri) if tracking_uri else []
-    places = discover(config, destination, workspaces, known=() if workspaces else known)
+    places = discover(
+        config, destination, workspaces, known=() if workspaces else known, roots=roots
+    )
     if output == "table":
         with Progress(
             SpinnerColumn(),

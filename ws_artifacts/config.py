@@ -49,6 +49,7 @@ __all__ = [
     "WORKSPACE_TAG",
     "Config",
     "Credentials",
+    "LocationConfig",
     "PlaceConfig",
     "Quota",
     "RouteConfig",
@@ -156,7 +157,8 @@ def secret_values(config: Config) -> list[str]:
     """Every secret value the configuration holds (for log redaction; never print them)."""
     values = []
     places = [p for route in config.workspaces.values() for p in route.previous]
-    for settings in (config.defaults, *config.workspaces.values(), *places):
+    locations = config.locations.values()
+    for settings in (config.defaults, *config.workspaces.values(), *places, *locations):
         creds = settings.credentials
         if creds is not None:
             for name in _SECRET_FIELDS:
@@ -411,6 +413,12 @@ class RouteConfig(PlaceConfig):
     writes go to the current place only; deletes remove every copy.
     """
 
+    location: str | None = Field(
+        default=None,
+        description="An approved storage location (a 'locations' key) whose settings this route "
+        "takes instead of repeating them; the route's own settings still win, and its url must "
+        "lie inside the location's url.",
+    )
     previous: tuple[PlaceConfig, ...] = Field(
         default=(),
         description="Earlier places of this route, newest first: a URL or {url, credentials, "
@@ -457,10 +465,32 @@ def _check_destination(value: str) -> str:
     return value
 
 
+_LOCATION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class LocationConfig(PlaceConfig):
+    """An approved storage location: a URL prefix (bucket and optional prefix) that workspace
+    managers may pick as their workspace's ``default_artifact_root``, with everything a route
+    has (credentials, storage policy, transfer, quota default). A workspace whose root is
+    ``<url>/<more>`` keeps its artifacts at ``<url>/<more>/workspaces/<workspace>/...``."""
+
+    @field_validator("url")
+    @classmethod
+    def _no_placeholder(cls, url: str) -> str:
+        if "{" in url:
+            raise ValueError("a location's url is fixed: it may not use {workspace}")
+        return url
+
+
 class Config(_Model):
     """The whole file."""
 
     defaults: Settings = Field(default_factory=Settings)
+    locations: dict[str, LocationConfig] = Field(
+        default_factory=dict,
+        description="Approved storage locations, by name: workspaces whose default_artifact_root "
+        "lies inside one are routed there with the location's settings.",
+    )
     # A key's errors are reported at its own path (workspaces.Team_A), not at the top level.
     workspaces: dict[Annotated[str, AfterValidator(_check_entry_name)], RouteConfig] = Field(
         default_factory=dict
@@ -469,6 +499,36 @@ class Config(_Model):
     # Where the server keeps artifacts (its --artifacts-destination), said once for the server
     # and every admin command; a flag or WS_ARTIFACTS_DESTINATION wins over it.
     destination: Annotated[str, AfterValidator(_check_destination)] | None = None
+
+    @field_validator("locations", mode="after")
+    @classmethod
+    def _location_names(cls, locations: dict[str, LocationConfig]) -> dict[str, LocationConfig]:
+        for name in locations:
+            if not _LOCATION_NAME.fullmatch(name):
+                raise ValueError(
+                    f"location name {name!r}: use lowercase letters, digits, - and _ "
+                    "(1 to 63 characters, starting with a letter or digit)"
+                )
+        return locations
+
+    @model_validator(mode="after")
+    def _route_locations(self) -> Config:
+        for key, route in self.workspaces.items():
+            if route.location is None:
+                continue
+            location = self.locations.get(route.location)
+            if location is None:
+                known = ", ".join(sorted(self.locations)) or "none are defined"
+                raise ValueError(
+                    f"workspaces.{key}.location: no location named {route.location!r} "
+                    f"(locations: {known})"
+                )
+            if not _url_within(location.url, route.url):
+                raise ValueError(
+                    f"workspaces.{key}.url: {route.url} is not inside location "
+                    f"{route.location!r} ({location.url}); use a url below it"
+                )
+        return self
 
 
 def parse_config(
@@ -541,6 +601,19 @@ def config_from_env() -> Config | None:
     from ws_artifacts.watch import live_config
 
     return live_config.get()
+
+
+def _url_within(outer: str, inner: str) -> bool:
+    """Whether URL ``inner`` is ``outer`` or below it (same scheme and location, segment-wise)."""
+    o_scheme, _, o_rest = outer.partition("://")
+    i_scheme, _, i_rest = inner.replace("{workspace}", "ws").partition("://")
+    o_parts = [p for p in o_rest.split("/") if p]
+    i_parts = [p for p in i_rest.split("/") if p]
+    if o_rest.startswith("/"):  # file:///srv: no location, keep the leading slash's meaning
+        o_parts.insert(0, "")
+    if i_rest.startswith("/"):
+        i_parts.insert(0, "")
+    return o_scheme == i_scheme and i_parts[: len(o_parts)] == o_parts
 
 
 def _expand(node: Any, env: dict[str, str], source: str, loc: tuple[str, ...]) -> Any:

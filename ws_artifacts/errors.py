@@ -22,6 +22,7 @@ __all__ = [
     "QuotaExceededError",
     "RequestLimitError",
     "StorageError",
+    "StorageLocationError",
     "UnroutedWorkspaceError",
     "WsArtifactsError",
     "boto_code",
@@ -60,6 +61,11 @@ class UnroutedWorkspaceError(WsArtifactsError, LookupError):
     """A workspace has no route and the configuration says ``unknown_workspaces: deny``."""
 
     mlflow_code = "PERMISSION_DENIED"
+
+
+class StorageLocationError(OwnershipError):
+    """A workspace's default_artifact_root is not a place it may use (outside every approved
+    storage location, or overlapping another workspace's place)."""
 
 
 class CredentialsError(WsArtifactsError, PermissionError):

@@ -83,7 +83,8 @@ def workspace_root(router: Router, workspace: str) -> Target:
     if route.is_destination:
         raise ConfigError(
             f"Workspace '{workspace}' has no route of its own in the configuration, so it has "
-            "no previous places to migrate; give it a route with 'previous: [...]'."
+            "no previous places to migrate; give it a route with 'previous: [...]' (or, for a "
+            "workspace routed by its own default_artifact_root, give --backend-store-uri)."
         )
     scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
     return Target(route, scope, workspace, scope)
@@ -99,6 +100,7 @@ def workspaces_with_previous(router: Router) -> list[str]:
         if entry.previous:
             glob = routing._is_glob(pattern)
             names |= glob_workspaces_in_previous(router, pattern) if glob else {pattern}
+    names |= {name for name, root in router.roots.items() if root.previous}  # own roots
     return sorted(names)
 
 

@@ -48,7 +48,11 @@ _out, _err = out, err
     "--moved-from", help="Experiments moved out of this workspace by `mlflow db move-resources`..."
 )
 @click.option("--to", "moved_to", help="...into this one (with --moved-from).")
-@click.option("--backend-store-uri", help="The tracking database (with --moved-from).")
+@click.option(
+    "--backend-store-uri",
+    help="The tracking database: with --moved-from, and for workspaces whose own "
+    "default_artifact_root routes them (their previous roots are read there).",
+)
 @click.option(
     "--moved-at",
     help="When `mlflow db move-resources` ran (ISO 8601, e.g. 2026-12-03T17:00:00Z; with "
@@ -94,7 +98,12 @@ def migrate(
     if not moving and not workspaces and not all_workspaces:
         _fail("name the workspaces to migrate, or give --all (or --moved-from X --to Y).")
     dest = destination or "ws-file:///nonexistent-default-destination"
-    router = Router(config, dest.removeprefix("ws-"))
+    try:
+        roots = _roots(config, backend_store_uri) if not moving else None
+    except WsArtifactsError as err:
+        _fail(str(err), 1)
+        return
+    router = Router(config, dest.removeprefix("ws-"), roots)
     try:
         with _Progress(as_json) as (on_listed, advance):
             if moving:
@@ -131,6 +140,15 @@ def migrate(
             )
             _refused(payload["refused_newer_than_move"], moved_at)
     sys.exit(1 if failed else 0)
+
+
+def _roots(config: Any, backend_store_uri: str | None) -> Any:
+    """The workspaces' own roots from the database (None without locations or a database)."""
+    from ws_artifacts.roots import database_roots
+
+    if not config.locations or not backend_store_uri:
+        return None
+    return database_roots(backend_store_uri)
 
 
 def _workspaces(

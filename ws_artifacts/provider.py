@@ -19,6 +19,13 @@ version from 3.10 on. Everything is MLflow's SQL provider, except:
 A workspace's *places* are its route's current place and every previous one (reads fall back to
 those): each is quarantined beside itself, with one time stamp for the whole deletion.
 
+A workspace's own ``default_artifact_root`` (docs/storage-locations.md) is checked here against
+the approved storage locations and every other workspace's places (:func:`locations.check_root`)
+on create and update; an update first records the old root as a previous place (ws-artifacts'
+own table in the same database), so reads fall back and ``migrate`` finds it. Experiments keep
+MLflow's proxied layout (``resolve_artifact_root`` answers the server's default root), so clients
+need no credentials; ws-artifacts routes the bytes to the root.
+
 The artifact locations come from the server's environment: ``WS_ARTIFACTS_CONFIG`` and the
 destination ``mlflow server`` hands its workers (:func:`routing.destinations_from_env`).
 """
@@ -31,12 +38,18 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ws_artifacts import _mlflow
-from ws_artifacts.config import config_from_env
-from ws_artifacts.errors import ConfigError, UnroutedWorkspaceError, WsArtifactsError
+from ws_artifacts import _mlflow, roots
+from ws_artifacts.config import Config, config_from_env
+from ws_artifacts.errors import (
+    ConfigError,
+    StorageLocationError,
+    UnroutedWorkspaceError,
+    WsArtifactsError,
+)
+from ws_artifacts.locations import check_root
 from ws_artifacts.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
 from ws_artifacts.quarantine import Entry, Place, places_of, quarantine_place, restore
-from ws_artifacts.routing import Router, destinations_from_env
+from ws_artifacts.routing import Router, WorkspaceRoot, destinations_from_env, routes_by_root
 
 __all__ = ["PREFIX", "create_provider", "inner_uri"]
 
@@ -90,6 +103,7 @@ class _Provider:
 
     def __init__(self, workspace_uri: str) -> None:
         self.inner = _mlflow.sql_workspace_store(inner_uri(workspace_uri))
+        _mlflow.ensure_previous_roots_table(self.inner)
 
     def __getattr__(self, name: str) -> Any:  # methods MLflow adds in later versions
         return getattr(self.inner, name)
@@ -102,7 +116,55 @@ class _Provider:
         return self.inner.get_workspace(workspace_name)
 
     def update_workspace(self, workspace: Any) -> Any:
-        return self.inner.update_workspace(workspace)
+        new = workspace.default_artifact_root
+        if new is None:  # the root is not being changed
+            return self.inner.update_workspace(workspace)
+        name = workspace.name
+        all_roots = self.workspace_roots()
+        old = all_roots.get(name, WorkspaceRoot(None))
+        if not routes_by_root(new):  # "" clears; ws-/mlflow-artifacts: MLflow's own layout
+            if not routes_by_root(old.url):
+                return self.inner.update_workspace(workspace)
+            raise _mlflow.mlflow_error(
+                StorageLocationError(
+                    f"Refused to clear the default_artifact_root of workspace '{name}' "
+                    f"({old.url}) or to point it at MLflow's own layout ({new or 'unset'}): its "
+                    "artifacts would no longer be found. Set another root inside an approved "
+                    "storage location instead."
+                )
+            )
+        config = config_from_env()
+        destinations = destinations_from_env(os.environ) or ()
+        try:
+            new = check_root(config, name, new, destinations=destinations, roots=all_roots)
+        except WsArtifactsError as err:
+            raise _mlflow.mlflow_error(err) from err
+        if config is None:  # check_root refuses without a configuration; for mypy
+            return self.inner.update_workspace(workspace)
+        was = old.url if routes_by_root(old.url) else None
+        was = was or self._place_without_root(config, name, all_roots)
+        previous = old.previous
+        if was and was.rstrip("/") != new:
+            previous = tuple(dict.fromkeys(u for u in (was, *old.previous) if u.rstrip("/") != new))
+        # The old place is recorded first: from now on every worker that still routes to it
+        # routes to a place the workspace owns, and reads fall back to it after the change.
+        _mlflow.write_previous_roots(self.inner, name, previous)
+        try:
+            updated = self.inner.update_workspace(workspace)
+        except Exception:
+            _mlflow.write_previous_roots(self.inner, name, old.previous)
+            raise
+        finally:
+            roots.forget_all()
+        _logger.info("workspace %s: default_artifact_root %s -> %s", name, old.url, new)
+        return updated
+
+    def workspace_roots(self) -> dict[str, WorkspaceRoot]:
+        """Every workspace's current and previous roots, from the database."""
+        return {
+            name: WorkspaceRoot(url, previous)
+            for name, (url, previous) in _mlflow.read_workspace_roots(self.inner).items()
+        }
 
     def get_default_workspace(self) -> Any:
         return self.inner.get_default_workspace()
@@ -110,9 +172,19 @@ class _Provider:
     def resolve_artifact_root(
         self, default_artifact_root: str | None, workspace_name: str
     ) -> tuple[str | None, bool]:
-        return self.inner.resolve_artifact_root(  # type: ignore[no-any-return]
-            default_artifact_root, workspace_name
-        )
+        root, append = self.inner.resolve_artifact_root(default_artifact_root, workspace_name)
+        config = config_from_env()
+        if (
+            routes_by_root(root)
+            and not append
+            and default_artifact_root
+            and config
+            and config.locations
+        ):
+            # The workspace's own root is ws-artifacts' route: experiments keep the server's
+            # (proxied) layout, and the bytes go to the root with the location's credentials.
+            return default_artifact_root, True
+        return root, append
 
     def resolve_trace_archival_config(self, *args: Any, **kwargs: Any) -> Any:
         return self.inner.resolve_trace_archival_config(*args, **kwargs)
@@ -121,8 +193,20 @@ class _Provider:
     def create_workspace(self, workspace: Any) -> Any:
         name = workspace.name
         moved: list[tuple[Entry, Place]] = []
+        root = workspace.default_artifact_root or None
+        if root is not None and routes_by_root(root):
+            try:
+                root = check_root(
+                    config_from_env(),
+                    name,
+                    root,
+                    destinations=destinations_from_env(os.environ) or (),
+                    roots=self.workspace_roots(),
+                )
+            except WsArtifactsError as err:
+                raise _mlflow.mlflow_error(err) from err
         if is_valid_workspace_name(name) and name != DEFAULT_WORKSPACE and not self._exists(name):
-            places = self._places(name, required=False)
+            places = self._places(name, required=False, root=root)
             moved = self._move_all(places, "leftovers found at create_workspace")
             for entry, place in moved:
                 _logger.warning(
@@ -135,10 +219,13 @@ class _Provider:
                     place.store().uri(entry.root),
                 )
         try:
+            _mlflow.write_previous_roots(self.inner, name, ())  # none left by an earlier owner
             return self.inner.create_workspace(workspace)
         except Exception:
             self._put_back(moved)  # e.g. created meanwhile by another
             raise
+        finally:
+            roots.forget_all()
 
     def delete_workspace(self, workspace_name: str, mode: Any = None) -> None:
         args = () if mode is None else (mode,)
@@ -167,6 +254,8 @@ class _Provider:
             self._put_back(moved)
             raise
         self._move_all(places, reason)  # written between the move and the row delete
+        _mlflow.write_previous_roots(self.inner, workspace_name, ())
+        roots.forget_all()
 
     # -- helpers ------------------------------------------------------------------------
     def _exists(self, name: str) -> bool:
@@ -178,9 +267,25 @@ class _Provider:
             raise
         return True
 
-    def _places(self, workspace: str, *, required: bool) -> list[Place]:
+    def _place_without_root(
+        self, config: Config, workspace: str, all_roots: dict[str, WorkspaceRoot]
+    ) -> str | None:
+        """The URL whose ``workspaces/<ws>`` is the workspace's place while it has no root:
+        a glob route's, or the server's first destination."""
+        destinations = destinations_from_env(os.environ) or ()
+        if not destinations:
+            return None
+        destination = destinations[0].removeprefix("ws-")
+        others = {k: v for k, v in all_roots.items() if k != workspace}
+        try:
+            route = Router(config, destination, others).route_for(workspace)
+        except WsArtifactsError:
+            return None
+        return destination if route.is_destination else route.url
+
+    def _places(self, workspace: str, *, required: bool, root: str | None = None) -> list[Place]:
         """The workspace's current place and its route's previous places (none: nothing of it
-        can have been written)."""
+        can have been written); ``root``: the root it is being created with."""
         config = config_from_env()
         destinations = destinations_from_env(os.environ) or ()
         problem = ""
@@ -204,7 +309,10 @@ class _Provider:
             return []
         destination = destinations[0].removeprefix("ws-")
         scheme, location = destination.split("://", 1)[0], destination.split("://", 1)[1]
-        router = Router(config, f"{scheme}://{location.split('/', 1)[0]}")
+        all_roots = self.workspace_roots() if config.locations else {}
+        if root is not None:
+            all_roots[workspace] = WorkspaceRoot(root)
+        router = Router(config, f"{scheme}://{location.split('/', 1)[0]}", all_roots)
         try:
             return places_of(router, destination, workspace)
         except UnroutedWorkspaceError:

@@ -16,11 +16,11 @@ import os
 import posixpath
 import queue
 import threading
-from collections.abc import AsyncIterable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow, audit, bounds, experiments, places, quota
+from ws_artifacts import _mlflow, audit, bounds, experiments, places, quota, roots
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -54,6 +54,7 @@ from ws_artifacts.paths import (
 from ws_artifacts.routing import (
     Router,
     Target,
+    WorkspaceRoot,
     check_destination,
     destinations_from_env,
     split_url,
@@ -80,21 +81,26 @@ def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 class _Routers:
-    """One Router per (configuration, destination); a reloaded file gets new ones."""
+    """One Router per (configuration, workspace roots, destination); a reloaded file or a
+    changed root gets new ones."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._config: Config | None = None
+        self._key: tuple[Config | None, Mapping[str, WorkspaceRoot] | None] = (None, None)
         self._routers: dict[str, Router] = {}
 
-    def get(self, config: Config, destination: str) -> Router:
-        if config is not self._config:
+    def get(
+        self, config: Config, destination: str, roots: Mapping[str, WorkspaceRoot] | None = None
+    ) -> Router:
+        key, routers = self._key, self._routers
+        if key[0] is not config or key[1] is not roots:
             with self._lock:
-                if config is not self._config:
-                    self._config, self._routers = config, {}
-        router = self._routers.get(destination)
+                if self._key[0] is not config or self._key[1] is not roots:
+                    self._key, self._routers = (config, roots), {}
+                routers = self._routers
+        router = routers.get(destination)
         if router is None:
-            router = self._routers.setdefault(destination, Router(config, destination))
+            router = routers.setdefault(destination, Router(config, destination, roots))
         return router
 
 
@@ -189,7 +195,7 @@ class WorkspaceArtifactRepository(
     def _active(self) -> str | None:
         return _mlflow.active_workspace() or self._pinned
 
-    def _router(self) -> Router:
+    def _router(self, active: str | None = None) -> Router:
         on_server = destinations_from_env(os.environ) is not None
         config = _server_config() if on_server else config_from_env()
         if config is None:
@@ -198,7 +204,10 @@ class WorkspaceArtifactRepository(
                 f"workspace's artifacts live ({self.artifact_uri}). Point {CONFIG_ENV_VAR} at "
                 "the same configuration file the MLflow server uses."
             )
-        return _routers.get(config, self._destination)
+        if not config.locations:  # no workspace may have a root of its own
+            return _routers.get(config, self._destination)
+        cache = roots.roots_cache(self.tracking_uri, on_server=on_server)
+        return _routers.get(config, self._destination, cache.snapshot(active))
 
     def _resolve(self, path: str | None, operation: str) -> Target:
         """Normalise, check ownership and route ``path`` (relative to this repository).
@@ -213,7 +222,7 @@ class WorkspaceArtifactRepository(
             path,
             operation,
             active,
-            self._router(),
+            self._router(active),
             destinations_from_env(os.environ),
         )
         base = self._local_legacy_base

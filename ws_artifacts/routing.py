@@ -3,8 +3,11 @@
 This is the module to read first. Given the configuration and the *default destination* (the
 URL the repository was built with, minus its ``ws-`` prefix), :class:`Router` answers:
 
-* a workspace with a route of its own (exact name first, then glob patterns in file order)
-  goes to ``<route url>/workspaces/<ws>/<rest>``;
+* a workspace with a route of its own goes to ``<route url>/workspaces/<ws>/<rest>``. Which
+  route, first match wins: an exact name in the file; the workspace's own
+  ``default_artifact_root`` when it lies inside an approved storage location (``locations``;
+  the roots come from MLflow's database, handed in as :class:`WorkspaceRoot` values); glob
+  patterns in file order;
 * a workspace without one goes to the default destination, at exactly the path MLflow named,
   unless ``unknown_workspaces: deny`` (the default workspace always may use the destination);
 * a legacy path (no ``workspaces/`` segment) is the default workspace's and stays at the
@@ -28,7 +31,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ws_artifacts.config import Config, Credentials, PlaceConfig, RouteConfig, Settings
+from ws_artifacts.config import (
+    Config,
+    Credentials,
+    LocationConfig,
+    PlaceConfig,
+    RouteConfig,
+    Settings,
+)
 from ws_artifacts.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
 from ws_artifacts.paths import (
     DEFAULT_WORKSPACE,
@@ -49,8 +59,11 @@ __all__ = [
     "Route",
     "Router",
     "Target",
+    "WorkspaceRoot",
     "check_destination",
     "destinations_from_env",
+    "find_location",
+    "routes_by_root",
     "split_url",
 ]
 
@@ -63,6 +76,25 @@ SERVER_DESTINATION_ENV_VARS = (
     "_MLFLOW_SERVER_ARTIFACT_ROOT",
 )
 _CACHE_LIMIT = 100_000
+#: Where a route came from (``Route.source``).
+SOURCE_FILE = "file"
+SOURCE_WORKSPACE = "workspace setting"
+SOURCE_GLOB = "glob"
+SOURCE_DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRoot:
+    """A workspace's own ``default_artifact_root`` as MLflow's database holds it.
+
+    Attributes:
+        url: The current root (None: the workspace has none).
+        previous: Roots it had before, newest first (ws-artifacts' own table): reads fall back
+            to ``<root>/workspaces/<ws>`` in each, as for a file route's ``previous``.
+    """
+
+    url: str | None
+    previous: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # identity hash: settings hold dicts
@@ -80,6 +112,9 @@ class Route:
         workspace: The workspace it was resolved for (None for the destination).
         previous: The places this route used to be, newest first, each a Route of its own
             (same layout, so the same containment check), read after this one.
+        source: Where the route came from: ``file`` (an exact name in the configuration),
+            ``workspace setting`` (the workspace's default_artifact_root), ``glob`` or
+            ``default`` (the default destination).
     """
 
     name: str
@@ -91,6 +126,7 @@ class Route:
     settings: Settings
     workspace: str | None
     previous: tuple[Route, ...] = ()
+    source: str = SOURCE_FILE
 
     @property
     def is_destination(self) -> bool:
@@ -205,7 +241,12 @@ def split_url(url: str) -> tuple[str, str, str]:
 class Router:
     """Routes workspaces for one default destination under one configuration."""
 
-    def __init__(self, config: Config, destination_url: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        destination_url: str,
+        roots: Mapping[str, WorkspaceRoot] | None = None,
+    ) -> None:
         self.config = config
         scheme, location, _ = split_url(destination_url)
         self.destination = Route(
@@ -217,7 +258,9 @@ class Router:
             backend="s3" if scheme == "s3" else "fsspec",
             settings=config.defaults,
             workspace=None,
+            source=SOURCE_DEFAULT,
         )
+        self.roots: Mapping[str, WorkspaceRoot] = roots or {}
         self._exact = {k: v for k, v in config.workspaces.items() if not _is_glob(k)}
         self._patterns = [(k, v) for k, v in config.workspaces.items() if _is_glob(k)]
         self._cache: dict[str, Route] = {}
@@ -251,6 +294,9 @@ class Router:
 
     def _resolve(self, workspace: str) -> Route:
         name = workspace if workspace in self._exact else None
+        root = self.roots.get(workspace)
+        if name is None and root is not None and routes_by_root(root.url):
+            return root_route(self.config, workspace, root)
         if name is None:
             name = next((k for k, _ in self._patterns if fnmatch.fnmatchcase(workspace, k)), None)
         if name is None:
@@ -261,7 +307,118 @@ class Router:
                     "that matches it) to the configuration file."
                 )
             return self.destination
-        return _build_route(name, self.config.workspaces[name], self.config.defaults, workspace)
+        entry = self.config.workspaces[name]
+        base = self.config.defaults
+        if entry.location is not None:
+            base = _merge(self.config.locations[entry.location], base, workspace)
+        route = _build_route(name, entry, base, workspace)
+        if name == workspace:
+            return route
+        return _with_source(route, SOURCE_GLOB)
+
+
+def routes_by_root(url: str | None) -> bool:
+    """Whether a workspace's root is a route of its own: not ``ws-``/``mlflow-artifacts:``,
+    which only name MLflow's own layout below the server's destination (the guard keeps those
+    inside the workspace)."""
+    return bool(url) and not str(url).startswith(("ws-", "mlflow-artifacts:"))
+
+
+def _with_source(route: Route, source: str) -> Route:
+    return Route(
+        route.name,
+        route.url,
+        route.scheme,
+        route.location,
+        route.prefix,
+        route.backend,
+        route.settings,
+        route.workspace,
+        route.previous,
+        source,
+    )
+
+
+def find_location(config: Config, url: str) -> tuple[str, LocationConfig] | None:
+    """The approved location ``url`` lies in (the most specific one), or None.
+
+    The URL is compared part by part: same scheme, same bucket (or host), and a key prefix at
+    or below the location's, segment-wise (``s3://b/ab`` is not inside ``s3://b/a``).
+    """
+    scheme, location, prefix = split_url(url)
+    try:
+        clean = normalize(prefix)
+    except PathError:
+        return None
+    best: tuple[str, LocationConfig] | None = None
+    for name, entry in config.locations.items():
+        l_scheme, l_location, l_prefix = split_url(entry.url)
+        if (l_scheme, l_location) != (scheme, location) or not is_within(l_prefix, clean):
+            continue
+        if best is None or len(entry.url) > len(best[1].url):
+            best = (name, entry)
+    return best
+
+
+def root_route(config: Config, workspace: str, root: WorkspaceRoot) -> Route:
+    """The route of ``workspace`` from its own root: ``<root>/workspaces/<workspace>`` with the
+    settings of the approved location the root lies in; each previous root is a previous place
+    (with its location's settings, or the defaults when it was the default destination).
+
+    Raises:
+        OwnershipError: The root lies in no approved location (never routed elsewhere instead).
+    """
+    url = root.url or ""
+    found = find_location(config, url)
+    if found is None:
+        known = ", ".join(f"{n} ({e.url})" for n, e in config.locations.items()) or "none"
+        raise OwnershipError(
+            f"Refused: workspace '{workspace}' has default_artifact_root {url}, which is not "
+            f"inside an approved storage location (approved: {known}). Set the workspace's "
+            "default_artifact_root to a location inside one of them, or ask the operator to "
+            "approve the location."
+        )
+    name, location = found
+    previous = tuple(
+        _previous_root(config, f"location:{name}.previous.{index}", old, workspace)
+        for index, old in enumerate(root.previous)
+    )
+    settings = _merge(location, config.defaults, workspace)
+    return _root_place(f"location:{name}", url, location.backend, settings, workspace, previous)
+
+
+def _previous_root(config: Config, name: str, url: str, workspace: str) -> Route:
+    found = find_location(config, url)
+    if found is None:  # the default destination (or a glob route's place) it had before
+        backend: Literal["s3", "fsspec"] = "s3" if url.startswith("s3://") else "fsspec"
+        return _root_place(name, url, backend, config.defaults, workspace, ())
+    location = found[1]
+    settings = _merge(location, config.defaults, workspace)
+    return _root_place(name, url, location.backend, settings, workspace, ())
+
+
+def _root_place(
+    name: str,
+    url: str,
+    backend: Literal["s3", "fsspec"] | None,
+    settings: Settings,
+    workspace: str,
+    previous: tuple[Route, ...],
+) -> Route:
+    scheme, location, prefix = split_url(url)
+    _check_prefix(name, prefix, workspace)
+    return Route(
+        name=name,
+        url=url,
+        scheme=scheme,
+        location=location,
+        prefix=normalize(prefix),
+        backend=backend or ("s3" if scheme == "s3" else "fsspec"),
+        settings=settings,
+        workspace=workspace,
+        previous=previous,
+        source=SOURCE_WORKSPACE,
+    )
 
 
 def _is_glob(key: str) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import posixpath
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +26,7 @@ from ws_artifacts.backends import backend_for, is_temporary
 from ws_artifacts.config import Config
 from ws_artifacts.errors import PathError, StorageError, UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.routing import Route, Router, Target, split_url
+from ws_artifacts.routing import Route, Router, Target, WorkspaceRoot, split_url
 
 __all__ = ["Place", "Row", "Usage", "discover", "measure", "measure_scope"]
 
@@ -81,6 +81,7 @@ class Row:
         out: dict[str, Any] = {
             "workspace": self.place.workspace,
             "route": self.place.route.name,
+            "source": self.place.route.source,
             "url": self.place.uri,
             "objects": self.total.objects,
             "bytes": self.total.bytes,
@@ -109,6 +110,7 @@ def discover(
     workspaces: Sequence[str] = (),
     *,
     known: Iterable[str] = (),
+    roots: Mapping[str, WorkspaceRoot] | None = None,
 ) -> list[Place]:
     """The places to measure.
 
@@ -117,12 +119,14 @@ def discover(
         destination: The default destination, ``ws-s3://...`` or ``s3://...``.
         workspaces: Only these workspaces (default: every one that can be found).
         known: More workspace names (e.g. the tracking server's).
+        roots: The workspaces' own roots (from the database): those workspaces are measured
+            at their roots.
 
     Returns:
         Each workspace on its route, and at the default destination too when it has a
         ``workspaces/<name>`` there (files from before it had a route, or no route at all).
     """
-    router = Router(config, destination.removeprefix("ws-"))
+    router = Router(config, destination.removeprefix("ws-"), roots)
     dest = router.destination
     dest_root = split_url(dest.url)[2]
     at_destination = set(_children(dest, join(dest_root, WORKSPACES_SEGMENT)))
@@ -131,6 +135,7 @@ def discover(
     else:
         names = {k for k in config.workspaces if not routing._is_glob(k)}
         names |= _glob_names(config, router) | at_destination | set(known)
+        names |= {n for n, root in (roots or {}).items() if routing.routes_by_root(root.url)}
     places: list[Place] = []
     for name in sorted(n for n in names if is_valid_workspace_name(n)):
         try:

@@ -128,6 +128,7 @@ def _expected(operation: str, path: str, size: int | None, request_id: str, **kw
         "operation": operation,
         "path": f"workspaces/team-a/{path}",
         "location": f"s3://team-a-artifacts/workspaces/team-a/{path}",
+        "route_source": kw.get("route_source", "file"),
         "bytes": size,
         "outcome": kw.get("outcome", "ok"),
         "error_code": kw.get("error_code"),

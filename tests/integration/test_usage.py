@@ -166,6 +166,7 @@ def test_cli_json_and_prometheus(config: Path, tmp_path: Path) -> None:
             {
                 "workspace": ws,
                 "route": "uc-*",
+                "source": "glob",
                 "url": url,
                 "objects": 2,
                 "bytes": 4106,
@@ -177,6 +178,7 @@ def test_cli_json_and_prometheus(config: Path, tmp_path: Path) -> None:
             {
                 "workspace": unrouted,
                 "route": "(default destination)",
+                "source": "default",
                 "url": f"s3://root/workspaces/{unrouted}",
                 "objects": 1,
                 "bytes": 1024,

@@ -30,9 +30,14 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     ]
 
 
+class _Route:
+    source = "file"
+
+
 class _Target:
     uri = "s3://team-a-artifacts/workspaces/team-a/1/r/artifacts/m.pkl"
     workspace = "team-a"
+    route = _Route()
 
 
 @audit.audited("read")
@@ -51,6 +56,7 @@ BASE_LINE = {
     "operation": "read",
     "path": "workspaces/team-a/1/r/artifacts/m.pkl",
     "location": "s3://team-a-artifacts/workspaces/team-a/1/r/artifacts/m.pkl",
+    "route_source": "file",
     "bytes": 7,
     "outcome": "ok",
     "error_code": None,

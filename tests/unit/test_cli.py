@@ -45,6 +45,7 @@ def test_route_shows_location_and_credential_source(config: Path) -> None:
     assert json.loads(result.output) == {
         "workspace": "team-a",
         "entry": "team-a",
+        "source": "file",
         "location": "s3://team-a-artifacts/workspaces/team-a/3/run/artifacts/m.pkl",
         "backend": "s3",
         "credentials": (
@@ -134,6 +135,7 @@ def test_config_schema_is_json_schema_of_the_file() -> None:
     schema = json.loads(result.output)
     assert set(schema["properties"]) == {
         "defaults",
+        "locations",
         "workspaces",
         "unknown_workspaces",
         "destination",

@@ -88,6 +88,9 @@ def check_all(checks: list[Check]) -> None:
         return
     policy, caller = _policy(), _caller()
     for field, uri, workspace in checks:
+        if field == _ROOT_FIELD:
+            policy.check_workspace_root(uri, workspace or caller)
+            continue
         policy.check(
             uri,
             workspace or caller,
@@ -196,6 +199,9 @@ def _raw_locations(name: str) -> Callable[[], list[Check]]:
     return extract
 
 
+_ROOT_FIELD = "the workspace default_artifact_root"
+
+
 def _workspace(create: bool) -> Callable[[], list[Check]]:
     def extract() -> list[Check]:
         from flask import request
@@ -213,8 +219,8 @@ def _workspace(create: bool) -> Callable[[], list[Check]]:
         archival = body.get("trace_archival_config") if isinstance(body, dict) else None
         root = body.get("default_artifact_root") if isinstance(body, dict) else None
         checks = [
-            ("the workspace default_artifact_root", message.default_artifact_root, name),
-            ("the workspace default_artifact_root", root if isinstance(root, str) else "", name),
+            (_ROOT_FIELD, message.default_artifact_root, name),
+            (_ROOT_FIELD, root if isinstance(root, str) else "", name),
             ("the trace archival location", _archival_location(message), name),
         ]
         if isinstance(archival, dict) and isinstance(archival.get("location"), str):

@@ -15,6 +15,10 @@ The rules, by scheme:
 * ``runs:/<run>/<path>`` and ``models:/...``: resolved in the caller's workspace (a run or model
   of another workspace is not found there), then the underlying location is checked the same
   way. Anything that does not resolve is refused.
+* a workspace's ``default_artifact_root`` other than the two forms above
+  (:meth:`LocationPolicy.check_workspace_root`): it must lie inside an approved storage location
+  and overlap no other workspace's place (:func:`ws_artifacts.locations.check_root`; the
+  provider checks again against every root in the database).
 * anything else (``s3://``, ``gs://``, ``file://``, a bare path, ``http://``...): refused unless
   it lies inside ``W``'s own place from the configuration: ``<route url>/workspaces/W``, or
   ``<destination>/workspaces/W`` for a workspace without a route (the default workspace may also
@@ -31,7 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ws_artifacts.config import Config
-from ws_artifacts.errors import OwnershipError, WsArtifactsError
+from ws_artifacts.errors import OwnershipError, StorageLocationError, WsArtifactsError
+from ws_artifacts.locations import check_root
 from ws_artifacts.paths import (
     DEFAULT_WORKSPACE,
     QUARANTINE_SEGMENT,
@@ -139,6 +144,23 @@ class LocationPolicy:
                 f"Refused to set {field} to '{_shown(uri)}': {err} Use a location inside "
                 f"workspace '{workspace}': {self.describe(workspace)}."
             ) from None
+
+    def check_workspace_root(self, uri: str, workspace: str) -> None:
+        """Refuse ``uri`` as ``workspace``'s own ``default_artifact_root`` unless it is
+        ``ws-``/``mlflow-artifacts:`` inside the workspace (the rules of :meth:`check`: MLflow's
+        own layout) or lies inside an approved storage location without overlapping another
+        workspace's place. ``""`` (no root, or clearing it) is the provider's to judge.
+
+        Raises:
+            LocationRefused: Why, with the approved locations.
+        """
+        if not uri or uri.startswith(("ws-", "mlflow-artifacts:")):
+            self.check(uri, workspace, field="the workspace default_artifact_root")
+            return
+        try:
+            check_root(self.config, workspace, uri, destinations=self.destinations)
+        except StorageLocationError as err:
+            raise LocationRefused(str(err)) from None
 
     def describe(self, workspace: str) -> str:
         """The locations ``workspace`` may use, for messages."""
