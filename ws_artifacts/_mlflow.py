@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
+import mlflow.environment_variables as _environment_variables
 from mlflow.entities import FileInfo
 from mlflow.entities.multipart_upload import (
     CreateMultipartUploadResponse,
@@ -41,6 +42,7 @@ ARTIFACTS_DESTINATION_ENV_VAR = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
 
 __all__ = [
     "ARTIFACTS_DESTINATION_ENV_VAR",
+    "HAS_PRESIGNED_ONLY",
     "HAS_PRESIGNED_UPLOADS",
     "MLFLOW_VERSION",
     "TRACE_DATA_FILE_NAME",
@@ -63,6 +65,7 @@ __all__ = [
     "build_proxied_repository",
     "log_refusal",
     "mlflow_error",
+    "presigned_only",
     "proxied_repository",
     "server_usage_error",
     "stored_locations",
@@ -72,6 +75,8 @@ __all__ = [
 MLFLOW_VERSION: str = mlflow.__version__
 #: Whether this MLflow has presigned uploads (3.17+: ``PresignedUploadMixin`` and its endpoint).
 HAS_PRESIGNED_UPLOADS: bool = hasattr(_artifact_repo, "PresignedUploadMixin")
+#: Whether this MLflow has presigned-only serving (3.18+: ``--artifacts-presigned-only``).
+HAS_PRESIGNED_ONLY: bool = hasattr(_environment_variables, "MLFLOW_ARTIFACTS_PRESIGNED_ONLY")
 
 
 class _Absent(ABC):  # noqa: B024 - a marker base with nothing abstract
@@ -138,6 +143,13 @@ def authenticated_user() -> str | None:
         return None
     user = getattr(g, "mlflow_authenticated_user", None)
     return user if isinstance(user, str) and user else None
+
+
+def presigned_only() -> bool:
+    """Whether this server carries no artifact bytes (``mlflow server --artifacts-presigned-only``
+    sets ``MLFLOW_ARTIFACTS_PRESIGNED_ONLY`` for its workers); always False before MLflow 3.18."""
+    variable = getattr(_environment_variables, "MLFLOW_ARTIFACTS_PRESIGNED_ONLY", None)
+    return bool(variable is not None and variable.get())
 
 
 #: The HTTP status of a refusal whose error code MLflow maps to a status its client retries

@@ -91,6 +91,14 @@ def main() -> None:
     show_default=True,
     help="Quarantine a workspace's artifacts when it is deleted (docs/lifecycle.md).",
 )
+@click.option(
+    "--artifacts-presigned-only",
+    "presigned_only",
+    is_flag=True,
+    envvar="MLFLOW_ARTIFACTS_PRESIGNED_ONLY",
+    help="MLflow 3.18+: clients move every artifact byte to and from each workspace's own "
+    "bucket through presigned URLs; the server carries none (docs/presigned-only.md).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the command; do not start.")
 @click.pass_context
 def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **options: Any) -> None:
@@ -109,13 +117,16 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
             _fail(problem, 1)
     config, path = _load(config_path)
     options["artifacts_destination"] = options["artifacts_destination"] or config.destination
-    plan = srv.plan_command(
-        config_path=path.resolve(),
-        data_dir=data_dir,
-        inner_app=options.pop("app_name"),
-        extra=tuple(ctx.args),
-        **options,
-    )
+    try:
+        plan = srv.plan_command(
+            config_path=path.resolve(),
+            data_dir=data_dir,
+            inner_app=options.pop("app_name"),
+            extra=tuple(ctx.args),
+            **options,
+        )
+    except WsArtifactsError as error:
+        _fail(str(error), 2)
     if not plan.destination.startswith("ws-"):
         _fail(
             "--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], ws-file:///dir).",
@@ -214,6 +225,25 @@ def _print_plan(plan: Any, config: Config) -> None:
             escape(fallback.quota),
         )
     _out.print(table)
+    from ws_artifacts.server import PRESIGNED_ONLY_ENV
+
+    if plan.env.get(PRESIGNED_ONLY_ENV) == "true":
+        _print_presigned_only(config, plan.destination)
+
+
+def _print_presigned_only(config: Config, destination: str) -> None:
+    """Say that the server carries no bytes, and which routes will refuse every transfer."""
+    from ws_artifacts.checks import check_routes
+
+    _out.print("  presigned-only : on (clients move bytes to and from storage themselves)")
+    for report in check_routes(config, destination, probe=False):
+        if report.backend != "s3":
+            _err.print(
+                f"[yellow]warning:[/yellow] {escape(report.entry)} goes to "
+                f"{escape(report.url)} ({report.backend}), which has no presigned URLs: its "
+                "uploads and downloads will be refused; route it to S3 or run without "
+                "--artifacts-presigned-only."
+            )
 
 
 def _goes_to(config: Config, report: Any) -> str:

@@ -19,6 +19,7 @@ __all__ = [
     "NotFoundError",
     "OwnershipError",
     "PathError",
+    "PresignedOnlyError",
     "QuotaExceededError",
     "RequestLimitError",
     "StorageError",
@@ -91,6 +92,13 @@ class NotFoundError(WsArtifactsError, FileNotFoundError):
     """The bucket, directory or object does not exist."""
 
     mlflow_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class PresignedOnlyError(WsArtifactsError, NotImplementedError):
+    """The server carries no artifact bytes (``--artifacts-presigned-only``) and a workspace's
+    route cannot hand out presigned URLs (fsspec, local, ``presigned_downloads: false``)."""
+
+    mlflow_code = "BAD_REQUEST"
 
 
 class QuotaExceededError(WsArtifactsError, OSError):

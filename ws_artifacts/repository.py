@@ -39,6 +39,7 @@ from ws_artifacts.errors import (
     ConfigError,
     NotFoundError,
     PathError,
+    PresignedOnlyError,
     QuotaExceededError,
     WsArtifactsError,
 )
@@ -457,7 +458,7 @@ class WorkspaceArtifactRepository(
         Bounded by :mod:`ws_artifacts.bounds` (part count, pending parts, quota)."""
         check_mlflow_path(artifact_path, kind="write")
         target = self._resolve(_file_path(artifact_path, local_file), "write")
-        upload_id, urls = bounds.create(target, _s3(target), num_parts)
+        upload_id, urls = bounds.create(target, _s3(target, presigning="uploaded to"), num_parts)
         return CreateMultipartUploadResponse(
             upload_id=upload_id,
             credentials=[
@@ -508,6 +509,8 @@ class WorkspaceArtifactRepository(
                 url, size = backend.presign_get(place, expiration)
                 audit.note(size=size)
                 return PresignedDownloadUrlResponse(url=url, headers={}, file_size=size)
+            if _mlflow.presigned_only():
+                raise _presigned_only_error(place, "downloaded from")
             return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
 
         return places.read_first(target, presign)
@@ -524,6 +527,8 @@ class WorkspaceArtifactRepository(
         backend = backend_for(target.route)
         from ws_artifacts.backends.s3 import S3Backend
 
+        if not isinstance(backend, S3Backend) and _mlflow.presigned_only():
+            raise _presigned_only_error(target, "uploaded to")
         if not isinstance(backend, S3Backend):
             raise PathError(
                 f"Workspace '{target.workspace}' stores its artifacts at {target.uri}, which "
@@ -566,13 +571,36 @@ def _transfer(target: Target) -> Transfer:
     return target.route.settings.transfer or Transfer()
 
 
-def _s3(target: Target) -> Any:
+def _s3(target: Target, *, presigning: str = "") -> Any:
+    """The route's S3 backend. Elsewhere MLflow's client falls back to a proxied upload on the
+    "unsupported" answer; a presigned-only server has no such fallback, so when
+    ``presigning`` says what the client wanted, it gets an error that names the fix."""
     from ws_artifacts.backends.s3 import S3Backend
 
     backend = backend_for(target.route)
     if not isinstance(backend, S3Backend):
+        if presigning and _mlflow.presigned_only():
+            raise _presigned_only_error(target, presigning)
         raise _mlflow.unsupported_multipart_upload()
     return backend
+
+
+def _presigned_only_error(target: Target, action: str) -> PresignedOnlyError:
+    """Why a presigned-only server cannot serve ``target``, and what to change."""
+    backend = backend_for(target.route)
+    from ws_artifacts.backends.s3 import S3Backend
+
+    if isinstance(backend, S3Backend):
+        why = "its route has transfer.presigned_downloads: false"
+        fix = f"set presigned_downloads: true in the route of workspace '{target.workspace}'"
+    else:
+        why = "it is not an S3 place, so it has no presigned URLs"
+        fix = f"route workspace '{target.workspace}' to an S3 place (url: s3://bucket[/prefix])"
+    return PresignedOnlyError(
+        f"Artifacts of workspace '{target.workspace}' at {target.uri} cannot be {action} "
+        f"directly: {why}, and this server runs with --artifacts-presigned-only (it carries no "
+        f"artifact bytes). Fix: {fix}, or run the server without --artifacts-presigned-only."
+    )
 
 
 def _destination_dir(dst_path: str | None) -> str:

@@ -27,7 +27,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerPlan", "create_app", "default_config_path", "enable_nodelay", "plan_command"]
+__all__ = [
+    "ServerPlan",
+    "check_presigned_only_supported",
+    "create_app",
+    "default_config_path",
+    "enable_nodelay",
+    "plan_command",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -36,6 +43,9 @@ GUARD_ENV = "WS_ARTIFACTS_GUARD"
 NODELAY_ENV = "WS_ARTIFACTS_NODELAY"
 APP_NAME = "ws-artifacts"
 READY_DIR_ENV = "WS_ARTIFACTS_READY_DIR"  # set by ws_artifacts.launcher
+#: MLflow 3.18's presigned-only serving: its option and the variable its workers read.
+PRESIGNED_ONLY_OPTION = "--artifacts-presigned-only"
+PRESIGNED_ONLY_ENV = "MLFLOW_ARTIFACTS_PRESIGNED_ONLY"
 
 
 def default_config_path() -> Path:
@@ -84,8 +94,15 @@ def plan_command(
     extra: tuple[str, ...] = (),
     audit: str | None = None,
     workspace_provider: bool = True,
+    presigned_only: bool = False,
 ) -> ServerPlan:
-    """Build the ``mlflow server`` command line and environment (no side effects)."""
+    """Build the ``mlflow server`` command line and environment (no side effects).
+
+    Raises:
+        ConfigError: ``presigned_only`` on an MLflow without presigned-only serving (< 3.18).
+    """
+    if presigned_only:
+        check_presigned_only_supported()
     data_dir = data_dir.resolve()
     backend = backend_store_uri or f"sqlite:///{data_dir / 'mlflow.db'}"
     destination = artifacts_destination or f"ws-file://{data_dir / 'artifacts'}"
@@ -109,6 +126,7 @@ def plan_command(
         "--app-name",
         APP_NAME,
         *_workspace_store_args(backend, workspace_provider, extra),
+        *([PRESIGNED_ONLY_OPTION] if presigned_only else []),
         *_with_worker_healthcheck(extra),
     ]
     env = dict(os.environ)
@@ -119,6 +137,8 @@ def plan_command(
         from ws_artifacts.audit import AUDIT_ENV
 
         env[AUDIT_ENV] = audit if audit == "-" else str(Path(audit).resolve())
+    if presigned_only:
+        env[PRESIGNED_ONLY_ENV] = "true"
     if inner_app:
         env[INNER_APP_ENV] = inner_app
     else:
@@ -132,6 +152,21 @@ def plan_command(
         config_path=config_path,
         extra=list(extra),
     )
+
+
+def check_presigned_only_supported() -> None:
+    """Fail fast when this MLflow cannot serve presigned-only: an older ``mlflow server`` would
+    ignore the variable and carry every byte, which is what the operator asked it not to do."""
+    from ws_artifacts import _mlflow
+    from ws_artifacts.errors import ConfigError
+
+    if not _mlflow.HAS_PRESIGNED_ONLY:
+        raise ConfigError(
+            f"{PRESIGNED_ONLY_OPTION} (or {PRESIGNED_ONLY_ENV}=true) needs MLflow 3.18 or newer; "
+            f"this is MLflow {_mlflow.MLFLOW_VERSION}, whose server would carry every artifact "
+            "byte. Upgrade MLflow (pip install 'mlflow>=3.18,<3.19'), or start without "
+            f"{PRESIGNED_ONLY_OPTION} and unset {PRESIGNED_ONLY_ENV}."
+        )
 
 
 #: How long uvicorn's supervisor waits for a worker to answer its health ping before killing
