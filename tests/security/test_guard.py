@@ -222,12 +222,24 @@ def test_trace_location_tag_outside_is_refused(guarded: Guarded, route: str, key
     assert _trace_tags(guarded, trace_id) == before
 
 
+@pytest.mark.mlflow_differs
 def test_trace_location_tag_inside_is_accepted(guarded: Guarded) -> None:
+    """The guard lets a location inside the workspace through; MLflow 3.18's handler then
+    refuses to change the tag at all (it is immutable there), so the tag keeps its value."""
     trace_id = _trace(guarded)
+    before = _trace_tags(guarded, trace_id)
     own = f"ws-s3://root/workspaces/team-a/{guarded.ids['a_exp']}/traces/{trace_id}/artifacts"
     payload = {"key": "mlflow.artifactLocation", "value": own}
-    assert guarded.call("PATCH", f"/api/3.0/mlflow/traces/{trace_id}/tags", payload)[0] == 200
-    assert _trace_tags(guarded, trace_id)["mlflow.artifactLocation"] == own
+    status, body = guarded.call("PATCH", f"/api/3.0/mlflow/traces/{trace_id}/tags", payload)
+    if Version(mlflow.__version__) >= Version("3.18"):
+        assert (status, body["message"]) == (
+            400,
+            "Tag 'mlflow.artifactLocation' is immutable and cannot be set on a trace.",
+        )
+        assert _trace_tags(guarded, trace_id) == before
+    else:
+        assert status == 200
+        assert _trace_tags(guarded, trace_id)["mlflow.artifactLocation"] == own
 
 
 def test_start_trace_v3_with_a_location_tag_is_refused(guarded: Guarded) -> None:
