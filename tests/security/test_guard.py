@@ -452,3 +452,61 @@ def test_guard_runs_after_basic_auth(
     assert status == expected, body
     if expected == 403:
         assert json.loads(body)["error_code"] == DENIED
+
+
+# -- skill versions (MLflow 3.18) ------------------------------------------------------------
+SKILL_TOKEN = "0123456789abcdef0123456789abcdef"
+SKILLS_API = "/api/3.0/mlflow/skills"
+
+
+@pytest.mark.mlflow_min("3.18")
+@pytest.mark.parametrize(
+    ("route", "source"),
+    [
+        (SKILLS_API + "/{name}/versions", f"ws-s3://root/workspaces/team-b/skills/x/{SKILL_TOKEN}"),
+        (SKILLS_API + "/{name}/versions", "ws-s3://team-b-artifacts/workspaces/team-b/x.zip"),
+        ("/ajax-api/3.0/mlflow/skills/{name}/versions", "s3://team-b-artifacts/workspaces/x.zip"),
+        (SKILLS_API + "/@acme/{name}/versions", "mlflow-artifacts:/workspaces/team-b/skills/x"),
+        (SKILLS_API + "/{name}/versions", "runs:/{b_run}/skill"),
+        (SKILLS_API + "/bulk-register", "s3://team-b-artifacts/workspaces/team-b/x.zip"),
+    ],
+    ids=["ws-uri-other-workspace", "ws-uri-other-bucket", "s3-other-bucket-ajax",
+         "mlflow-artifacts-organization", "runs-of-other-workspace", "bulk-register"],
+)  # fmt: skip
+def test_skill_version_source_in_another_workspace_is_refused(
+    guarded: Guarded, route: str, source: str
+) -> None:
+    """A skill version may not point at another workspace's place: the guard refuses it before
+    MLflow reads the request, and no skill or version is created."""
+    name = unique("sk")
+    source = source.format(**guarded.ids)
+    path = route.format(name=name)
+    version = {"source": source, "digest": "0" * 64}
+    if route.endswith("bulk-register"):
+        payload: dict[str, Any] = {"skills": [{"name": name, **version}]}
+    else:
+        payload = {"name": name, "organization": "acme" if "@acme" in route else "", **version}
+    _refused(
+        *guarded.call("POST", path, payload), f"Refused to set skill version source to '{source}'"
+    )
+    status, body = guarded.call("GET", f"/api/3.0/mlflow/skills/{name}", None)
+    assert (status, body.get("error_code")) == (404, "RESOURCE_DOES_NOT_EXIST"), body
+
+
+@pytest.mark.mlflow_min("3.18")
+def test_skill_version_sources_outside_storage_are_left_to_mlflow(guarded: Guarded) -> None:
+    """Git, OCI and public ZIP sources name no storage place: the guard lets MLflow judge them
+    (the client fetches them with its own credentials, never the server's)."""
+    name = unique("sk")
+    payload = {
+        "name": name,
+        "source": "https://github.com/acme/skills.git",
+        "ref": "main",
+        "digest": "0" * 64,
+    }
+    status, body = guarded.call("POST", f"/api/3.0/mlflow/skills/{name}/versions", payload)
+    assert (status, body["version"], body["source"]) == (
+        200,
+        1,
+        "https://github.com/acme/skills.git",
+    ), body

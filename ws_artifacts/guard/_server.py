@@ -23,7 +23,7 @@ from ws_artifacts.guard.policy import LocationPolicy, LocationRefused
 from ws_artifacts.paths import DEFAULT_WORKSPACE, is_valid_workspace_name, normalize
 from ws_artifacts.routing import destinations_from_env
 
-__all__ = ["OtlpGuard", "flask_guard", "location_tags"]
+__all__ = ["OtlpGuard", "flask_guard", "location_tags", "refusal_of"]
 
 _logger = logging.getLogger(__name__)
 
@@ -274,6 +274,21 @@ def flask_guard() -> Any:
     response = Response(error.serialize_as_json(), mimetype="application/json")
     response.status_code = error.get_http_status_code()
     return response
+
+
+def refusal_of(err: BaseException) -> tuple[int, bytes] | None:
+    """The HTTP status and JSON body that refuse a request for ``err`` (a location the policy
+    refused, or MLflow's own refusal), or None for any other error."""
+    from mlflow.exceptions import MlflowException
+
+    error: Any
+    if isinstance(err, LocationRefused):
+        error = _refusal(err)
+    elif isinstance(err, MlflowException):
+        error = err
+    else:
+        return None
+    return error.get_http_status_code(), error.serialize_as_json().encode()
 
 
 def _refusal(err: LocationRefused) -> Any:
