@@ -53,6 +53,7 @@ def header(workspace: str) -> dict[str, str]:
     return {"X-MLFLOW-WORKSPACE": workspace}
 
 
+@pytest.mark.mlflow_differs
 def test_server_info_answers_before_any_artifact_request(proxied: MlflowServer) -> None:
     response = requests.get(f"{proxied.url}/api/3.0/mlflow/server-info", timeout=10)
     assert response.status_code == 200
@@ -60,7 +61,11 @@ def test_server_info_answers_before_any_artifact_request(proxied: MlflowServer) 
     assert info["workspaces_enabled"] is True
     from mlflow.store.artifact import artifact_repo
 
-    if hasattr(artifact_repo, "MultipartDownloadMixin"):  # MLflow >= 3.11 advertises these
+    if Version(mlflow.__version__) >= Version("3.18"):
+        # 3.18 advertises them only when the server opts in (MLFLOW_ENABLE_PROXY_MULTIPART_*).
+        assert info["multipart_uploads_enabled"] is False
+        assert info["multipart_downloads_enabled"] is False
+    elif hasattr(artifact_repo, "MultipartDownloadMixin"):  # MLflow >= 3.11 advertises these
         assert info["multipart_uploads_enabled"] is True
         assert info["multipart_downloads_enabled"] is True
     else:  # 3.10 advertises no capabilities
