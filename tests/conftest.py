@@ -201,6 +201,24 @@ def postgres() -> Iterator[Any]:
     server.stop()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In an overlaid environment (``mlflow`` newer than the ``mlflow-tracing`` it was resolved
+    with, see docs/compatibility.md), ignore MLflow's import-time version-mismatch warning, and
+    only that one. Where every MLflow package has the same version it stays an error."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tracing = version("mlflow-tracing")
+    except PackageNotFoundError:
+        return
+    if tracing != version("mlflow"):
+        config.addinivalue_line(
+            "filterwarnings",
+            "ignore:Versions of mlflow .* and child packages mlflow-tracing .* are different"
+            ":UserWarning",
+        )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect tests marked ``mlflow_min("X.Y")`` when the installed MLflow is older.
 

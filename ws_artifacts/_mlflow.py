@@ -1,6 +1,6 @@
 """The one module that imports MLflow internals.
 
-Supported: MLflow 3.10 to 3.17. What a version lacks is handled here and nowhere else:
+Supported: MLflow 3.10 to 3.18. What a version lacks is handled here and nowhere else:
 
 * ``StreamUploadMixin``, ``MultipartDownloadMixin`` and ``PresignedUploadMixin`` appeared after
   3.10; on a version without one, a private stand-in class takes its place, so the repository
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -522,6 +523,64 @@ def _client(tracking_uri: str) -> Any:
     if not tracking_uri.startswith(("http://", "https://")):
         os.environ["MLFLOW_ENABLE_WORKSPACES"] = "true"
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def skill_truth(tracking_uri: str, workspaces: Iterable[str]) -> dict[str, set[str]] | None:
+    """The content each workspace's skill versions name: ``{workspace: {path, ...}}``, each path
+    relative to the workspace's place (``skills/<name>/<token>``, or the path a version with a
+    ``subpath`` points into). Every version that still exists counts: active, draft and
+    deprecated (MLflow's deleted state is final, and a deleted version cannot be pulled).
+
+    Returns:
+        None when this MLflow has no skill registry (before 3.18), or the tracking server or
+        database has none (an older server): then no skill content can be judged.
+    """
+    from mlflow import MlflowClient
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    if not hasattr(MlflowClient, "search_skill_versions"):
+        return None
+
+    client = _client(tracking_uri)
+    truth: dict[str, set[str]] = {}
+    try:
+        for workspace in workspaces:
+            with WorkspaceContext(workspace):
+                truth[workspace] = _skill_paths(client)
+    except MlflowException as err:
+        if err.error_code in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"):
+            return None
+        raise
+    return truth
+
+
+def _skill_paths(client: Any) -> set[str]:
+    paths: set[str] = set()
+    for skill in _pages(lambda token: client.search_skills(max_results=100, page_token=token)):
+        versions = _pages(
+            lambda token, s=skill: client.search_skill_versions(
+                name=s.name, organization=s.organization, max_results=100, page_token=token
+            )
+        )
+        for version in versions:
+            source = getattr(version.source, "artifact_path", None)
+            if not isinstance(source, str) or not source.startswith("mlflow-artifacts:/"):
+                continue  # git, oci or zip: nothing in artifact storage
+            path = source.removeprefix("mlflow-artifacts:/").strip("/")
+            subpath = (getattr(version.source, "subpath", None) or "").strip("/")
+            paths.add(f"{path}/{subpath}" if subpath else path)
+    return paths
+
+
+def _pages(search: Any) -> list[Any]:
+    found: list[Any] = []
+    token = None
+    while True:
+        page = search(token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
 
 
 def tracking_workspaces(tracking_uri: str) -> list[str]:

@@ -403,10 +403,10 @@ _register()
 @_destination_option
 @click.option(
     "--by",
-    type=click.Choice(["workspace", "experiment"]),
+    type=click.Choice(["workspace", "experiment", "kind"]),
     default="workspace",
     show_default=True,
-    help="Also give each experiment's share.",
+    help="Also give each experiment's share, or each kind's (experiments, skills, unknown).",
 )
 @click.option("--tracking-uri", help="A tracking server: its workspaces and experiment names.")
 @click.option("--parallel", default=16, show_default=True, type=click.IntRange(1, 128))
@@ -435,6 +435,7 @@ def usage(
             destination,
             workspaces,
             by_experiment=by == "experiment",
+            by_kind=by == "kind",
             tracking_uri=tracking_uri,
             parallel=parallel,
             output="json" if as_json else "prometheus" if prometheus else "table",

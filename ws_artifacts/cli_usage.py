@@ -34,6 +34,7 @@ def run_usage(
     workspaces: Sequence[str],
     *,
     by_experiment: bool,
+    by_kind: bool = False,
     tracking_uri: str | None,
     parallel: int,
     output: Literal["table", "json", "prometheus"],
@@ -61,9 +62,15 @@ def run_usage(
             def show(objects: int, done: int, total: int) -> None:
                 bar.update(task, description=f"{objects} objects, {done}/{total} listings")
 
-            rows = measure(places, by_experiment=by_experiment, parallel=parallel, progress=show)
+            rows = measure(
+                places,
+                by_experiment=by_experiment,
+                by_kind=by_kind,
+                parallel=parallel,
+                progress=show,
+            )
     else:
-        rows = measure(places, by_experiment=by_experiment, parallel=parallel)
+        rows = measure(places, by_experiment=by_experiment, by_kind=by_kind, parallel=parallel)
     names: dict[str, dict[str, str]] = {}
     if tracking_uri and by_experiment:
         # Only the tracking server's own workspaces have names there (stores may hold others).
@@ -96,7 +103,7 @@ def _as_json(rows: Sequence[Row], names: dict[str, dict[str, str]]) -> dict[str,
 
 def _print_table(rows: Sequence[Row], names: dict[str, dict[str, str]], out: Console) -> None:
     table = Table(title="artifact usage, largest first", title_justify="left")
-    for column in ("workspace", "experiment", "route", "url", "objects", "bytes", "size", "quota"):
+    for column in ("workspace", "what", "route", "url", "objects", "bytes", "size", "quota"):
         table.add_column(column, justify="right" if column in ("objects", "bytes") else "left")
     for row in rows:
         quota = row.place.route.settings.quota
@@ -118,6 +125,11 @@ def _print_table(rows: Sequence[Row], names: dict[str, dict[str, str]], out: Con
         for exp, used in sorted(row.experiments.items(), key=lambda kv: -kv[1].bytes):
             name = names.get(row.place.workspace, {}).get(exp)
             label = f"{exp} ({name})" if name else exp or "(none)"
+            table.add_row(
+                "", escape(label), "", "", str(used.objects), str(used.bytes), human(used.bytes), ""
+            )
+        for kind, used in sorted(row.kinds.items(), key=lambda kv: -kv[1].bytes):
+            label = f"({kind})"
             table.add_row(
                 "", escape(label), "", "", str(used.objects), str(used.bytes), human(used.bytes), ""
             )

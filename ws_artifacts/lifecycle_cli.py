@@ -248,17 +248,21 @@ def orphans(
     as_json: bool,
 ) -> None:
     """List objects whose workspace or experiment no longer exists (and quarantine them)."""
+    from ws_artifacts._mlflow import skill_truth
     from ws_artifacts.orphans import discover_places, find_orphans
 
     _, router = _setup(config_path, destination)
     truth = _truth(tracking_uri, backend_store_uri)
     places = discover_places(router, destination, set(truth))
-    found = find_orphans(places, truth)
+    found = find_orphans(
+        places, truth, lambda: skill_truth(tracking_uri or backend_store_uri or "", truth)
+    )
     acted = move and yes
     # Objects of an experiment moved to another workspace are migrate's to copy, not orphans'
-    # to take away: listed, never quarantined.
-    held = [o for o in found if o.moved_to is not None and not include_moved]
-    movable = [o for o in found if o.moved_to is None or include_moved]
+    # to take away: listed, never quarantined. Unknown content is listed and always kept.
+    kept = [o for o in found if o.kept]
+    held = [o for o in found if not o.kept and o.moved_to is not None and not include_moved]
+    movable = [o for o in found if not o.kept and (o.moved_to is None or include_moved)]
     if acted:
         by_place = {p.workspace: p for p in places}
         for name in sorted({o.workspace for o in movable}):
@@ -269,18 +273,21 @@ def orphans(
             "quarantined": acted,
             "dry_run": move and not yes,
             "orphans": [o.as_dict() for o in found],
-            "objects": sum(o.objects for o in found),
-            "bytes": sum(o.bytes for o in found),
+            "objects": sum(o.objects for o in found if not o.kept),
+            "bytes": sum(o.bytes for o in found if not o.kept),
             "held_back": sum(o.objects for o in held),
+            "kept": sum(o.objects for o in kept),
         }
         click.echo(json.dumps(payload, indent=2))
         return
-    table = Table(title=f"{len(found)} orphaned location(s)", title_justify="left")
-    for column in ("workspace", "experiment", "reason", "objects", "bytes", "where"):
+    title = f"{len(found) - len(kept)} orphaned location(s), {len(kept)} unknown kept"
+    table = Table(title=title, title_justify="left")
+    for column in ("workspace", "kind", "child", "reason", "objects", "bytes", "where"):
         table.add_column(column)
     for o in found:
         table.add_row(
             escape(o.workspace),
+            escape(o.kind),
             escape(o.child),
             escape(o.reason),
             str(o.objects),
@@ -292,6 +299,11 @@ def orphans(
         _out.print("dry run: nothing moved; run again with --quarantine --yes to move them.")
     elif acted:
         _out.print(f"moved {sum(o.objects for o in movable)} object(s) to quarantine.")
+    if kept:
+        _out.print(
+            f"kept {sum(o.objects for o in kept)} object(s) of content ws-artifacts does not "
+            "know (unknown, kept): never quarantined by orphans; remove it by hand if unwanted."
+        )
     if held:
         _out.print(
             f"held back {sum(o.objects for o in held)} object(s) whose experiment id is now "

@@ -1,4 +1,6 @@
-"""Orphans: objects under ``workspaces/<ws>/<id>`` whose workspace or experiment is gone.
+"""Orphans: objects under ``workspaces/<ws>/`` whose workspace, experiment or skill version is
+gone. What each child is, and who owns it, comes from :mod:`ws_artifacts.layout`; a child it
+does not know is never an orphan (listed as "unknown, kept", with its size).
 
 The truth is MLflow's: every workspace and every experiment id (active or deleted, since a
 deleted experiment can still be restored), read through MLflow's client on the server's REST
@@ -11,24 +13,27 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ws_artifacts import layout
 from ws_artifacts.checks import example_name
 from ws_artifacts.errors import UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
 from ws_artifacts.quarantine import Place, place_of
 from ws_artifacts.routing import Route, Router, split_url
-from ws_artifacts.stores import store_for
+from ws_artifacts.stores import KeyStore, store_for
 
-__all__ = ["Orphan", "discover_places", "find_orphans", "router_for"]
+__all__ = ["Orphan", "SkillTruth", "discover_places", "find_orphans", "router_for"]
 
 _logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Orphan:
-    """One ``workspaces/<ws>/<child>`` with no owner in the tracking database."""
+    """One ``workspaces/<ws>/<child>`` with no owner in the tracking database (or, ``kept``,
+    one that nobody knows). ``child`` is a path below the place: an experiment id, a skill
+    upload ``skills/<name>/<token>``, or an unknown child."""
 
     workspace: str
     child: str
@@ -38,6 +43,10 @@ class Orphan:
     #: The workspace that now has an experiment of this id (``mlflow db move-resources`` moved
     #: it there, or the id was reused): held back from quarantine, for ``migrate --moved-from``.
     moved_to: str | None = None
+    #: What it is (:class:`ws_artifacts.layout.Kind`): experiment, skills or unknown.
+    kind: str = "experiment"
+    #: Listed with its size but never quarantined: content nobody knows (``unknown, kept``).
+    kept: bool = False
 
     @property
     def objects(self) -> int:
@@ -59,6 +68,8 @@ class Orphan:
             "objects": self.objects,
             "bytes": self.bytes,
             "moved_to": self.moved_to,
+            "kind": self.kind,
+            "kept": self.kept,
             "keys": [{"key": k, "size": s} for k, s in self.keys],
         }
 
@@ -115,37 +126,140 @@ def _listed(route: Route, prefix: str) -> set[str]:
         return set()
 
 
-def find_orphans(places: Iterable[Place], truth: Mapping[str, set[str]]) -> list[Orphan]:
-    """Every child of a place (an experiment id directory, or a stray file) whose workspace
-    does not exist, or whose experiment id is not one of that workspace's experiments. In a
-    live workspace, a child whose id is an experiment of another workspace is marked
-    ``moved_to`` that workspace."""
+#: Reads the skill truth (see :func:`ws_artifacts._mlflow.skill_truth`), once, after listing.
+SkillTruth = Callable[[], Mapping[str, set[str]] | None]
+
+
+def find_orphans(
+    places: Iterable[Place],
+    truth: Mapping[str, set[str]],
+    skills: SkillTruth | None = None,
+    *,
+    mlflow_version: str | None = None,
+) -> list[Orphan]:
+    """Every child of a place whose owner is gone, and every child nobody knows (kept).
+
+    What a child is comes from :mod:`ws_artifacts.layout`. An experiment id directory is an
+    orphan when its workspace does not exist or the id is not one of that workspace's
+    experiments (in a live workspace, an id that is another workspace's experiment is marked
+    ``moved_to`` it). Skill content (``skills/...``) is an orphan per upload, when no existing
+    skill version names it; ``skills`` is read after the listing, so an upload whose version
+    was committed meanwhile is seen as live. Anything else is reported ``kept``, never taken.
+
+    Args:
+        places: The places to scan.
+        truth: ``{workspace: {experiment id, ...}}`` for every existing workspace.
+        skills: Reads ``{workspace: {skill content path, ...}}``; None, or a reader returning
+            None, keeps every skill content (unknown, kept).
+        mlflow_version: The layout to apply (default: the installed MLflow's).
+    """
+    version = mlflow_version or _mlflow_version()
     owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
     orphans: list[Orphan] = []
+    skill_places: list[tuple[Place, KeyStore, list[tuple[str, int]]]] = []
     for place in places:
         store = place.store()
         known = truth.get(place.workspace)
         for child in store.children(place.scope):
-            if known is not None and child in known:
+            kind = layout.kind_of(child, version)
+            if kind is layout.Kind.EXPERIMENT and known is not None and child in known:
                 continue
-            # move-resources moves between live workspaces; a deleted one's objects are orphans
-            moved_to = owners.get(child) if known is not None else None
-            if moved_to is not None:
-                reason = (
-                    f"experiment {child} is now in workspace {moved_to}: see `ws-artifacts "
-                    f"migrate --moved-from {place.workspace} --to {moved_to} --dry-run`"
-                )
-            elif known is None:
-                reason = "workspace does not exist"
-            else:
-                reason = f"no experiment {child} in workspace {place.workspace}"
-            prefix = join(place.scope, child)
-            keys = list(store.walk(prefix))
+            keys = _keys(store, join(place.scope, child))
             if not keys:
-                size = store.size(prefix)
-                keys = [(prefix, size)] if size is not None else []
-            if keys:
-                orphans.append(
-                    Orphan(place.workspace, child, reason, store.uri(prefix), keys, moved_to)
-                )
-    return orphans
+                continue
+            if kind is layout.Kind.UNKNOWN:
+                orphans.append(_orphan(place, store, child, keys, kind, _UNKNOWN))
+            elif kind is layout.Kind.SKILLS and known is not None:
+                skill_places.append((place, store, keys))
+            elif kind is layout.Kind.SKILLS:
+                orphans.append(_orphan(place, store, child, keys, kind, "workspace does not exist"))
+            else:
+                orphans.append(_experiment_orphan(place, store, child, keys, known, owners))
+    if skill_places:
+        live = skills() if skills is not None else None
+        for place, store, keys in skill_places:
+            orphans.extend(_skill_orphans(place, store, keys, None if live is None else live))
+    return sorted(orphans, key=lambda o: (o.workspace, o.kept, o.child))
+
+
+_UNKNOWN = "unknown, kept"
+
+
+def _mlflow_version() -> str:
+    from ws_artifacts._mlflow import MLFLOW_VERSION
+
+    return MLFLOW_VERSION
+
+
+def _keys(store: KeyStore, prefix: str) -> list[tuple[str, int]]:
+    keys = list(store.walk(prefix))
+    if not keys:
+        size = store.size(prefix)
+        keys = [(prefix, size)] if size is not None else []
+    return keys
+
+
+def _orphan(
+    place: Place,
+    store: KeyStore,
+    child: str,
+    keys: list[tuple[str, int]],
+    kind: layout.Kind | str,
+    reason: str,
+    moved_to: str | None = None,
+) -> Orphan:
+    kept = reason == _UNKNOWN
+    uri = store.uri(join(place.scope, child))
+    return Orphan(place.workspace, child, reason, uri, keys, moved_to, str(kind), kept)
+
+
+def _experiment_orphan(
+    place: Place,
+    store: KeyStore,
+    child: str,
+    keys: list[tuple[str, int]],
+    known: set[str] | None,
+    owners: Mapping[str, str],
+) -> Orphan:
+    # move-resources moves between live workspaces; a deleted one's objects are orphans
+    moved_to = owners.get(child) if known is not None else None
+    if moved_to is not None:
+        reason = (
+            f"experiment {child} is now in workspace {moved_to}: see `ws-artifacts "
+            f"migrate --moved-from {place.workspace} --to {moved_to} --dry-run`"
+        )
+    elif known is None:
+        reason = "workspace does not exist"
+    else:
+        reason = f"no experiment {child} in workspace {place.workspace}"
+    return _orphan(place, store, child, keys, layout.Kind.EXPERIMENT, reason, moved_to)
+
+
+def _skill_orphans(
+    place: Place,
+    store: KeyStore,
+    keys: list[tuple[str, int]],
+    live: Mapping[str, set[str]] | None,
+) -> list[Orphan]:
+    """The uploads under ``skills/`` that no existing version names (one orphan each), and
+    what is not of an upload's shape, or cannot be judged (``live`` None), as kept."""
+    cut = len(place.scope) + 1
+    units: dict[str, list[tuple[str, int]]] = {}
+    unknown: list[tuple[str, int]] = []
+    for key, size in keys:
+        unit = layout.skill_unit(key[cut:]) if live is not None else None
+        if unit is None:
+            unknown.append((key, size))
+        else:
+            units.setdefault(unit.path, []).append((key, size))
+    paths = (live or {}).get(place.workspace, set())
+    found: list[Orphan] = []
+    for path, unit_keys in sorted(units.items()):
+        unit = layout.skill_unit(unit_keys[0][0][cut:])
+        if unit is None or layout.skill_unit_is_live(unit, paths):
+            continue
+        reason = f"no version of skill {unit.qualified_name} in workspace {place.workspace} has it"
+        found.append(_orphan(place, store, path, unit_keys, layout.Kind.SKILLS, reason))
+    if unknown:
+        found.append(_orphan(place, store, layout.SKILLS, unknown, layout.Kind.SKILLS, _UNKNOWN))
+    return found

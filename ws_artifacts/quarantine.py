@@ -267,15 +267,16 @@ def quarantine_place(
     only: Iterable[str] | None = None,
     now: dt.datetime | None = None,
 ) -> Entry | None:
-    """Move everything in ``place`` (or only its children named in ``only``, e.g. experiment
-    ids) into a new quarantine entry, or into an unfinished one of the same workspace, so an
-    interrupted move resumes. None when there is nothing to move.
+    """Move everything in ``place`` (or only what is below the paths named in ``only``, e.g.
+    experiment ids or ``skills/<name>/<token>``) into a new quarantine entry, or into an
+    unfinished one of the same workspace, so an interrupted move resumes. None when there is
+    nothing to move.
     """
     store = place.store()
     objects = list(store.walk(place.scope))
     if only is not None:
-        chosen = set(only)
-        objects = [o for o in objects if o[0][len(place.scope) + 1 :].split("/", 1)[0] in chosen]
+        chosen = [path.strip("/") for path in only]
+        objects = [o for o in objects if _below_any(o[0][len(place.scope) + 1 :], chosen)]
     unfinished = [e for e in entries_of(place) if e.state == "moving"]
     if not objects and not unfinished:
         return None
@@ -307,6 +308,10 @@ def quarantine_place(
     _write_manifest(store, entry)
     _logger.info("quarantined workspace=%s: %d object(s), %d byte(s)", entry.workspace, count, size)
     return entry
+
+
+def _below_any(relative: str, paths: list[str]) -> bool:
+    return any(relative == p or relative.startswith(p + "/") for p in paths if p)
 
 
 def _free_stamp(place: Place, moment: dt.datetime) -> str:

@@ -1,4 +1,5 @@
-"""How much each workspace stores: objects and bytes per workspace, route and experiment.
+"""How much each workspace stores: objects and bytes per workspace, route, and experiment or
+kind of content (what each child of a workspace's place is: :mod:`ws_artifacts.layout`).
 
 Measured by listing, in parallel across routes and key ranges. A workspace's place
 (``<route prefix>/workspaces/<ws>``) is listed flat; a listing that does not end within its
@@ -21,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from ws_artifacts import routing
+from ws_artifacts import layout, routing
 from ws_artifacts.backends import backend_for, is_temporary
 from ws_artifacts.config import Config
 from ws_artifacts.errors import PathError, StorageError, UnroutedWorkspaceError, WsArtifactsError
@@ -75,6 +76,9 @@ class Row:
     place: Place
     total: Usage
     experiments: dict[str, Usage] = field(default_factory=dict)
+    #: Usage by what MLflow keeps there (:class:`ws_artifacts.layout.Kind`: experiment, skills,
+    #: unknown); with ``by_experiment``, only the kinds that are not experiments.
+    kinds: dict[str, Usage] = field(default_factory=dict)
 
     def as_dict(self, names: dict[str, str] | None = None) -> dict[str, Any]:
         """JSON form; ``names`` maps experiment ids to names."""
@@ -95,6 +99,11 @@ class Row:
                     "bytes": usage.bytes,
                 }
                 for exp, usage in _largest_first(self.experiments)
+            ]
+        if self.kinds:
+            out["kinds"] = [
+                {"kind": kind, "objects": usage.objects, "bytes": usage.bytes}
+                for kind, usage in _largest_first(self.kinds)
             ]
         return out
 
@@ -240,6 +249,7 @@ def measure(
     places: Sequence[Place],
     *,
     by_experiment: bool = False,
+    by_kind: bool = False,
     parallel: int = DEFAULT_PARALLEL,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> list[Row]:
@@ -247,7 +257,9 @@ def measure(
 
     Args:
         places: From :func:`discover`.
-        by_experiment: Also give each experiment's share.
+        by_experiment: Also give each experiment's share (and the share of each other kind
+            of content, :mod:`ws_artifacts.layout`: never an experiment named ``skills``).
+        by_kind: Also give each kind's share (experiments, skills, unknown).
         parallel: Listing threads.
         progress: Called as ``progress(objects_so_far, listings_done, listings_known)``.
 
@@ -255,6 +267,7 @@ def measure(
         WsArtifactsError: A listing failed (the message names the workspace and the URL).
     """
     rows = [Row(place, Usage()) for place in places]
+    version = _mlflow_version() if by_experiment or by_kind else ""
     jobs: list[Any] = [_root_job(index, place) for index, place in enumerate(places)]
     objects = done = 0
     total = len(jobs)
@@ -269,8 +282,8 @@ def measure(
                     for exp, (n, size) in counts.items():
                         row.total.add(n, size)
                         objects += n
-                        if by_experiment:
-                            row.experiments.setdefault(exp, Usage()).add(n, size)
+                        if by_experiment or by_kind:
+                            _share(row, exp, n, size, by_experiment, version)
                     pending |= {pool.submit(job) for job in more}
                     done += 1
                     total += len(more)
@@ -281,6 +294,21 @@ def measure(
                 future.cancel()
             raise
     return sorted(rows, key=lambda r: (-r.total.bytes, -r.total.objects, r.place.workspace))
+
+
+def _mlflow_version() -> str:
+    from ws_artifacts._mlflow import MLFLOW_VERSION
+
+    return MLFLOW_VERSION
+
+
+def _share(row: Row, child: str, n: int, size: int, by_experiment: bool, version: str) -> None:
+    """Count ``n`` objects of ``size`` bytes of the child ``child`` to its experiment or kind."""
+    kind = layout.kind_of(child, version)
+    if by_experiment and kind is layout.Kind.EXPERIMENT:
+        row.experiments.setdefault(child, Usage()).add(n, size)
+    else:
+        row.kinds.setdefault(str(kind), Usage()).add(n, size)
 
 
 def measure_scope(place: Place, *, parallel: int = 8) -> Usage:

@@ -330,6 +330,8 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
             "objects": 1,
             "bytes": 5,
             "moved_to": None,
+            "kind": "experiment",
+            "kept": False,
             "keys": [{"key": "workspaces/lc-orph/99999/r/artifacts/x", "size": 5}],
         },
         {
@@ -340,6 +342,8 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
             "objects": 2,
             "bytes": 4,
             "moved_to": None,
+            "kind": "experiment",
+            "kept": False,
             "keys": [
                 {"key": "lcv-dead/workspaces/lcv-dead/4/r/y", "size": 3},
                 {"key": "lcv-dead/workspaces/lcv-dead/4/r/z", "size": 1},

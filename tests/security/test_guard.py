@@ -222,12 +222,24 @@ def test_trace_location_tag_outside_is_refused(guarded: Guarded, route: str, key
     assert _trace_tags(guarded, trace_id) == before
 
 
+@pytest.mark.mlflow_differs
 def test_trace_location_tag_inside_is_accepted(guarded: Guarded) -> None:
+    """The guard lets a location inside the workspace through; MLflow 3.18's handler then
+    refuses to change the tag at all (it is immutable there), so the tag keeps its value."""
     trace_id = _trace(guarded)
+    before = _trace_tags(guarded, trace_id)
     own = f"ws-s3://root/workspaces/team-a/{guarded.ids['a_exp']}/traces/{trace_id}/artifacts"
     payload = {"key": "mlflow.artifactLocation", "value": own}
-    assert guarded.call("PATCH", f"/api/3.0/mlflow/traces/{trace_id}/tags", payload)[0] == 200
-    assert _trace_tags(guarded, trace_id)["mlflow.artifactLocation"] == own
+    status, body = guarded.call("PATCH", f"/api/3.0/mlflow/traces/{trace_id}/tags", payload)
+    if Version(mlflow.__version__) >= Version("3.18"):
+        assert (status, body["message"]) == (
+            400,
+            "Tag 'mlflow.artifactLocation' is immutable and cannot be set on a trace.",
+        )
+        assert _trace_tags(guarded, trace_id) == before
+    else:
+        assert status == 200
+        assert _trace_tags(guarded, trace_id)["mlflow.artifactLocation"] == own
 
 
 def test_start_trace_v3_with_a_location_tag_is_refused(guarded: Guarded) -> None:
@@ -440,3 +452,61 @@ def test_guard_runs_after_basic_auth(
     assert status == expected, body
     if expected == 403:
         assert json.loads(body)["error_code"] == DENIED
+
+
+# -- skill versions (MLflow 3.18) ------------------------------------------------------------
+SKILL_TOKEN = "0123456789abcdef0123456789abcdef"
+SKILLS_API = "/api/3.0/mlflow/skills"
+
+
+@pytest.mark.mlflow_min("3.18")
+@pytest.mark.parametrize(
+    ("route", "source"),
+    [
+        (SKILLS_API + "/{name}/versions", f"ws-s3://root/workspaces/team-b/skills/x/{SKILL_TOKEN}"),
+        (SKILLS_API + "/{name}/versions", "ws-s3://team-b-artifacts/workspaces/team-b/x.zip"),
+        ("/ajax-api/3.0/mlflow/skills/{name}/versions", "s3://team-b-artifacts/workspaces/x.zip"),
+        (SKILLS_API + "/@acme/{name}/versions", "mlflow-artifacts:/workspaces/team-b/skills/x"),
+        (SKILLS_API + "/{name}/versions", "runs:/{b_run}/skill"),
+        (SKILLS_API + "/bulk-register", "s3://team-b-artifacts/workspaces/team-b/x.zip"),
+    ],
+    ids=["ws-uri-other-workspace", "ws-uri-other-bucket", "s3-other-bucket-ajax",
+         "mlflow-artifacts-organization", "runs-of-other-workspace", "bulk-register"],
+)  # fmt: skip
+def test_skill_version_source_in_another_workspace_is_refused(
+    guarded: Guarded, route: str, source: str
+) -> None:
+    """A skill version may not point at another workspace's place: the guard refuses it before
+    MLflow reads the request, and no skill or version is created."""
+    name = unique("sk")
+    source = source.format(**guarded.ids)
+    path = route.format(name=name)
+    version = {"source": source, "digest": "0" * 64}
+    if route.endswith("bulk-register"):
+        payload: dict[str, Any] = {"skills": [{"name": name, **version}]}
+    else:
+        payload = {"name": name, "organization": "acme" if "@acme" in route else "", **version}
+    _refused(
+        *guarded.call("POST", path, payload), f"Refused to set skill version source to '{source}'"
+    )
+    status, body = guarded.call("GET", f"/api/3.0/mlflow/skills/{name}", None)
+    assert (status, body.get("error_code")) == (404, "RESOURCE_DOES_NOT_EXIST"), body
+
+
+@pytest.mark.mlflow_min("3.18")
+def test_skill_version_sources_outside_storage_are_left_to_mlflow(guarded: Guarded) -> None:
+    """Git, OCI and public ZIP sources name no storage place: the guard lets MLflow judge them
+    (the client fetches them with its own credentials, never the server's)."""
+    name = unique("sk")
+    payload = {
+        "name": name,
+        "source": "https://github.com/acme/skills.git",
+        "ref": "main",
+        "digest": "0" * 64,
+    }
+    status, body = guarded.call("POST", f"/api/3.0/mlflow/skills/{name}/versions", payload)
+    assert (status, body["version"], body["source"]) == (
+        200,
+        1,
+        "https://github.com/acme/skills.git",
+    ), body

@@ -10,6 +10,7 @@ from flask import Flask
 
 from ws_artifacts import guard
 from ws_artifacts.guard._server import OtlpGuard, flask_guard
+from ws_artifacts.guard.skills import SkillSourceGuard
 
 
 class Wsgi:
@@ -50,8 +51,9 @@ def test_a_fastapi_app_gets_the_hook_on_its_mounted_flask_app_and_an_innermost_m
     assert guard.install(app) is app
     guard.install(app)
     assert _hooks(flask_app) == [flask_guard]
-    assert [m.cls for m in app.user_middleware][-1] is OtlpGuard
+    assert [m.cls for m in app.user_middleware][-2:] == [OtlpGuard, SkillSourceGuard]
     assert sum(m.cls is OtlpGuard for m in app.user_middleware) == 1
+    assert sum(m.cls is SkillSourceGuard for m in app.user_middleware) == 1
 
 
 def test_other_apps_are_refused() -> None:

@@ -146,6 +146,108 @@ def test_orphans_on_fsspec(memory_router: object) -> None:
     ]
 
 
+LIVE = "0123456789abcdef0123456789abcdef"
+DEAD = "fedcba9876543210fedcba9876543210"
+
+
+@pytest.mark.parametrize("version", ["3.18.0", "3.17.2"], ids=["mlflow-3.18", "mlflow-3.17"])
+def test_orphans_never_take_unknown_or_live_skill_content(
+    memory_router: object, version: str
+) -> None:
+    """An unknown child, live or ill-shaped skill content, and every skill content where the
+    MLflow version has no skills: listed as kept with their sizes, never orphans; only the
+    upload no skill version names is one."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    top = "/lifecycle-unit-routed/workspaces/team-m"
+    fs.pipe_file(f"{top}/prompts/p/1.json", b"12345")
+    fs.pipe_file(f"{top}/notes.txt", b"12")
+    fs.pipe_file(f"{top}/skills/reviewer/{LIVE}/SKILL.md", b"live")
+    fs.pipe_file(f"{top}/skills/@acme/reviewer/{DEAD}/SKILL.md", b"dead!")
+    fs.pipe_file(f"{top}/skills/@acme/reviewer/{DEAD}/a/b.py", b"d")
+    fs.pipe_file(f"{top}/skills/reviewer/not-a-token/x", b"xyz")
+    places = discover_places(memory_router, "ws-memory://lifecycle-unit-root", ["default"])  # type: ignore[arg-type]
+    reads: list[int] = []
+
+    def skills() -> dict[str, set[str]]:
+        reads.append(1)
+        return {"team-m": {f"skills/reviewer/{LIVE}"}}
+
+    found = find_orphans(
+        places, {"default": set(), "team-m": set()}, skills, mlflow_version=version
+    )
+    got = [(o.child, o.kind, o.kept, o.reason, o.keys) for o in found]
+    w = "workspaces/team-m"
+    unknown = [
+        ("notes.txt", "unknown", True, "unknown, kept", [(f"{w}/notes.txt", 2)]),
+        ("prompts", "unknown", True, "unknown, kept", [(f"{w}/prompts/p/1.json", 5)]),
+    ]
+    if version == "3.17.2":  # no skills in that layout: all of it unknown, kept, not read
+        all_skills = sorted(k for k in fs.find(f"{top}/skills"))
+        assert reads == []
+        assert got == sorted(
+            [
+                *unknown,
+                (
+                    "skills",
+                    "unknown",
+                    True,
+                    "unknown, kept",
+                    [
+                        (k.lstrip("/").removeprefix("lifecycle-unit-routed/"), fs.size(k))
+                        for k in all_skills
+                    ],
+                ),
+            ],
+            key=lambda t: (t[2], t[0]),
+        )
+        return
+    assert reads == [1]
+    assert got == [
+        (
+            f"skills/@acme/reviewer/{DEAD}",
+            "skills",
+            False,
+            "no version of skill @acme/reviewer in workspace team-m has it",
+            [
+                (f"{w}/skills/@acme/reviewer/{DEAD}/SKILL.md", 5),
+                (f"{w}/skills/@acme/reviewer/{DEAD}/a/b.py", 1),
+            ],
+        ),
+        *unknown,
+        ("skills", "skills", True, "unknown, kept", [(f"{w}/skills/reviewer/not-a-token/x", 3)]),
+    ]
+
+
+def test_orphans_keep_all_skill_content_when_no_skill_truth(memory_router: object) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file(f"/lifecycle-unit-routed/workspaces/team-m/skills/r/{DEAD}/SKILL.md", b"s")
+    places = discover_places(memory_router, "ws-memory://lifecycle-unit-root", ["default"])  # type: ignore[arg-type]
+    found = find_orphans(places, {"team-m": set()}, lambda: None, mlflow_version="3.18.0")
+    assert [(o.child, o.kept, o.reason) for o in found] == [("skills", True, "unknown, kept")]
+
+
+def test_quarantine_only_takes_the_named_skill_upload(memory_router: object) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    top = "/lifecycle-unit-routed/workspaces/team-m"
+    fs.pipe_file(f"{top}/skills/r/{LIVE}/SKILL.md", b"live")
+    fs.pipe_file(f"{top}/skills/r/{DEAD}/SKILL.md", b"dead")
+    fs.pipe_file(f"{top}/skills/r/{DEAD}x/SKILL.md", b"sibling with the same start")
+    place = place_of(memory_router, "memory://lifecycle-unit-routed", "team-m")  # type: ignore[arg-type]
+    entry = quarantine_place(place, "orphans", only=[f"skills/r/{DEAD}"])
+    assert entry is not None
+    assert sorted(fs.find(top)) == [
+        f"{top}/skills/r/{LIVE}/SKILL.md",
+        f"{top}/skills/r/{DEAD}x/SKILL.md",
+    ]
+    assert (entry.objects, entry.bytes) == (1, 4)
+
+
 def test_quarantine_is_refused_to_a_repository_on_a_server(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

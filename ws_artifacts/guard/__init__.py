@@ -5,7 +5,8 @@ MLflow stores some locations straight from requests and later reads them with th
 credentials: a model version's ``source``, the trace tags ``mlflow.artifactLocation`` and
 ``mlflow.trace.archiveLocation`` (REST v2 and v3, start/end trace, and OTLP root-span
 attributes ``mlflow.traceTag.<tag>``), a workspace's ``default_artifact_root`` and trace archival
-location, an experiment's ``artifact_location``. The guard checks each against the caller's
+location, an experiment's ``artifact_location``, and (3.18) a skill version's ``source`` when it
+names storage (:mod:`ws_artifacts.guard.skills`). The guard checks each against the caller's
 workspace with :class:`~ws_artifacts.guard.policy.LocationPolicy` and answers HTTP 403
 ``PERMISSION_DENIED`` (an MLflow-style JSON error) when it points elsewhere.
 
@@ -65,8 +66,10 @@ def install(app: Any) -> Any:
         from starlette.middleware import Middleware
 
         from ws_artifacts.guard._server import OtlpGuard
+        from ws_artifacts.guard.skills import SkillSourceGuard
 
         app.user_middleware.append(Middleware(OtlpGuard))  # innermost: after auth, workspace
+        app.user_middleware.append(Middleware(SkillSourceGuard))
         setattr(app.state, _FLASK_FLAG, True)
     return app
 

@@ -29,7 +29,7 @@ from ws_artifacts.paths import (
 )
 from ws_artifacts.routing import destinations_from_env
 
-__all__ = ["OtlpGuard", "flask_guard", "location_tags"]
+__all__ = ["OtlpGuard", "flask_guard", "location_tags", "refusal_of"]
 
 _logger = logging.getLogger(__name__)
 
@@ -310,6 +310,21 @@ def names_quarantine(path: str, query: str) -> bool:
     return any(
         in_quarantine(value) for _, value in urllib.parse.parse_qsl(query, keep_blank_values=True)
     )
+
+
+def refusal_of(err: BaseException) -> tuple[int, bytes] | None:
+    """The HTTP status and JSON body that refuse a request for ``err`` (a location the policy
+    refused, or MLflow's own refusal), or None for any other error."""
+    from mlflow.exceptions import MlflowException
+
+    error: Any
+    if isinstance(err, LocationRefused):
+        error = _refusal(err)
+    elif isinstance(err, MlflowException):
+        error = err
+    else:
+        return None
+    return error.get_http_status_code(), error.serialize_as_json().encode()
 
 
 def _refusal(err: LocationRefused) -> Any:
