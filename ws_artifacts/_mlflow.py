@@ -12,7 +12,6 @@ Supported: MLflow 3.10 to 3.18. What a version lacks is handled here and nowhere
 
 from __future__ import annotations
 
-import logging
 from abc import ABC
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,10 +32,6 @@ from mlflow.store.artifact.artifact_repo import ArtifactRepository, MultipartUpl
 from mlflow.tracing.utils.artifact_utils import TRACE_DATA_FILE_NAME
 from mlflow.utils.workspace_context import get_request_workspace
 
-from ws_artifacts.errors import WsArtifactsError
-
-_refusals = logging.getLogger("ws_artifacts.refusals")
-
 #: Where ``mlflow server`` tells its workers the proxied artifact destination
 #: (``mlflow.server.constants``; not imported: importing it runs ``mlflow.server``, the app).
 ARTIFACTS_DESTINATION_ENV_VAR = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
@@ -46,6 +41,7 @@ __all__ = [
     "HAS_PRESIGNED_ONLY",
     "HAS_PRESIGNED_UPLOADS",
     "MLFLOW_VERSION",
+    "REFUSAL_STATUS",
     "TRACE_DATA_FILE_NAME",
     "ArtifactRepository",
     "CreateMultipartUploadResponse",
@@ -62,10 +58,7 @@ __all__ = [
     "StoredLocation",
     "StreamUploadMixin",
     "active_workspace",
-    "as_refusal",
     "build_proxied_repository",
-    "log_refusal",
-    "mlflow_error",
     "presigned_only",
     "proxied_repository",
     "server_usage_error",
@@ -159,11 +152,6 @@ def presigned_only() -> bool:
 #: many 429 error responses", its message lost. The JSON body keeps MLflow's error code.
 REFUSAL_STATUS = {"RESOURCE_EXHAUSTED": 413, "INVALID_STATE": 409}
 
-#: The error codes of refusals (not of failures): logged once, counted, audited.
-REFUSAL_CODES = frozenset(
-    {*REFUSAL_STATUS, "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_PARAMETER_VALUE"}
-)
-
 
 class Refusal(MlflowException):
     """An MlflowException answered with a status MLflow's client does not retry."""
@@ -175,56 +163,14 @@ class Refusal(MlflowException):
     def get_http_status_code(self) -> int:
         return self.http_status
 
-
-def mlflow_error(
-    err: WsArtifactsError,
-    *,
-    log: bool = True,
-    operation: str | None = None,
-    workspace: str | None = None,
-) -> MlflowException:
-    """The MlflowException to raise for one of our errors (``raise mlflow_error(e) from e``).
-
-    A refusal is logged (one line: workspace and reason; our messages hold no secret) unless
-    ``log`` is False (the caller logged it), and answered with a status the client does not
-    retry (:data:`REFUSAL_STATUS`).
-    """
-    code = err.mlflow_code
-    if log and code in REFUSAL_CODES:
-        log_refusal(code, str(err), operation, workspace)
-    status = REFUSAL_STATUS.get(code)
-    if status is not None:
-        return Refusal(str(err), code, status)
-    return MlflowException(str(err), error_code=ErrorCode.Value(code))
-
-
-def as_refusal(
-    err: MlflowException, operation: str, workspace: str | None = None
-) -> MlflowException:
-    """``err`` (MLflow's own, e.g. INVALID_STATE from a workspace deletion) answered with a
-    status the client does not retry, and logged; other errors unchanged."""
-    code = str(err.error_code)
-    status = REFUSAL_STATUS.get(code)
-    if status is None or isinstance(err, Refusal):
-        return err
-    log_refusal(code, err.message, operation, workspace)
-    return Refusal(err.message, code, status)
-
-
-def log_refusal(
-    code: str, reason: str, operation: str | None = None, workspace: str | None = None
-) -> None:
-    """One server log line for a refusal (the request's workspace, the operation, the code
-    and the reason), and one count in ``ws_artifacts_refusals_total``."""
-    from ws_artifacts import audit, serving_metrics
-
-    workspace = workspace or get_request_workspace()
-    operation = operation or audit.current_operation() or "request"
-    _refusals.warning(
-        "refused %s for workspace %s (%s): %s", operation, workspace or "-", code, reason
-    )
-    serving_metrics.count_refusal(workspace, operation, code)
-    audit.refusal(operation, workspace, code)  # inside an artifact operation: its own line
+    @classmethod
+    def of(cls, message: str, error_code: str) -> MlflowException:
+        """An MlflowException for ``error_code``: a :class:`Refusal` when MLflow's own status
+        for it is one its client retries (:data:`REFUSAL_STATUS`)."""
+        status = REFUSAL_STATUS.get(error_code)
+        if status is not None:
+            return cls(message, error_code, status)
+        return MlflowException(message, error_code=ErrorCode.Value(error_code))
 
 
 def default_server_app() -> Any:

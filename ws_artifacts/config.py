@@ -57,7 +57,6 @@ __all__ = [
     "StoragePolicy",
     "Transfer",
     "check_store_url",
-    "config_from_env",
     "load_config",
     "parse_config",
     "secret_values",
@@ -592,15 +591,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         config.unknown_workspaces,
     )
     return config
-
-
-def config_from_env() -> Config | None:
-    """The configuration named by ``WS_ARTIFACTS_CONFIG`` (None when it is unset), re-read when
-    the file changes; a bad edit keeps the last good configuration serving
-    (:mod:`ws_artifacts.watch`)."""
-    from ws_artifacts.watch import live_config
-
-    return live_config.get()
 
 
 def _url_within(outer: str, inner: str) -> bool:

@@ -32,9 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from ws_artifacts.server import READY_DIR_ENV
-
 __all__ = ["READY_DIR_ENV", "mark_ready", "port_problem", "run", "wait_until_ready"]
+
+#: Where each worker of the child server marks itself ready (set by :func:`run`, read by
+#: :mod:`ws_artifacts.server` in every worker).
+READY_DIR_ENV = "WS_ARTIFACTS_READY_DIR"
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _POLL_SECONDS = 0.05

@@ -38,8 +38,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ws_artifacts import _mlflow, roots
-from ws_artifacts.config import Config, config_from_env
+from ws_artifacts import _mlflow, refusals, roots
+from ws_artifacts.config import Config
 from ws_artifacts.errors import (
     ConfigError,
     StorageLocationError,
@@ -50,6 +50,7 @@ from ws_artifacts.locations import check_root
 from ws_artifacts.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
 from ws_artifacts.quarantine import Entry, Place, places_of, quarantine_place, restore
 from ws_artifacts.routing import Router, WorkspaceRoot, destinations_from_env, routes_by_root
+from ws_artifacts.watch import config_from_env
 
 __all__ = ["PREFIX", "create_provider", "inner_uri"]
 
@@ -93,7 +94,7 @@ def _provider_class() -> type:
 def _refused(err: Any, workspace: str) -> None:
     """Raise MLflow's refusal of a deletion (INVALID_STATE, which MLflow answers with HTTP 500
     and its client retries for minutes) as one the client does not retry; else return."""
-    refusal = _mlflow.as_refusal(err, "delete_workspace", workspace)
+    refusal = refusals.as_refusal(err, "delete_workspace", workspace)
     if refusal is not err:
         raise refusal from err
 
@@ -125,7 +126,7 @@ class _Provider:
         if not routes_by_root(new):  # "" clears; ws-/mlflow-artifacts: MLflow's own layout
             if not routes_by_root(old.url):
                 return self.inner.update_workspace(workspace)
-            raise _mlflow.mlflow_error(
+            raise refusals.mlflow_error(
                 StorageLocationError(
                     f"Refused to clear the default_artifact_root of workspace '{name}' "
                     f"({old.url}) or to point it at MLflow's own layout ({new or 'unset'}): its "
@@ -138,7 +139,7 @@ class _Provider:
         try:
             new = check_root(config, name, new, destinations=destinations, roots=all_roots)
         except WsArtifactsError as err:
-            raise _mlflow.mlflow_error(err) from err
+            raise refusals.mlflow_error(err) from err
         if config is None:  # check_root refuses without a configuration; for mypy
             return self.inner.update_workspace(workspace)
         was = old.url if routes_by_root(old.url) else None
@@ -204,7 +205,7 @@ class _Provider:
                     roots=self.workspace_roots(),
                 )
             except WsArtifactsError as err:
-                raise _mlflow.mlflow_error(err) from err
+                raise refusals.mlflow_error(err) from err
         if is_valid_workspace_name(name) and name != DEFAULT_WORKSPACE and not self._exists(name):
             places = self._places(name, required=False, root=root)
             moved = self._move_all(places, "leftovers found at create_workspace")
@@ -296,7 +297,7 @@ class _Provider:
         if problem:
             if not required:
                 return []
-            raise _mlflow.mlflow_error(
+            raise refusals.mlflow_error(
                 ConfigError(
                     f"Refused to delete workspace '{workspace}': {problem}, so its artifacts "
                     "cannot be found and moved to quarantine. Start the server with "
@@ -328,7 +329,7 @@ class _Provider:
                 entry = quarantine_place(place, reason, now=moment)
             except WsArtifactsError as err:
                 self._put_back(moved)
-                raise _mlflow.mlflow_error(err) from err
+                raise refusals.mlflow_error(err) from err
             if entry is not None:
                 moved.append((entry, place))
         return moved

@@ -324,7 +324,7 @@ def metered_chunks(target: Target, chunks: AsyncIterable[bytes]) -> AsyncIterabl
 async def _metered_chunks(meter: _Meter, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     import asyncio
 
-    from ws_artifacts import _mlflow
+    from ws_artifacts import refusals
 
     try:
         await asyncio.to_thread(meter.start)  # a first listing must not block the loop
@@ -332,7 +332,7 @@ async def _metered_chunks(meter: _Meter, chunks: AsyncIterable[bytes]) -> AsyncI
             meter.count(len(chunk))
             yield chunk
     except QuotaExceededError as err:
-        raise _mlflow.mlflow_error(err) from err
+        raise refusals.mlflow_error(err) from err
 
 
 class _Meter:

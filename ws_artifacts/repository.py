@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow, audit, bounds, experiments, places, quota, roots
+from ws_artifacts import _mlflow, audit, bounds, experiments, places, quota, refusals, roots
 from ws_artifacts._mlflow import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
@@ -34,7 +34,7 @@ from ws_artifacts._mlflow import (
     StreamUploadMixin,
 )
 from ws_artifacts.backends import Backend, backend_for
-from ws_artifacts.config import CONFIG_ENV_VAR, Config, Transfer, config_from_env
+from ws_artifacts.config import CONFIG_ENV_VAR, Config, Transfer
 from ws_artifacts.errors import (
     ConfigError,
     NotFoundError,
@@ -60,6 +60,7 @@ from ws_artifacts.routing import (
     destinations_from_env,
     split_url,
 )
+from ws_artifacts.watch import config_from_env
 
 __all__ = ["WorkspaceArtifactRepository"]
 
@@ -76,7 +77,7 @@ def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return method(*args, **kwargs)
         except WsArtifactsError as err:
-            raise _mlflow.mlflow_error(err) from err
+            raise refusals.mlflow_error(err) from err
 
     return wrapper
 
@@ -156,7 +157,7 @@ class WorkspaceArtifactRepository(
         super().__init__(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
         scheme, location, path = split_url(artifact_uri)
         if not scheme.startswith("ws-") or len(scheme) <= 3:
-            raise _mlflow.mlflow_error(
+            raise refusals.mlflow_error(
                 PathError(
                     f"{artifact_uri!r} is not a ws-artifacts URI; use ws-s3://bucket[/prefix] or "
                     "ws-file:///directory."
@@ -166,7 +167,7 @@ class WorkspaceArtifactRepository(
         try:
             self._base = normalize(path)
         except PathError as err:
-            raise _mlflow.mlflow_error(err) from err
+            raise refusals.mlflow_error(err) from err
         self._pinned = workspace
         # A ws-file repository at a legacy (no workspaces/) location keeps links inside its own
         # directory, as MLflow's local repository does (see _resolve).
@@ -249,7 +250,7 @@ class WorkspaceArtifactRepository(
         try:
             quota.check_declared(self._resolve(path, "write"), size)
         except QuotaExceededError as err:
-            return _mlflow.mlflow_error(err, operation="write", workspace=self._pinned)
+            return refusals.mlflow_error(err, operation="write", workspace=self._pinned)
         except WsArtifactsError:
             return None
         return None
@@ -428,7 +429,7 @@ class WorkspaceArtifactRepository(
             target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
             chunks = quota.metered_chunks(target, chunks)
         except WsArtifactsError as err:
-            raise _mlflow.mlflow_error(err) from err
+            raise refusals.mlflow_error(err) from err
         reader = _QueueReader()
         backend = backend_for(target.route)
         upload = asyncio.ensure_future(asyncio.to_thread(reader.drain_into, backend, target))
@@ -446,7 +447,7 @@ class WorkspaceArtifactRepository(
         try:
             await upload
         except WsArtifactsError as err:
-            raise _mlflow.mlflow_error(err) from err
+            raise refusals.mlflow_error(err) from err
 
     # -- proxied multipart upload and presigned download ----------------------------------
     @audit.audited("multipart_create")

@@ -27,6 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ws_artifacts.launcher import READY_DIR_ENV
+
 __all__ = [
     "ServerPlan",
     "check_presigned_only_supported",
@@ -42,7 +44,6 @@ INNER_APP_ENV = "WS_ARTIFACTS_INNER_APP"
 GUARD_ENV = "WS_ARTIFACTS_GUARD"
 NODELAY_ENV = "WS_ARTIFACTS_NODELAY"
 APP_NAME = "ws-artifacts"
-READY_DIR_ENV = "WS_ARTIFACTS_READY_DIR"  # set by ws_artifacts.launcher
 #: MLflow 3.18's presigned-only serving: its option and the variable its workers read.
 PRESIGNED_ONLY_OPTION = "--artifacts-presigned-only"
 PRESIGNED_ONLY_ENV = "MLFLOW_ARTIFACTS_PRESIGNED_ONLY"
@@ -480,7 +481,7 @@ def _warm_up() -> None:
     import ws_artifacts.backends.fs
     import ws_artifacts.backends.s3
     import ws_artifacts.repository  # noqa: F401
-    from ws_artifacts.config import config_from_env
+    from ws_artifacts.watch import config_from_env
 
     config_from_env()
     import boto3  # noqa: F401 - the slowest import of all

@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from ws_artifacts.config import CONFIG_ENV_VAR, Config, load_config
 from ws_artifacts.errors import ConfigError
 
-__all__ = ["CHECK_EVERY", "SETTLE_SECONDS", "LiveConfig", "live_config", "route_changes"]
+__all__ = [
+    "CHECK_EVERY",
+    "SETTLE_SECONDS",
+    "LiveConfig",
+    "config_from_env",
+    "live_config",
+    "route_changes",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -158,5 +165,11 @@ def _fallback(config: Config, entry: str) -> str:
     return "the default destination (the server's --artifacts-destination)"
 
 
-#: The process's live configuration (what :func:`ws_artifacts.config.config_from_env` returns).
+#: The process's live configuration (what :func:`config_from_env` returns).
 live_config = LiveConfig()
+
+
+def config_from_env() -> Config | None:
+    """The configuration named by ``WS_ARTIFACTS_CONFIG`` (None when it is unset), re-read when
+    the file changes; a bad edit keeps the last good configuration serving."""
+    return live_config.get()

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from tests.conftest import keys, unique
-from ws_artifacts import _mlflow
+from ws_artifacts import refusals
 from ws_artifacts.backends import TEMP_PREFIX
 from ws_artifacts.clients import ClientKey, client_for
 from ws_artifacts.config import Settings
@@ -341,7 +341,7 @@ def test_links_out_of_the_artifact_directory_are_refused(
 
 # -- Error codes and wording ---------------------------------------------------------------------
 def test_bad_key_or_signature_is_unauthenticated() -> None:
-    error = _mlflow.mlflow_error(AuthenticationError("check the route's access_key_id"))
+    error = refusals.mlflow_error(AuthenticationError("check the route's access_key_id"))
     assert (error.error_code, error.get_http_status_code()) == ("UNAUTHENTICATED", 401)
 
 

@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 from mlflow.exceptions import MlflowException
 
-from ws_artifacts import _mlflow, clients
+from ws_artifacts import clients, refusals
 from ws_artifacts.backends.s3 import S3Backend, put_args
 from ws_artifacts.clients import (
     ClientCache,
@@ -540,7 +540,7 @@ def test_access_denied_names_workspace_bucket_action_and_credentials() -> None:
         "bucket 'bucket-a', or fix the credentials (with storage.expected_bucket_owner set, "
         "also check the bucket's owner)."
     )
-    mlflow_err = _mlflow.mlflow_error(err)
+    mlflow_err = refusals.mlflow_error(err)
     assert isinstance(mlflow_err, MlflowException)
     assert mlflow_err.error_code == "PERMISSION_DENIED"
     assert mlflow_err.get_http_status_code() == 403

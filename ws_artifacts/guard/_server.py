@@ -17,7 +17,6 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from ws_artifacts.config import config_from_env
 from ws_artifacts.errors import WsArtifactsError
 from ws_artifacts.guard.policy import LocationPolicy, LocationRefused
 from ws_artifacts.paths import (
@@ -28,6 +27,7 @@ from ws_artifacts.paths import (
     normalize,
 )
 from ws_artifacts.routing import destinations_from_env
+from ws_artifacts.watch import config_from_env
 
 __all__ = ["OtlpGuard", "flask_guard", "location_tags", "refusal_of"]
 
@@ -328,7 +328,7 @@ def refusal_of(err: BaseException) -> tuple[int, bytes] | None:
 
 
 def _refusal(err: LocationRefused) -> Any:
-    from ws_artifacts._mlflow import mlflow_error
+    from ws_artifacts.refusals import mlflow_error
 
     return mlflow_error(err, operation="guard")
 
