@@ -272,11 +272,15 @@ def _install_serving(app: Any) -> None:
     from ws_artifacts import serving_metrics
 
     serving_metrics.start()
-    if not hasattr(app, "add_middleware"):
+    if not hasattr(app, "user_middleware"):
         return
-    app.add_middleware(DeclaredLength)
+    from starlette.middleware import Middleware
+
+    # Innermost, as the guard's: after MLflow's authentication and workspace middleware, so an
+    # anonymous caller neither scrapes /metrics nor learns a workspace's quota from a refusal.
+    app.user_middleware.append(Middleware(DeclaredLength))
     if not os.environ.get(serving_metrics.MLFLOW_EXPORTER_ENV):  # else MLflow's /metrics
-        app.add_middleware(serving_metrics.MetricsEndpoint)
+        app.user_middleware.append(Middleware(serving_metrics.MetricsEndpoint))
 
 
 #: The proxied upload endpoints (``PUT``), whose Content-Length is the file's size.
