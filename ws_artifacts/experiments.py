@@ -12,7 +12,8 @@ orphans`` finds such objects).
 The bound: positive answers are kept for at most :data:`OWNER_TTL_SECONDS` seconds, at most
 :data:`OWNER_CACHE_SIZE` of them per worker; refusals are never kept. So a move stops writes to
 the old place within ``OWNER_TTL_SECONDS`` in every worker, and a cache miss costs one
-primary-key query. Reads, lists and deletes are not checked (the old owner's reads of its old
+primary-key query. Deletes are checked like writes (until migrate copies them, the old place
+holds the new owner's only copy). Reads and lists are not (the old owner's reads of its old
 place are what the move leaves; nothing it reads is written anywhere).
 """
 
@@ -71,7 +72,7 @@ def check_writable(target: Target) -> None:
         with _lock:
             _owned.pop(key, None)
         raise OwnershipError(
-            f"Refused to write {target.uri}: experiment {experiment} does not belong to "
+            f"Refused to write or delete {target.uri}: experiment {experiment} does not belong to "
             f"workspace '{target.workspace}' now (it was moved to another workspace). Log to "
             "the experiment in the workspace that owns it now; after `mlflow db "
             "move-resources`, the operator runs `ws-artifacts migrate --moved-from "

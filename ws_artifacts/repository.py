@@ -230,8 +230,10 @@ class WorkspaceArtifactRepository(
         base = self._local_legacy_base
         if base is not None and not target.scope and is_within(base, target.key):
             target = Target(target.route, target.key, target.workspace, base)
-        if operation == "write":
-            experiments.check_writable(target)  # a moved experiment's old place takes no writes
+        if operation in ("write", "delete"):
+            # A moved experiment's old place takes no writes, and its old owner may not delete
+            # the new owner's only copy before `migrate --moved-from` has copied it.
+            experiments.check_writable(target)
         audit.note(target)
         _logger.debug(
             "%s workspace=%s route=%s key=%s",

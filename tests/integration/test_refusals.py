@@ -121,14 +121,24 @@ def test_over_quota_log_artifact_fails_at_once_with_its_message(
     assert audited == [("write", "error", "RESOURCE_EXHAUSTED")]
 
 
+def own_run(ws: str) -> str:
+    """``<experiment>/<run>`` of a run of ``ws``'s own (writes under an experiment of another
+    workspace are refused: ws_artifacts.experiments)."""
+    with in_workspace(ws):
+        mlflow.set_experiment("refusals")
+        with mlflow.start_run() as run:
+            return f"{run.info.experiment_id}/{run.info.run_id}"
+
+
 def test_declared_size_is_refused_before_the_body_is_sent(tracking: MlflowServer) -> None:
     """Headers only, with a Content-Length that cannot fit: the answer comes without a byte
     of the body (a server that read the body first would wait for it)."""
     ws = unique("qm")
     tracking.client().create_workspace(ws)
+    run = own_run(ws)
     host, port = tracking.url.removeprefix("http://").split(":")
     head = (
-        f"PUT /api/2.0/mlflow-artifacts/artifacts/1/r1/artifacts/huge.bin HTTP/1.1\r\n"
+        f"PUT /api/2.0/mlflow-artifacts/artifacts/{run}/artifacts/huge.bin HTTP/1.1\r\n"
         f"Host: {host}:{port}\r\nX-MLFLOW-WORKSPACE: {ws}\r\n"
         f"Content-Length: {QUOTA + 1}\r\nConnection: close\r\n\r\n"
     )
@@ -209,7 +219,7 @@ def test_metrics_count_per_workspace_across_workers(tracking: MlflowServer, tmp_
     before = scrape(tracking)
     assert requests_ok not in before
     assert written not in before
-    url = f"{tracking.url}/api/2.0/mlflow-artifacts/artifacts/1/r1/artifacts"
+    url = f"{tracking.url}/api/2.0/mlflow-artifacts/artifacts/{own_run(ws)}/artifacts"
     head = {"X-MLFLOW-WORKSPACE": ws}
     for index in range(6):  # new connections: both workers answer some
         put = requests.put(f"{url}/f{index}", data=b"m" * 1000, headers=head, timeout=30)

@@ -81,6 +81,9 @@ def test_the_old_owner_cannot_plant_files_after_the_move(life: Hostile, tmp_path
             "PUT", f"{ARTIFACTS}/workspaces/{X}/{exp}/traces/tr-1/artifacts/t.json", workspace=X
         )
     )
+    # Nor may it delete the new owner's only copy before migrate has copied it.
+    answers.append(life.request("DELETE", f"{ARTIFACTS}/{old}/w.bin", workspace=X))
+    answers.append(life.request("DELETE", f"{ARTIFACTS}/{old}", workspace=X))
 
     for answer in answers:
         assert answer.status_code == 403, answer.text
