@@ -31,7 +31,14 @@ from collections.abc import Mapping, Sequence
 
 from ws_artifacts.config import Config
 from ws_artifacts.errors import PathError, StorageLocationError
-from ws_artifacts.paths import WORKSPACES_SEGMENT, is_within, normalize, reads_as_workspaces
+from ws_artifacts.paths import (
+    QUARANTINE_SEGMENT,
+    WORKSPACES_SEGMENT,
+    in_quarantine,
+    is_within,
+    normalize,
+    reads_as_workspaces,
+)
 from ws_artifacts.routing import WorkspaceRoot, find_location, split_url
 
 __all__ = ["approved_locations", "check_root"]
@@ -100,6 +107,8 @@ def _check(
         raise _Refused("it is not inside an approved storage location.")
     if any(reads_as_workspaces(segment) for segment in prefix.split("/")):
         raise _Refused(f"it contains a '{WORKSPACES_SEGMENT}' segment (a workspace's layout).")
+    if in_quarantine(prefix):
+        raise _Refused(f"it names the quarantine area ('{QUARANTINE_SEGMENT}'), nobody's place.")
     if workspace in config.workspaces:
         raise _Refused(
             f"workspace '{workspace}' has its own route in the ws-artifacts configuration "

@@ -220,8 +220,10 @@ class _Provider:
                     place.store().uri(entry.root),
                 )
         try:
+            created = self.inner.create_workspace(workspace)  # MLflow refuses an existing name
+            # Only now: a refused create must not erase an existing workspace's previous roots.
             _mlflow.write_previous_roots(self.inner, name, ())  # none left by an earlier owner
-            return self.inner.create_workspace(workspace)
+            return created
         except Exception:
             self._put_back(moved)  # e.g. created meanwhile by another
             raise

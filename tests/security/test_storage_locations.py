@@ -59,6 +59,9 @@ LISTED = r"one \(s3://loc-one/teams\), two \(s3://loc-two\), three \(s3://root/s
         ("s3://loc-one/teams/./c", "not canonical"),
         ("s3://loc-one/teams//c", "not canonical"),
         ("s3://loc-one/teams/c/..", "contains '\\.\\.'"),
+        ("s3://loc-one/teams/.ws-quarantine", "names the quarantine area"),
+        ("s3://loc-one/teams/c/.WS-Quarantine/d", "names the quarantine area"),
+        ("s3://loc-two/x/.ws-quarantine", "names the quarantine area"),
         ("s3://loc-one/teams/%2e%2e/a", "may not contain %"),
         ("s3://loc-one-evil/teams/c", "not inside an approved storage location"),
         ("s3://loc-one.evil.example/teams/c", "not inside an approved storage location"),
@@ -96,6 +99,9 @@ LISTED = r"one \(s3://loc-one/teams\), two \(s3://loc-two\), three \(s3://root/s
         "dot-segment",
         "repeated-slash",
         "trailing-dotdot",
+        "the-quarantine-area",
+        "the-quarantine-area-case-folded",
+        "a-quarantine-area-inside-a-root",
         "percent-encoded-dotdot",
         "lookalike-bucket-suffix",
         "lookalike-host",
@@ -309,3 +315,21 @@ def test_clearing_a_root_is_refused(provider: Any, replacement: str) -> None:
         )
     assert provider.get_workspace(name).default_artifact_root == "s3://sl-two/clear"
     assert provider.workspace_roots()[name] == WorkspaceRoot("s3://sl-two/clear")
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SADeprecationWarning")
+def test_creating_an_existing_workspace_again_keeps_its_previous_roots(provider: Any) -> None:
+    """A create that MLflow refuses (the name exists) must not erase the record of the old
+    roots: reads fall back to them, migrate and the deletion's quarantine find them there."""
+    from mlflow.entities import Workspace
+    from mlflow.exceptions import MlflowException
+
+    name = unique("again")
+    provider.create_workspace(Workspace(name=name, default_artifact_root="s3://sl-two/first"))
+    provider.update_workspace(Workspace(name=name, default_artifact_root="s3://sl-two/second"))
+    kept = WorkspaceRoot("s3://sl-two/second", ("s3://sl-two/first",))
+    assert provider.workspace_roots()[name] == kept
+    with pytest.raises(MlflowException, match="already exists"):
+        provider.create_workspace(Workspace(name=name, default_artifact_root="s3://sl-two/second"))
+    assert provider.workspace_roots()[name] == kept
