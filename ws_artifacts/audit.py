@@ -334,7 +334,7 @@ def _line(pending: _Pending, err: BaseException | None) -> bytes:
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
         "workspace": pending.workspace,
         "operation": pending.operation,
-        "path": pending.path,
+        "path": _printable(pending.path) if pending.path else pending.path,
         "location": pending.location,
         "route_source": pending.route_source,
         "bytes": size,

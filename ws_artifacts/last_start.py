@@ -59,14 +59,18 @@ def write_record(data_dir: Path, current: dict[str, Any]) -> None:
 
 def changes_since(previous: dict[str, Any], config: Config, destination: str) -> list[str]:
     """Every route (and the destination) that moved since ``previous``, with the fix."""
-    old = Config.model_validate(
-        {"workspaces": {entry: {"url": url} for entry, url in previous["routes"].items()}}
-    )
+    try:
+        old = Config.model_validate(
+            {"workspaces": {entry: {"url": url} for entry, url in previous["routes"].items()}}
+        )
+    except (ValueError, TypeError, AttributeError) as err:  # a record edited by hand
+        _logger.warning("the last start's record holds no valid routes (%s); not compared", err)
+        return []
     current = {entry: route.url for entry, route in config.workspaces.items()}
     messages = []
     for message in route_changes(old, config):
         entry = message.split("'", 2)[1]
-        was = previous["routes"][entry]
+        was = previous["routes"].get(entry) or _place_before(old, entry, previous)
         if entry in current:
             fix = (
                 f'To read them, add `previous: ["{was}"]` to workspaces.{entry}; then '
@@ -88,3 +92,14 @@ def changes_since(previous: dict[str, Any], config: Config, destination: str) ->
             "configuration) to keep serving them, or copy them to the new destination first."
         )
     return messages
+
+
+def _place_before(old: Config, entry: str, previous: dict[str, Any]) -> str:
+    """Where ``entry``'s workspaces went before it had a route of its own: the glob route that
+    matched it, or the last start's destination."""
+    import fnmatch
+
+    for key, route in old.workspaces.items():
+        if key != entry and fnmatch.fnmatchcase(entry, key):
+            return route.url.replace("{workspace}", entry)
+    return str(previous.get("destination", "")).removeprefix("ws-")

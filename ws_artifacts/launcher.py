@@ -18,6 +18,7 @@ supervises it:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -92,10 +93,20 @@ def port_problem(host: str, port: int) -> str | None:
         try:
             sock.bind(address)
         except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return (
+                    f"cannot listen on {host}:{port} ({err.strerror}): another server is using "
+                    f"port {port}. Stop it (`ss -ltnp 'sport = :{port}'` shows which), or start "
+                    f"on another port: `ws-artifacts server --port {port + 1}`"
+                )
+            if err.errno in (errno.EACCES, errno.EPERM):
+                return (
+                    f"cannot listen on {host}:{port} ({err.strerror}): ports below 1024 need "
+                    f"privileges; start on another port: `ws-artifacts server --port 5000`"
+                )
             return (
-                f"cannot listen on {host}:{port} ({err.strerror}): another server is using port "
-                f"{port}. Stop it (`ss -ltnp 'sport = :{port}'` shows which), or start on "
-                f"another port: `ws-artifacts server --port {port + 1}`"
+                f"cannot listen on {host}:{port} ({err.strerror}): is {host} an address of "
+                "this machine? Give one, e.g. `ws-artifacts server --host 127.0.0.1`"
             )
     return None
 

@@ -20,7 +20,13 @@ _refusals = logging.getLogger("ws_artifacts.refusals")
 
 #: The error codes of refusals (not of failures): logged once, counted, audited.
 REFUSAL_CODES = frozenset(
-    {*REFUSAL_STATUS, "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_PARAMETER_VALUE"}
+    {
+        *REFUSAL_STATUS,
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+        "INVALID_PARAMETER_VALUE",
+        "BAD_REQUEST",  # e.g. a route that cannot presign on a presigned-only server
+    }
 )
 
 

@@ -152,6 +152,16 @@ def route_changes(old: Config, new: Config) -> list[str]:
                 f"route '{entry}' moved from {route.url} to {kept.url}; new writes go to "
                 f"{kept.url}. Artifacts already written stay at {route.url}."
             )
+    for entry, route in new.workspaces.items():
+        if entry in old.workspaces:
+            continue
+        before = _fallback(old, entry)
+        if before.startswith("nowhere"):
+            continue  # they were refused: nothing was written before
+        messages.append(
+            f"route '{entry}' was added; new writes of workspace(s) '{entry}' now go to "
+            f"{route.url}. Artifacts already written stay where they went before: {before}."
+        )
     return messages
 
 

@@ -182,6 +182,39 @@ def test_a_restart_names_routes_and_the_destination_that_moved(
     assert "warning" not in _start(config, data).stderr  # said once: this start is recorded
 
 
+def test_a_restart_names_a_route_added_for_workspaces_that_wrote_elsewhere_before(
+    never_started: list[Any], tmp_path: Path
+) -> None:
+    """The README's walkthrough: team-b wrote to the destination, then gets a route."""
+    config, data = tmp_path / "routes.yaml", tmp_path / "data"
+    config.write_text("workspaces: {}\ndestination: ws-s3://shared-root\n")
+    assert _start(config, data).exit_code == 0
+    config.write_text(
+        "workspaces:\n  team-b: {url: s3://bucket-b}\ndestination: ws-s3://shared-root\n"
+    )
+    added = _start(config, data)
+    assert added.exit_code == 0
+    assert " ".join(added.stderr.split()) == (
+        "warning: since the last start, route 'team-b' was added; new writes of workspace(s) "
+        "'team-b' now go to s3://bucket-b. Artifacts already written stay where they went "
+        "before: the default destination (the server's --artifacts-destination). To read them, "
+        'add `previous: ["s3://shared-root"]` to workspaces.team-b; then `ws-artifacts migrate '
+        "team-b` copies them to s3://bucket-b."
+    )
+
+
+def test_a_hand_edited_record_is_not_compared_and_the_server_starts(
+    never_started: list[Any], tmp_path: Path
+) -> None:
+    config, data = tmp_path / "routes.yaml", tmp_path / "data"
+    config.write_text("workspaces: {}\ndestination: ws-s3://shared-root\n")
+    data.mkdir()
+    (data / "ws-artifacts-last-start.json").write_text('{"routes": {"team-b": 5}}')
+    started = _start(config, data)
+    assert started.exit_code == 0, started.output
+    assert "Traceback" not in started.output
+
+
 def test_a_dry_run_neither_warns_nor_records(tmp_path: Path) -> None:
     data = tmp_path / "data"
     result = CliRunner().invoke(main, ["server", "--data-dir", str(data), "--dry-run"])

@@ -204,6 +204,29 @@ def test_a_reload_that_drops_or_moves_a_route_says_where_writes_go(
     assert team_a == ([f"{path}: {message}"] if message else [])
 
 
+@pytest.mark.parametrize(
+    ("entry", "before"),
+    [
+        ("vision-new", "route 'vision-*' (s3://vision/{workspace})"),
+        ("team-new", "the default destination (the server's --artifacts-destination)"),
+    ],
+    ids=["was-a-pattern", "was-the-destination"],
+)
+def test_a_reload_that_adds_a_route_says_where_earlier_artifacts_stay(
+    live: tuple[LiveConfig, Path], caplog: pytest.LogCaptureFixture, entry: str, before: str
+) -> None:
+    watched, path = live
+    watched.get()
+    edit(path, GOOD + f'      {entry}: {{url: "s3://{entry}-artifacts"}}\n')
+    with caplog.at_level(logging.WARNING, logger="ws_artifacts"):
+        assert watched.get() is not None
+    assert warnings(caplog) == [
+        f"{path}: route '{entry}' was added; new writes of workspace(s) '{entry}' now go to "
+        f"s3://{entry}-artifacts. Artifacts already written stay where they went before: "
+        f"{before}."
+    ]
+
+
 def test_a_deleted_file_keeps_the_last_good_config(
     live: tuple[LiveConfig, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
