@@ -236,6 +236,14 @@ def restore(
     help="With --quarantine: also take objects of ids that are experiments of another "
     "workspace (held back by default: migrate --moved-from copies those).",
 )
+@click.option(
+    "--skill-min-age",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Seconds a skill upload must be old before it can be an orphan (MLflow writes a "
+    "version's content before its row: a younger upload may be a registration in progress).",
+)
 @_json
 def orphans(
     config_path: Path | None,
@@ -245,6 +253,7 @@ def orphans(
     move: bool,
     yes: bool,
     include_moved: bool,
+    skill_min_age: float,
     as_json: bool,
 ) -> None:
     """List objects whose workspace or experiment no longer exists (and quarantine them)."""
@@ -255,7 +264,10 @@ def orphans(
     truth = _truth(tracking_uri, backend_store_uri)
     places = discover_places(router, destination, set(truth))
     found = find_orphans(
-        places, truth, lambda: skill_truth(tracking_uri or backend_store_uri or "", truth)
+        places,
+        truth,
+        lambda: skill_truth(tracking_uri or backend_store_uri or "", truth),
+        skill_min_age=skill_min_age,
     )
     acted = move and yes
     # Objects of an experiment moved to another workspace are migrate's to copy, not orphans'

@@ -11,8 +11,10 @@ and, for routes whose URL ends in ``{workspace}``, the directories beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,7 +26,14 @@ from ws_artifacts.quarantine import Place, place_of
 from ws_artifacts.routing import Route, Router, split_url
 from ws_artifacts.stores import KeyStore, store_for
 
-__all__ = ["Orphan", "SkillTruth", "discover_places", "find_orphans", "router_for"]
+__all__ = [
+    "SKILL_MIN_AGE",
+    "Orphan",
+    "SkillTruth",
+    "discover_places",
+    "find_orphans",
+    "router_for",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -130,12 +139,19 @@ def _listed(route: Route, prefix: str) -> set[str]:
 SkillTruth = Callable[[], Mapping[str, set[str]] | None]
 
 
+#: How old (seconds) a skill upload must be before ``orphans`` may take it: MLflow uploads a
+#: skill version's content, then commits the version; an hour covers any registration.
+SKILL_MIN_AGE = 3600.0
+
+
 def find_orphans(
     places: Iterable[Place],
     truth: Mapping[str, set[str]],
     skills: SkillTruth | None = None,
     *,
     mlflow_version: str | None = None,
+    skill_min_age: float = SKILL_MIN_AGE,
+    now: Callable[[], float] = time.time,
 ) -> list[Orphan]:
     """Every child of a place whose owner is gone, and every child nobody knows (kept).
 
@@ -144,7 +160,10 @@ def find_orphans(
     experiments (in a live workspace, an id that is another workspace's experiment is marked
     ``moved_to`` it). Skill content (``skills/...``) is an orphan per upload, when no existing
     skill version names it; ``skills`` is read after the listing, so an upload whose version
-    was committed meanwhile is seen as live. Anything else is reported ``kept``, never taken.
+    was committed meanwhile is seen as live; MLflow writes a version's content before its row,
+    so an upload younger than ``skill_min_age`` seconds (or whose age the store does not tell)
+    may belong to a registration in progress and is kept. Anything else is reported ``kept``,
+    never taken.
 
     Args:
         places: The places to scan.
@@ -152,6 +171,8 @@ def find_orphans(
         skills: Reads ``{workspace: {skill content path, ...}}``; None, or a reader returning
             None, keeps every skill content (unknown, kept).
         mlflow_version: The layout to apply (default: the installed MLflow's).
+        skill_min_age: Seconds a skill upload must be old before it can be an orphan.
+        now: The clock (seconds since the epoch) that age is measured with.
     """
     version = mlflow_version or _mlflow_version()
     owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
@@ -178,11 +199,27 @@ def find_orphans(
     if skill_places:
         live = skills() if skills is not None else None
         for place, store, keys in skill_places:
-            orphans.extend(_skill_orphans(place, store, keys, None if live is None else live))
+            ages = _Ages(store, skill_min_age, now())
+            orphans.extend(_skill_orphans(place, store, keys, live, ages))
     return sorted(orphans, key=lambda o: (o.workspace, o.kept, o.child))
 
 
 _UNKNOWN = "unknown, kept"
+
+
+@dataclass
+class _Ages:
+    """Whether a skill upload is old enough to be judged (see :data:`SKILL_MIN_AGE`)."""
+
+    store: KeyStore
+    min_age: float
+    now: float
+
+    def too_new(self, prefix: str) -> bool:
+        if self.min_age <= 0:
+            return False
+        newest = self.store.newest(prefix)
+        return newest is None or self.now - newest < self.min_age
 
 
 def _mlflow_version() -> str:
@@ -240,6 +277,7 @@ def _skill_orphans(
     store: KeyStore,
     keys: list[tuple[str, int]],
     live: Mapping[str, set[str]] | None,
+    ages: _Ages,
 ) -> list[Orphan]:
     """The uploads under ``skills/`` that no existing version names (one orphan each), and
     what is not of an upload's shape, or cannot be judged (``live`` None), as kept."""
@@ -257,6 +295,14 @@ def _skill_orphans(
     for path, unit_keys in sorted(units.items()):
         unit = layout.skill_unit(unit_keys[0][0][cut:])
         if unit is None or layout.skill_unit_is_live(unit, paths):
+            continue
+        if ages.too_new(join(place.scope, path)):
+            reason = (
+                f"uploaded less than {ages.min_age:.0f} s ago (a registration of skill "
+                f"{unit.qualified_name} may be in progress), kept"
+            )
+            young = _orphan(place, store, path, unit_keys, layout.Kind.SKILLS, reason)
+            found.append(dataclasses.replace(young, kept=True))
             continue
         reason = f"no version of skill {unit.qualified_name} in workspace {place.workspace} has it"
         found.append(_orphan(place, store, path, unit_keys, layout.Kind.SKILLS, reason))

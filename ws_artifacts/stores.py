@@ -44,6 +44,10 @@ class KeyStore(Protocol):
     def size(self, key: str) -> int | None:
         """The object's size, None when it does not exist."""
 
+    def newest(self, prefix: str) -> float | None:
+        """When the newest object below ``prefix`` was written (seconds since the epoch);
+        None when there is none, or the store does not tell."""
+
     def copy(self, src: str, dst: str, size: int, workspace: str) -> None:
         """Copy one object within the location (server-side where the store can)."""
 
@@ -116,6 +120,21 @@ class S3Keys:
                 )
                 names.extend(o["Key"][len(start) :] for o in page.get("Contents", []))
         return sorted(n for n in names if n)
+
+    def newest(self, prefix: str) -> float | None:
+        times = [
+            obj["LastModified"].timestamp()
+            for page in self._pages(prefix)
+            for obj in page.get("Contents", [])
+        ]
+        return max(times, default=None)
+
+    def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
+        start = prefix + "/" if prefix else ""
+        with self._errors("list", prefix):
+            yield from self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start
+            )
 
     def size(self, key: str) -> int | None:
         from botocore.exceptions import ClientError
@@ -254,6 +273,17 @@ class FsKeys:
             items = self.fs.ls(path, detail=False)
         return sorted(str(i).rstrip("/").rsplit("/", 1)[-1] for i in items)
 
+    def newest(self, prefix: str) -> float | None:
+        path = self._path(prefix)
+        with self._errors("list", prefix):
+            if not self.fs.isdir(path):
+                return None
+            found = self.fs.find(path, detail=True)
+        times = [_modified(item) for item in found.values() if item["type"] != "directory"]
+        if not times or None in times:
+            return None  # a store that does not tell cannot show an object to be old
+        return max(t for t in times if t is not None)
+
     def size(self, key: str) -> int | None:
         path = self._path(key)
         with self._errors("stat", key):
@@ -283,3 +313,16 @@ class FsKeys:
                 return None
             data: bytes = self.fs.cat_file(path)
         return data
+
+
+def _modified(item: dict[str, Any]) -> float | None:
+    """An fsspec listing entry's modification time (local: mtime, memory: created, s3fs:
+    LastModified), in seconds since the epoch."""
+    for name in ("mtime", "LastModified", "last_modified", "created"):
+        value = item.get(name)
+        if isinstance(value, int | float):
+            return float(value)
+        timestamp = getattr(value, "timestamp", None)
+        if callable(timestamp):
+            return float(timestamp())
+    return None

@@ -240,7 +240,16 @@ def test_orphans_take_only_content_no_version_names(tracking: Skills, tmp_path: 
 
 
 def _orphans(skills: Skills) -> list[str]:
-    return ["orphans", "--destination", f"ws-s3://{ROOT}", "--tracking-uri", skills.url]
+    """Uploads seconds old are judged here (the default minimum age is an hour)."""
+    return [
+        "orphans",
+        "--destination",
+        f"ws-s3://{ROOT}",
+        "--tracking-uri",
+        skills.url,
+        "--skill-min-age",
+        "0",
+    ]
 
 
 def test_deleting_a_workspace_quarantines_its_skills_and_restore_brings_them_back(

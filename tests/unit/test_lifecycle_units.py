@@ -12,7 +12,7 @@ import pytest
 
 from ws_artifacts.config import parse_config
 from ws_artifacts.errors import ConfigError
-from ws_artifacts.orphans import discover_places, find_orphans, router_for
+from ws_artifacts.orphans import SKILL_MIN_AGE, discover_places, find_orphans, router_for
 from ws_artifacts.quarantine import (
     entries_of,
     parse_age,
@@ -175,7 +175,7 @@ def test_orphans_never_take_unknown_or_live_skill_content(
         return {"team-m": {f"skills/reviewer/{LIVE}"}}
 
     found = find_orphans(
-        places, {"default": set(), "team-m": set()}, skills, mlflow_version=version
+        places, {"default": set(), "team-m": set()}, skills, mlflow_version=version, skill_min_age=0
     )
     got = [(o.child, o.kind, o.kept, o.reason, o.keys) for o in found]
     w = "workspaces/team-m"
@@ -217,6 +217,41 @@ def test_orphans_never_take_unknown_or_live_skill_content(
         ),
         *unknown,
         ("skills", "skills", True, "unknown, kept", [(f"{w}/skills/reviewer/not-a-token/x", 3)]),
+    ]
+
+
+def test_a_skill_upload_younger_than_the_minimum_age_is_kept(memory_router: object) -> None:
+    """MLflow writes a version's content before its row: an upload no version names yet may be
+    a registration in progress, so it is kept until it is SKILL_MIN_AGE old."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    top = "/lifecycle-unit-routed/workspaces/team-m"
+    fs.pipe_file(f"{top}/skills/fresh/{DEAD}/SKILL.md", b"new")
+    places = discover_places(memory_router, "ws-memory://lifecycle-unit-root", ["default"])  # type: ignore[arg-type]
+    written = float(fs.find(top, detail=True)[f"{top}/skills/fresh/{DEAD}/SKILL.md"]["created"])
+
+    def judge(seconds_later: float) -> list[tuple[str, bool, str]]:
+        found = find_orphans(
+            places,
+            {"team-m": set()},
+            lambda: {"team-m": set()},
+            mlflow_version="3.18.0",
+            now=lambda: written + seconds_later,
+        )
+        return [(o.child, o.kept, o.reason) for o in found if o.workspace == "team-m"]
+
+    assert SKILL_MIN_AGE == 3600
+    assert judge(3599) == [
+        (
+            f"skills/fresh/{DEAD}",
+            True,
+            "uploaded less than 3600 s ago (a registration of skill fresh may be in progress), "
+            "kept",
+        )
+    ]
+    assert judge(3600) == [
+        (f"skills/fresh/{DEAD}", False, "no version of skill fresh in workspace team-m has it")
     ]
 
 
