@@ -66,7 +66,21 @@ def _destination(ctx: click.Context, _param: click.Parameter, value: str | None)
     if config.destination:
         return config.destination
     if path == default_config_path():
-        return default_destination()
+        embedded = default_destination()
+        local = Path(embedded.removeprefix("ws-file://"))
+        if not local.is_dir():
+            fail(
+                f"No configuration file and no destination given, and {local} (where "
+                "`./run server` keeps artifacts when started from this directory) does not "
+                f"exist. Pass --destination, set {DESTINATION_ENV}, or give the server's "
+                f"configuration file (--config or {CONFIG_ENV_VAR}) with a `destination:`.",
+                2,
+            )
+        err.print(
+            f"note: no configuration file and no destination given: using {embedded} "
+            "(the embedded server's default, from the current directory)"
+        )
+        return embedded
     fail(
         f"{path} does not say where the server keeps its artifacts. Add "
         "`destination: ws-s3://bucket[/prefix]` (the server's --artifacts-destination) to "

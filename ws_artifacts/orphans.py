@@ -71,7 +71,8 @@ class Orphan:
         """The JSON form (``orphans --json``)."""
         return {
             "workspace": self.workspace,
-            "experiment": self.child,
+            "child": self.child,
+            "experiment": self.child,  # the name of this field before skills existed
             "reason": self.reason,
             "uri": self.uri,
             "objects": self.objects,

@@ -225,7 +225,7 @@ def _default_row(args: list[str]) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["check", *args, "--json"])
     if result.exit_code not in (0, 1):
         return result.exit_code, result.output
-    return result.exit_code, json.loads(result.output)["routes"][-1]["url"]
+    return result.exit_code, json.loads(result.stdout)["routes"][-1]["url"]
 
 
 def test_destination_precedence_is_flag_then_env_then_file(
@@ -270,7 +270,32 @@ def test_without_any_configuration_the_embedded_servers_destination_is_used(
     for name in ("WS_ARTIFACTS_DESTINATION", "WS_ARTIFACTS_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "ws-artifacts-data" / "artifacts").mkdir(parents=True)  # ./run server's
     assert _default_row([]) == (0, f"file://{tmp_path}/ws-artifacts-data/artifacts")
+    result = CliRunner().invoke(main, ["check"])
+    assert " ".join(result.stderr.split()) == (
+        f"note: no configuration file and no destination given: using ws-file://{tmp_path}/"
+        "ws-artifacts-data/artifacts (the embedded server's default, from the current directory)"
+    )
+
+
+def test_without_any_configuration_or_local_data_a_command_says_how_to_name_the_destination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It does not guess: ./ws-artifacts-data is only the embedded server's, when it exists."""
+    for name in ("WS_ARTIFACTS_DESTINATION", "WS_ARTIFACTS_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["usage"])
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()) == (
+        f"error: No configuration file and no destination given, and {tmp_path}/ws-artifacts-"
+        "data/artifacts (where `./run server` keeps artifacts when started from this "
+        "directory) does not exist. Pass --destination, set WS_ARTIFACTS_DESTINATION, or give "
+        "the server's configuration file (--config or WS_ARTIFACTS_CONFIG) with a "
+        "`destination:`."
+    )
+    assert not (tmp_path / "ws-artifacts-data").exists()
 
 
 def test_a_destination_in_the_file_must_be_a_ws_uri(config: Path) -> None:
