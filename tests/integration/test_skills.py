@@ -176,6 +176,7 @@ def test_a_skill_lives_in_its_workspace_bucket_and_is_counted_by_kind(
         {
             "workspace": ws,
             "route": "ska-*",
+            "source": "glob",
             "url": f"s3://{TEAM_A}/{base}",
             "objects": 2,
             "bytes": size,
