@@ -3,7 +3,8 @@
 The tools that judge a workspace's children one by one (``orphans``, ``usage --by``) ask this
 module what a child of ``workspaces/<ws>/`` is, instead of assuming that every child is an
 experiment id. The others never need to: quarantine, restore, migrate and the provider move a
-workspace's whole place (whatever it holds goes along), and moves rewrite experiment ids only. Pure: no I/O, no MLflow import; the MLflow version it is
+workspace's whole place (whatever it holds goes along), and moves rewrite experiment ids only.
+Pure: no I/O, no MLflow import; the MLflow version it is
 asked about comes from the caller (:func:`ws_artifacts._mlflow.mlflow_version`).
 
 What the supported MLflow versions write below a workspace's place (read in their sources,

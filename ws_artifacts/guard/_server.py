@@ -404,30 +404,42 @@ class OtlpGuard:
         ):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if message.get("type") != "http.request" or not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        refusal = await _check_otlp(scope, body)
-        if refusal is not None:
-            status, payload = refusal
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
-            return
-        sent = False
+        await checked_body(self.app, scope, receive, send, lambda body: _check_otlp(scope, body))
 
-        async def replay() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+async def checked_body(
+    app: Any,
+    scope: dict[str, Any],
+    receive: Any,
+    send: Any,
+    check: Callable[[bytes], Awaitable[tuple[int, bytes] | None]],
+) -> None:
+    """Read a request's whole body, answer ``check``'s refusal (status, JSON) if it has one,
+    else hand the request on to ``app`` with the body replayed."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if message.get("type") != "http.request" or not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    refusal = await check(body)
+    if refusal is not None:
+        status, payload = refusal
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        return
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    await app(scope, replay, send)
 
 
 async def _check_otlp(scope: dict[str, Any], body: bytes) -> tuple[int, bytes] | None:

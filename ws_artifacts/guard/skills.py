@@ -104,30 +104,9 @@ class SkillSourceGuard:
         ):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if message.get("type") != "http.request" or not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        refusal = await _check(body)
-        if refusal is not None:
-            status, payload = refusal
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
-            return
-        sent = False
+        from ws_artifacts.guard._server import checked_body
 
-        async def replay() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await checked_body(self.app, scope, receive, send, _check)
 
 
 def _content_type(scope: dict[str, Any]) -> str:
