@@ -324,6 +324,7 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
     expected = [
         {
             "workspace": "lc-orph",
+            "child": "99999",
             "experiment": "99999",
             "reason": "no experiment 99999 in workspace lc-orph",
             "uri": f"s3://{ROOT}/workspaces/lc-orph/99999",
@@ -336,6 +337,7 @@ def test_orphans_found_exactly_then_quarantined(life: Life, tmp_path: Path) -> N
         },
         {
             "workspace": "lcv-dead",
+            "child": "4",
             "experiment": "4",
             "reason": "workspace does not exist",
             "uri": f"s3://{GLOB}/lcv-dead/workspaces/lcv-dead/4",
