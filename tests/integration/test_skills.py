@@ -105,10 +105,18 @@ def skills(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> I
 
 
 @pytest.fixture
-def tracking(skills: Skills, monkeypatch: pytest.MonkeyPatch) -> Skills:
-    """MLflow's fluent APIs (register_skill, pull) talk to the module's server."""
+def tracking(skills: Skills, monkeypatch: pytest.MonkeyPatch) -> Iterator[Skills]:
+    """MLflow's fluent APIs (register_skill, pull) talk to the module's server. Set both
+    ways: a URI another module set with ``mlflow.set_tracking_uri`` wins over the variable."""
+    import mlflow
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", skills.url)
-    return skills
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(skills.url)
+    try:
+        yield skills
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def skill_dir(tmp: Path, name: str, body: str) -> Path:

@@ -72,15 +72,25 @@ def server(
         yield server
 
 
+#: ``<experiment>/<run>`` of a run of each workspace's own: writes under an experiment of
+#: another workspace are refused (ws_artifacts.experiments), whatever the quota says.
+_runs: dict[str, str] = {}
+
+
 def _workspace(server: MlflowServer) -> str:
     ws = unique("qa")
-    server.client().create_workspace(ws)
+    client = server.client()
+    client.create_workspace(ws)
+    with in_workspace(ws):
+        experiment = client.create_experiment(unique("qa-exp"))
+        run = client.create_run(experiment).info.run_id
+    _runs[ws] = f"{experiment}/{run}"
     return ws
 
 
 def _mpu(server: MlflowServer, ws: str, step: str, body: dict[str, Any]) -> requests.Response:
     return requests.post(
-        f"{server.url}/api/2.0/mlflow-artifacts/mpu/{step}/1/r1/artifacts",
+        f"{server.url}/api/2.0/mlflow-artifacts/mpu/{step}/{_runs[ws]}/artifacts",
         json=body,
         headers={"X-MLFLOW-WORKSPACE": ws},
         timeout=120,
@@ -88,7 +98,7 @@ def _mpu(server: MlflowServer, ws: str, step: str, body: dict[str, Any]) -> requ
 
 
 def _key(ws: str, name: str) -> str:
-    return f"{ws}/workspaces/{ws}/1/r1/artifacts/{name}"
+    return f"{ws}/workspaces/{ws}/{_runs[ws]}/artifacts/{name}"
 
 
 def _pending(s3: Any, ws: str) -> list[str]:
