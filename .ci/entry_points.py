@@ -39,7 +39,7 @@ def main(pyproject: Path) -> int:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     repo = get_artifact_repository("ws-memory://install-check")
-    if type(repo).__module__ != "ws_artifacts.repository":
+    if type(repo).__module__ != "ws_artifacts.serving.repository":
         failures.append(f"ws-memory:// built {type(repo).__module__}.{type(repo).__name__}")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)

@@ -131,8 +131,8 @@ def parallel_list(s3: Any, bucket: str, prefixes: list[str]) -> int:
 
 
 def router_for(url: str, workdir: Path) -> Any:
-    from ws_artifacts.config import load_config
-    from ws_artifacts.routing import Router
+    from ws_artifacts.core.config import load_config
+    from ws_artifacts.core.routing import Router
 
     entries = "".join(
         f"  {ws}:\n    url: s3://{new}\n    previous: [s3://{old}]\n"
@@ -206,7 +206,7 @@ class Bench:
         return result
 
     def ours(self, case: str, workspace: str, expected: tuple[str, int], dry: bool = False) -> None:
-        from ws_artifacts.migrate import migrate_workspace
+        from ws_artifacts.lifecycle.migrate import migrate_workspace
 
         if not dry:
             empty(self.s3, ROUTES[workspace][0])

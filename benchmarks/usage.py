@@ -79,7 +79,7 @@ def raw_listing(s3: Any, prefixes: list[str]) -> tuple[int, int]:
 
 
 def ours(config: Any) -> tuple[int, int]:
-    from ws_artifacts.usage import discover, measure
+    from ws_artifacts.lifecycle.usage import discover, measure
 
     rows = measure(discover(config, "ws-s3://bench-root"))
     return sum(r.total.objects for r in rows), sum(r.total.bytes for r in rows)
@@ -155,7 +155,7 @@ def main() -> None:
         all_keys = [k for ks in plan.values() for k in ks]
         fill = populate(s3, all_keys)
 
-        from ws_artifacts.config import parse_config
+        from ws_artifacts.core.config import parse_config
 
         config = parse_config(
             {

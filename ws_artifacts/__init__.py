@@ -1,6 +1,6 @@
 """ws-artifacts: per-workspace artifact routing for a shared MLflow server.
 
-MLflow loads :class:`ws_artifacts.repository.WorkspaceArtifactRepository` through the
+MLflow loads :class:`ws_artifacts.serving.repository.WorkspaceArtifactRepository` through the
 ``mlflow.artifact_repository`` entry point for the ``ws-s3``, ``ws-file``, ``ws-memory``,
 ``ws-gs`` and ``ws-abfs`` schemes. Importing this package does no I/O.
 """

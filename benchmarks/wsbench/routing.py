@@ -36,8 +36,8 @@ def routing_benchmark(scratch: Path, calls: int = 100_000) -> dict[str, Any]:
     """Median ns per ``_resolve`` call with 10 and 10 000 configured workspaces."""
     from mlflow.utils.workspace_context import WorkspaceContext
 
-    from ws_artifacts.config import load_config
-    from ws_artifacts.repository import WorkspaceArtifactRepository
+    from ws_artifacts.core.config import load_config
+    from ws_artifacts.serving.repository import WorkspaceArtifactRepository
 
     out: dict[str, Any] = {"calls": calls, "path": "workspaces/team-x/1/run/artifacts/model.pkl"}
     saved = os.environ.get("WS_ARTIFACTS_CONFIG")

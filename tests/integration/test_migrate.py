@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from tests.conftest import MlflowServer, _server_env, in_workspace, keys, unique
 from tests.faults import FaultProxy, is_copy
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
-from ws_artifacts.cli import main
+from ws_artifacts.cli.main import main
 
 pytestmark = pytest.mark.integration
 

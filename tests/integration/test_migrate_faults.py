@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from tests.conftest import admin_client, keys, unique
 from tests.faults import FaultProxy, is_copy, is_get, is_part_copy, is_part_upload
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
-from ws_artifacts.cli import main
+from ws_artifacts.cli.main import main
 
 pytestmark = pytest.mark.integration
 

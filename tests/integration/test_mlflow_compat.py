@@ -16,13 +16,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from tests.conftest import keys, unique
-from ws_artifacts import refusals
-from ws_artifacts.backends import TEMP_PREFIX
-from ws_artifacts.clients import ClientKey, client_for
-from ws_artifacts.config import Settings
-from ws_artifacts.content import content_args
-from ws_artifacts.errors import AuthenticationError, ConfigError
-from ws_artifacts.mlflow_env import s3_defaults
+from ws_artifacts.core.config import Settings
+from ws_artifacts.core.errors import AuthenticationError, ConfigError
+from ws_artifacts.serving import refusals
+from ws_artifacts.storage.base import TEMP_PREFIX
+from ws_artifacts.storage.clients import ClientKey, client_for
+from ws_artifacts.storage.content import content_args
+from ws_artifacts.storage.mlflow_settings import s3_defaults
 
 pytestmark = pytest.mark.integration
 

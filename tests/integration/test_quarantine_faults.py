@@ -38,7 +38,7 @@ def proxy(moto: Server, s3: Any) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def provider(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from ws_artifacts.provider import create_provider
+    from ws_artifacts.serving.provider import create_provider
 
     config = tmp_path / "ws.yaml"
     config.write_text(
@@ -212,8 +212,8 @@ def test_provider_without_a_destination_refuses_to_delete(
 
 
 def test_provider_uri_must_start_with_ws_plus() -> None:
-    from ws_artifacts.errors import ConfigError
-    from ws_artifacts.provider import inner_uri
+    from ws_artifacts.core.errors import ConfigError
+    from ws_artifacts.serving.provider import inner_uri
 
     assert inner_uri("ws+postgresql://db/mlflow") == "postgresql://db/mlflow"
     with pytest.raises(ConfigError, match="use ws\\+ before the database URI"):
@@ -227,7 +227,7 @@ def test_create_quarantines_leftovers_and_warns(
 
     name = unique("wf")
     s3.put_object(Bucket=BUCKET, Key=f"workspaces/{name}/3/r/old", Body=b"old owner")
-    with caplog.at_level("WARNING", logger="ws_artifacts.provider"):
+    with caplog.at_level("WARNING", logger="ws_artifacts.serving.provider"):
         provider.create_workspace(Workspace(name=name))
     (stamp,) = {k.split("/")[2] for k in keys(s3, BUCKET, f"{Q}/{name}/")}
     assert keys(s3, BUCKET, f"workspaces/{name}/") == []

@@ -326,7 +326,7 @@ def test_usage_cli_names_experiments_and_finds_workspaces_from_the_tracking_serv
 
     from click.testing import CliRunner
 
-    from ws_artifacts.cli import main
+    from ws_artifacts.cli.main import main
 
     ws = unique("uc")
     client = one_worker.client()

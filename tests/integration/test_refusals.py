@@ -80,7 +80,7 @@ def refusal_lines(server: MlflowServer, workspace: str) -> list[str]:
     return [
         line
         for line in server.server.log_text().splitlines()
-        if "ws_artifacts.refusals" in line and f"workspace {workspace} " in line
+        if "ws_artifacts.serving.refusals" in line and f"workspace {workspace} " in line
     ]
 
 
@@ -123,7 +123,7 @@ def test_over_quota_log_artifact_fails_at_once_with_its_message(
 
 def own_run(ws: str) -> str:
     """``<experiment>/<run>`` of a run of ``ws``'s own (writes under an experiment of another
-    workspace are refused: ws_artifacts.experiments)."""
+    workspace are refused: ws_artifacts.serving.experiments)."""
     with in_workspace(ws):
         mlflow.set_experiment("refusals")
         with mlflow.start_run() as run:

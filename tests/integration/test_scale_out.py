@@ -29,7 +29,7 @@ import requests
 from tests.conftest import _server_env, keys, unique
 from tests.postgres import Postgres
 from tests.servers import Server, start_mlflow
-from ws_artifacts.watch import CHECK_EVERY, SETTLE_SECONDS
+from ws_artifacts.serving.live_config import CHECK_EVERY, SETTLE_SECONDS
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""ws_artifacts.bounds in this process against a moto S3 server (one "worker", so the bounds
+"""ws_artifacts.serving.bounds in this process against a moto S3 server (one "worker", so the bounds
 are exact): presigned URLs holding the headroom, the open-upload limit, completion of exactly
 the named parts."""
 
@@ -18,7 +18,7 @@ from tests.conftest import in_workspace, keys, unique
 from tests.integration.test_quota import BUCKET, prefix, repo
 from tests.integration.usage_world import pending_uploads, use, write_world
 from tests.servers import Server
-from ws_artifacts import bounds
+from ws_artifacts.serving import bounds
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import in_workspace, unique
 from tests.integration.usage_world import MIB, use, write, write_world
 from tests.servers import Server
-from ws_artifacts import usage
-from ws_artifacts.backends import TEMP_PREFIX
-from ws_artifacts.cli import main
-from ws_artifacts.config import load_config
-from ws_artifacts.usage import Row, discover, measure
+from ws_artifacts.cli.main import main
+from ws_artifacts.core.config import load_config
+from ws_artifacts.lifecycle import usage
+from ws_artifacts.lifecycle.usage import Row, discover, measure
+from ws_artifacts.storage.base import TEMP_PREFIX
 
 pytestmark = pytest.mark.integration
 

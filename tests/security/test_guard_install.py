@@ -8,9 +8,9 @@ import pytest
 from fastapi import FastAPI
 from flask import Flask
 
-from ws_artifacts import guard
-from ws_artifacts.guard._server import OtlpGuard, flask_guard
-from ws_artifacts.guard.skills import SkillSourceGuard
+from ws_artifacts.serving import guard
+from ws_artifacts.serving.guard._server import OtlpGuard, flask_guard
+from ws_artifacts.serving.guard.skills import SkillSourceGuard
 
 
 class Wsgi:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ws_artifacts.config import parse_config
-from ws_artifacts.guard.policy import LocationPolicy, LocationRefused, Place
-from ws_artifacts.paths import is_within
+from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.paths import is_within
+from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused, Place
 
 CONFIG = parse_config(
     {

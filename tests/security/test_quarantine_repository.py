@@ -32,7 +32,7 @@ FILES = {
 def repo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     import fsspec
 
-    from ws_artifacts.repository import WorkspaceArtifactRepository
+    from ws_artifacts.serving.repository import WorkspaceArtifactRepository
 
     fs = fsspec.filesystem("memory")
     if fs.exists(f"/{ROOT}"):

@@ -1,7 +1,7 @@
 """A hostile client against the quota's direct-to-S3 paths, through one real ``mlflow server``
 with two workers (proxied multipart uploads and presigned upload URLs), its S3 traffic through
 a fault proxy in front of a moto server. Each attack stored more than the quota, or reached
-another workspace's upload, before ws_artifacts.bounds existed.
+another workspace's upload, before ws_artifacts.serving.bounds existed.
 
 moto enforces no presigned URL's expiry, signed length or POST policy (checked: a URL signed
 with ``Content-Length: 10`` stored 1000 bytes, an expired URL still stored, a POST with a
@@ -24,7 +24,7 @@ import requests
 from tests.conftest import MlflowServer, in_workspace, keys, running_server, unique
 from tests.faults import FaultProxy, Request, is_complete, is_list_parts
 from tests.servers import Server
-from ws_artifacts.bounds import RECHECK_SECONDS
+from ws_artifacts.serving.bounds import RECHECK_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def server(
 
 
 #: ``<experiment>/<run>`` of a run of each workspace's own: writes under an experiment of
-#: another workspace are refused (ws_artifacts.experiments), whatever the quota says.
+#: another workspace are refused (ws_artifacts.serving.experiments), whatever the quota says.
 _runs: dict[str, str] = {}
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts import server, serving_metrics
+from ws_artifacts.serving import metrics as serving_metrics
+from ws_artifacts.serving import server
 
 UPLOAD = "/api/2.0/mlflow-artifacts/artifacts/workspaces/team-b/1/run/artifacts/x.bin"
 

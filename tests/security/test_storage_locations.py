@@ -1,6 +1,6 @@
 """A workspace manager choosing a hostile default_artifact_root: another team's bucket or place,
 traversal, look-alike URLs, a root that is a prefix of another's place. Decided in process by
-the pure rule (:func:`ws_artifacts.locations.check_root`), by the guard's policy, and by the
+the pure rule (:func:`ws_artifacts.core.locations.check_root`), by the guard's policy, and by the
 ``ws+sqlite`` provider itself (the door every create/update goes through, guard or not), whose
 moves run against the session's moto server."""
 
@@ -15,11 +15,11 @@ import pytest
 
 from tests.conftest import unique
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
-from ws_artifacts.config import parse_config
-from ws_artifacts.errors import StorageLocationError
-from ws_artifacts.guard.policy import LocationPolicy, LocationRefused
-from ws_artifacts.locations import check_root
-from ws_artifacts.routing import WorkspaceRoot
+from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.errors import StorageLocationError
+from ws_artifacts.core.locations import check_root
+from ws_artifacts.core.routing import WorkspaceRoot
+from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 
 CONFIG = parse_config(
     {
@@ -208,7 +208,7 @@ def buckets(moto: Server, s3: Any) -> None:
 def provider(
     moto: Server, buckets: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
-    from ws_artifacts.provider import create_provider
+    from ws_artifacts.serving.provider import create_provider
 
     config = tmp_path / "ws.yaml"
     config.write_text(

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts import audit
-from ws_artifacts.errors import ConfigError, NotFoundError
+from ws_artifacts.core.errors import ConfigError, NotFoundError
+from ws_artifacts.serving import audit
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_an_unusable_request_id_is_replaced(trail: Path) -> None:
 
 WRITER = """
 import sys
-from ws_artifacts import audit
+from ws_artifacts.serving import audit
 
 @audit.audited("write")
 def op(i):
@@ -209,7 +209,7 @@ def _env() -> dict[str, str]:
 def test_server_audit_option_sets_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, given: str | None, expected: str | None
 ) -> None:
-    from ws_artifacts.server import plan_command
+    from ws_artifacts.serving.server import plan_command
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(audit.AUDIT_ENV, raising=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ws_artifacts.cli import main
+from ws_artifacts.cli.main import main
 
 
 @pytest.fixture

@@ -19,17 +19,8 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 from mlflow.exceptions import MlflowException
 
-from ws_artifacts import clients, refusals
-from ws_artifacts.backends.s3 import S3Backend, put_args
-from ws_artifacts.clients import (
-    ClientCache,
-    ClientKey,
-    client_for,
-    describe_credentials,
-    session_policy,
-)
-from ws_artifacts.config import Credentials, Settings, StoragePolicy, parse_config
-from ws_artifacts.errors import (
+from ws_artifacts.core.config import Credentials, Settings, StoragePolicy, parse_config
+from ws_artifacts.core.errors import (
     AccessDeniedError,
     AuthenticationError,
     CredentialsError,
@@ -37,7 +28,17 @@ from ws_artifacts.errors import (
     StorageError,
     translate_boto_error,
 )
-from ws_artifacts.routing import Router, Target
+from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.serving import refusals
+from ws_artifacts.storage import clients
+from ws_artifacts.storage.clients import (
+    ClientCache,
+    ClientKey,
+    client_for,
+    describe_credentials,
+    session_policy,
+)
+from ws_artifacts.storage.s3 import S3Backend, put_args
 
 
 class Built:

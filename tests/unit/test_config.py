@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ws_artifacts.config import load_config, parse_config
-from ws_artifacts.errors import ConfigError
-from ws_artifacts.routing import Router
+from ws_artifacts.core.config import load_config, parse_config
+from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.routing import Router
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from tests.security.spellings import IDS, SPELLINGS, Spelling
-from ws_artifacts.config import parse_config
-from ws_artifacts.errors import ConfigError, OwnershipError
-from ws_artifacts.paths import in_quarantine
-from ws_artifacts.routing import Router
+from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.errors import ConfigError, OwnershipError
+from ws_artifacts.core.paths import in_quarantine
+from ws_artifacts.core.routing import Router
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS, ids=IDS)
@@ -55,8 +55,8 @@ STAMP = "20260102T030405Z"
 def place() -> Any:
     import fsspec
 
-    from ws_artifacts.orphans import router_for
-    from ws_artifacts.quarantine import place_of
+    from ws_artifacts.lifecycle.orphans import router_for
+    from ws_artifacts.lifecycle.quarantine import place_of
 
     fs = fsspec.filesystem("memory")
     if fs.exists(f"/{BUCKET}"):
@@ -114,7 +114,7 @@ def test_a_manifest_is_trusted_only_at_its_own_key(
 ) -> None:
     import fsspec
 
-    from ws_artifacts import quarantine as q
+    from ws_artifacts.lifecycle import quarantine as q
 
     key = f"/{BUCKET}/.ws-quarantine/team-m/{stamp}/ws-quarantine.json"
     fsspec.filesystem("memory").pipe_file(key, _manifest(**changes))
@@ -138,8 +138,8 @@ def test_a_manifest_is_trusted_only_at_its_own_key(
 def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ws_artifacts import experiments
-    from ws_artifacts.routing import Target
+    from ws_artifacts.core.routing import Target
+    from ws_artifacts.serving import experiments
 
     config = parse_config({"workspaces": {}}, source="unit")
     route = Router(config, "s3://root").destination
@@ -175,8 +175,8 @@ def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
 
 
 def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ws_artifacts import experiments
-    from ws_artifacts.routing import Target
+    from ws_artifacts.core.routing import Target
+    from ws_artifacts.serving import experiments
 
     config = parse_config({"workspaces": {}}, source="unit")
     route = Router(config, "s3://root").destination
@@ -202,6 +202,6 @@ def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     ids=["esc-sequence", "bel-del-c1", "separators-and-format", "nothing-left", "plain"],
 )
 def test_header_values_lose_their_control_characters(value: str, kept: str | None) -> None:
-    from ws_artifacts.audit import _printable
+    from ws_artifacts.serving.audit import _printable
 
     assert _printable(value) == kept

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ws_artifacts.layout import Kind, SkillUnit, kind_of, kinds, skill_unit, skill_unit_is_live
+from ws_artifacts.lifecycle.layout import (
+    Kind,
+    SkillUnit,
+    kind_of,
+    kinds,
+    skill_unit,
+    skill_unit_is_live,
+)
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 

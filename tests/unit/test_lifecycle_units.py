@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts.config import parse_config
-from ws_artifacts.errors import ConfigError
-from ws_artifacts.orphans import SKILL_MIN_AGE, discover_places, find_orphans, router_for
-from ws_artifacts.quarantine import (
+from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.lifecycle.orphans import SKILL_MIN_AGE, discover_places, find_orphans, router_for
+from ws_artifacts.lifecycle.quarantine import (
     entries_of,
     parse_age,
     place_of,
@@ -21,7 +21,7 @@ from ws_artifacts.quarantine import (
     quarantine_place,
     restore,
 )
-from ws_artifacts.server import plan_command
+from ws_artifacts.serving.server import plan_command
 
 
 def plan(tmp_path: Path, **kwargs: object) -> list[str]:
@@ -289,7 +289,7 @@ def test_quarantine_is_refused_to_a_repository_on_a_server(
     from mlflow.exceptions import MlflowException
 
     from tests.conftest import in_workspace
-    from ws_artifacts.repository import WorkspaceArtifactRepository
+    from ws_artifacts.serving.repository import WorkspaceArtifactRepository
 
     config = tmp_path / "c.yaml"
     config.write_text("workspaces: {}\n")
@@ -315,7 +315,7 @@ def test_quarantine_is_refused_to_a_repository_on_a_server(
 def test_server_command_flag(tmp_path: Path, flag: str, expected: int) -> None:
     from click.testing import CliRunner
 
-    from ws_artifacts.cli import main
+    from ws_artifacts.cli.main import main
 
     config = tmp_path / "c.yaml"
     config.write_text("workspaces: {}\n")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ws_artifacts.errors import PathError
-from ws_artifacts.guard.policy import LocationPolicy, LocationRefused
-from ws_artifacts.paths import normalize
+from ws_artifacts.core.errors import PathError
+from ws_artifacts.core.paths import normalize
+from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ws_artifacts.errors import OwnershipError, PathError
-from ws_artifacts.paths import (
+from ws_artifacts.core.errors import OwnershipError, PathError
+from ws_artifacts.core.paths import (
     MAX_PATH_LENGTH,
     LogicalPath,
     check_owner,

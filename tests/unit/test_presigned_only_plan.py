@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from ws_artifacts import _mlflow
-from ws_artifacts.cli import main
-from ws_artifacts.errors import ConfigError
-from ws_artifacts.server import PRESIGNED_ONLY_ENV, PRESIGNED_ONLY_OPTION, plan_command
+from ws_artifacts.cli.main import main
+from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.serving.server import PRESIGNED_ONLY_ENV, PRESIGNED_ONLY_OPTION, plan_command
 
 
 @pytest.fixture

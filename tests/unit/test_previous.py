@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts.config import parse_config
-from ws_artifacts.errors import ConfigError, OwnershipError
-from ws_artifacts.moves import retarget_uri
-from ws_artifacts.paths import split_logical
-from ws_artifacts.routing import Router, Target
+from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.errors import ConfigError, OwnershipError
+from ws_artifacts.core.paths import split_logical
+from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.lifecycle.moves import retarget_uri
 
 BASE = {"defaults": {"endpoint_url": "http://127.0.0.1:9", "region": "us-east-1"}}
 
@@ -119,7 +119,7 @@ def test_bad_previous_places_are_refused_with_the_key_path(previous: Any, messag
 
 
 def test_previous_credentials_are_secrets() -> None:
-    from ws_artifacts.config import secret_values
+    from ws_artifacts.core.config import secret_values
 
     cfg = config(
         {

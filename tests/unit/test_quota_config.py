@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ws_artifacts.cli_usage import human
-from ws_artifacts.config import parse_config
-from ws_artifacts.errors import ConfigError
-from ws_artifacts.routing import Router
+from ws_artifacts.cli.usage import human
+from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.routing import Router
 
 
 @pytest.mark.parametrize(

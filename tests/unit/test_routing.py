@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ws_artifacts.config import Config, parse_config
-from ws_artifacts.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
-from ws_artifacts.paths import LogicalPath, check_owner, normalize, split_under
-from ws_artifacts.routing import (
+from ws_artifacts.core.config import Config, parse_config
+from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
+from ws_artifacts.core.paths import LogicalPath, check_owner, normalize, split_under
+from ws_artifacts.core.routing import (
     DESTINATION,
     Router,
     Target,

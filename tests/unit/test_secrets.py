@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts import _redact
-from ws_artifacts.clients import describe_credentials
-from ws_artifacts.config import Credentials, load_config, parse_config, secret_values
-from ws_artifacts.errors import ConfigError
+from ws_artifacts.core import redact as _redact
+from ws_artifacts.core.config import Credentials, load_config, parse_config, secret_values
+from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.storage.clients import describe_credentials
 
 SECRETS = {
     "TEAM_KEY": "AKIATEAMKEY0000001",
@@ -271,7 +271,7 @@ def test_known_secrets_and_aws_credential_fields_are_masked_in_library_logs(
     }
     for name, template in lines.items():
         logging.getLogger(name).debug(template, token)
-    logging.getLogger("ws_artifacts.clients").debug("client for AKIAREMEMBERED00001")
+    logging.getLogger("ws_artifacts.storage.clients").debug("client for AKIAREMEMBERED00001")
     text = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     for secret in (
         token,
@@ -344,7 +344,7 @@ def test_command_output_never_shows_a_secret(
 ) -> None:
     from click.testing import CliRunner
 
-    from ws_artifacts.cli import main
+    from ws_artifacts.cli.main import main
 
     # An endpoint that refuses connections: the probe fails fast and prints its error.
     config = write(

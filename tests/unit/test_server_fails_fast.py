@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ws_artifacts import launcher
-from ws_artifacts.cli import main
+from ws_artifacts.cli.main import main
+from ws_artifacts.serving import launcher
 
 WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 

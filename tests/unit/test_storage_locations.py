@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts.config import Config, parse_config
-from ws_artifacts.errors import ConfigError, OwnershipError, StorageError
-from ws_artifacts.paths import LogicalPath
-from ws_artifacts.roots import ROOTS_TTL_ENV, RootsCache, roots_ttl
-from ws_artifacts.routing import Router, WorkspaceRoot, find_location
+from ws_artifacts.core.config import Config, parse_config
+from ws_artifacts.core.errors import ConfigError, OwnershipError, StorageError
+from ws_artifacts.core.paths import LogicalPath
+from ws_artifacts.core.routing import Router, WorkspaceRoot, find_location
+from ws_artifacts.lifecycle.roots import ROOTS_TTL_ENV, RootsCache, roots_ttl
 
 
 def config(**extra: Any) -> Config:

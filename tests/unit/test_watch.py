@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ws_artifacts.config import Config, load_config
-from ws_artifacts.errors import ConfigError
-from ws_artifacts.watch import SETTLE_SECONDS, LiveConfig
+from ws_artifacts.core.config import Config, load_config
+from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.serving.live_config import SETTLE_SECONDS, LiveConfig
 
 GOOD = """
     workspaces:

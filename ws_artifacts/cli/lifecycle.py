@@ -1,0 +1,324 @@
+"""``ws-artifacts quarantine list``, ``purge``, ``restore`` and ``orphans``: thin click commands
+over :mod:`ws_artifacts.lifecycle.quarantine` and :mod:`ws_artifacts.lifecycle.orphans`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from ws_artifacts.cli.common import config_option, destination_option
+from ws_artifacts.cli.common import fail as _fail
+from ws_artifacts.cli.common import load as _load
+from ws_artifacts.cli.common import out as _out
+from ws_artifacts.core.config import Config
+from ws_artifacts.core.errors import WsArtifactsError
+from ws_artifacts.core.routing import split_url
+from ws_artifacts.lifecycle import quarantine as q
+from ws_artifacts.storage.keys import store_for
+
+__all__ = ["orphans", "purge", "quarantine", "restore"]
+
+_config = config_option
+_destination = destination_option
+_tracking = click.option("--tracking-uri", help="The MLflow server, e.g. http://127.0.0.1:5000.")
+_backend = click.option("--backend-store-uri", help="Or the tracking database, e.g. sqlite:///x.")
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _setup(config_path: Path | None, destination: str) -> tuple[Config, Any]:
+    from ws_artifacts.lifecycle.orphans import router_for
+
+    config, _ = _load(config_path)
+    return config, router_for(config, destination)
+
+
+def _truth(tracking_uri: str | None, backend_store_uri: str | None) -> dict[str, set[str]]:
+    from ws_artifacts._mlflow import tracking_truth
+
+    uri = tracking_uri or backend_store_uri
+    if not uri or (tracking_uri and backend_store_uri):
+        _fail("give exactly one of --tracking-uri URL or --backend-store-uri URI.", 2)
+    return tracking_truth(uri or "")
+
+
+def _entries(router: Any, destination: str, names: set[str]) -> list[q.Entry]:
+    from ws_artifacts.lifecycle.orphans import discover_places
+
+    places = discover_places(router, destination, names)
+    _, _, root = split_url(destination.removeprefix("ws-"))
+    previous = ((r, r.prefix) for p in places for r in p.route.previous)
+    bases = [(router.destination, root), *((p.route, p.base) for p in places), *previous]
+    q.suspicious.clear()
+    entries = sorted(q.list_entries(bases), key=lambda e: (e.workspace, e.stamp))
+    for found in dict.fromkeys(q.suspicious):  # on stderr: --json output stays one document
+        click.echo(
+            f"warning: ignored a suspicious quarantine manifest at {found.uri}: {found.reason}. "
+            "It was not written by ws-artifacts as it is; inspect it and remove it by hand.",
+            err=True,
+        )
+    return entries
+
+
+def _entry_table(title: str, entries: list[q.Entry]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("workspace", "deleted at", "state", "reason", "objects", "bytes", "where"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            escape(e.workspace),
+            e.deleted_at,
+            e.state,
+            escape(e.reason),
+            str(e.objects),
+            str(e.bytes),
+            escape(f"{e.route_url} {e.root}"),
+        )
+    return table
+
+
+@click.group()
+def quarantine() -> None:
+    """Workspaces' artifacts moved out of reach (by deletion, re-creation or orphans)."""
+
+
+@quarantine.command("list")
+@_config
+@_destination
+@click.option("--workspace", help="Only this workspace.")
+@_json
+def list_command(
+    config_path: Path | None, destination: str, workspace: str | None, as_json: bool
+) -> None:
+    """List quarantined workspaces: when, why, how much, where."""
+
+    _, router = _setup(config_path, destination)
+    entries = [
+        e
+        for e in _entries(router, destination, {workspace} if workspace else set())
+        if not workspace or e.workspace == workspace
+    ]
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    _out.print(_entry_table(f"{len(entries)} quarantine entr(y/ies)", entries))
+
+
+@click.command()
+@_config
+@_destination
+@click.option("--older-than", required=True, help="Retention, e.g. 30d, 12h, 2w.")
+@click.option("--workspace", help="Only this workspace.")
+@click.option("--dry-run/--yes", "dry_run", default=True, help="Show (default) or delete.")
+@_json
+def purge(
+    config_path: Path | None,
+    destination: str,
+    older_than: str,
+    workspace: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete quarantined artifacts older than --older-than (a dry run unless --yes)."""
+
+    _, router = _setup(config_path, destination)
+    try:
+        age = q.parse_age(older_than)
+    except WsArtifactsError as err:
+        _fail(str(err), 2)
+        return
+    cutoff = dt.datetime.now(dt.UTC) - age
+    entries = [
+        e
+        for e in _entries(router, destination, {workspace} if workspace else set())
+        if (not workspace or e.workspace == workspace)
+        and e.state == "quarantined"
+        and q.deleted_at(e) < cutoff
+    ]
+    deleted = 0
+    if not dry_run:
+        with Progress(console=_out, transient=True, disable=as_json) as progress:
+            task = progress.add_task("purging", total=len(entries))
+            dest = destination.removeprefix("ws-")
+            for e in entries:
+                place = q.owner_place(e, q.places_of(router, dest, e.workspace))
+                store = place.store() if place else store_for(router.destination, e.base)
+                deleted += q.purge(e, store)
+                progress.advance(task)
+    summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}
+    summary["objects_deleted"] = deleted
+    if as_json:
+        click.echo(json.dumps({**summary, "purged": [e.as_dict() for e in entries]}, indent=2))
+        return
+    verb = "would purge" if dry_run else "purged"
+    _out.print(_entry_table(f"{verb} {len(entries)} entr(y/ies) older than {older_than}", entries))
+    if dry_run:
+        _out.print("dry run: nothing deleted; run again with --yes to delete.")
+    else:
+        _out.print(f"deleted {deleted} object(s).")
+
+
+@click.command()
+@_config
+@_destination
+@_tracking
+@_backend
+@click.option("--deleted-at", help="Which entry (its 'deleted at' time); default: the latest.")
+@_json
+@click.argument("workspace")
+def restore(
+    config_path: Path | None,
+    destination: str,
+    tracking_uri: str | None,
+    backend_store_uri: str | None,
+    deleted_at: str | None,
+    as_json: bool,
+    workspace: str,
+) -> None:
+    """Move WORKSPACE's quarantined artifacts back (it must exist, its place must be empty)."""
+
+    _, router = _setup(config_path, destination)
+    truth = _truth(tracking_uri, backend_store_uri)
+    if workspace not in truth:
+        _fail(
+            f"workspace '{workspace}' does not exist; create it first "
+            "(its place is emptied on creation, then restore).",
+            1,
+        )
+    entries = [
+        e
+        for e in _entries(router, destination, {workspace})
+        if e.workspace == workspace
+        and (deleted_at is None or deleted_at in (e.deleted_at, e.stamp))
+    ]
+    if not entries:
+        which = f" deleted at {deleted_at}" if deleted_at else ""
+        _fail(f"no quarantine entry of workspace '{workspace}'{which}; see `quarantine list`.", 1)
+    # One deletion quarantines each of the workspace's places (current and previous) with one
+    # time; restore all of the chosen deletion's entries, each into the place it came from.
+    chosen = [e for e in entries if e.deleted_at == entries[-1].deleted_at]
+    restored: list[tuple[q.Entry, q.Place, int]] = []
+    try:
+        places = q.places_of(router, destination.removeprefix("ws-"), workspace)
+        for entry in chosen:
+            place = q.owner_place(entry, places) or places[0]
+            restored.append((entry, place, q.restore(entry, place)))
+    except WsArtifactsError as err:
+        _fail(str(err), 1)
+        return
+    if as_json:
+        payload = {
+            "restored": [e.as_dict() for e, _, _ in restored],
+            "objects": sum(n for _, _, n in restored),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    for _entry, place, count in restored:
+        _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri())}")
+
+
+@click.command()
+@_config
+@_destination
+@_tracking
+@_backend
+@click.option("--quarantine", "move", is_flag=True, help="Move the orphans to quarantine.")
+@click.option("--yes", is_flag=True, help="With --quarantine: act (else a dry run).")
+@click.option(
+    "--include-moved",
+    is_flag=True,
+    help="With --quarantine: also take objects of ids that are experiments of another "
+    "workspace (held back by default: migrate --moved-from copies those).",
+)
+@click.option(
+    "--skill-min-age",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Seconds a skill upload must be old before it can be an orphan (MLflow writes a "
+    "version's content before its row: a younger upload may be a registration in progress).",
+)
+@_json
+def orphans(
+    config_path: Path | None,
+    destination: str,
+    tracking_uri: str | None,
+    backend_store_uri: str | None,
+    move: bool,
+    yes: bool,
+    include_moved: bool,
+    skill_min_age: float,
+    as_json: bool,
+) -> None:
+    """List objects whose workspace or experiment no longer exists (and quarantine them)."""
+    from ws_artifacts._mlflow import skill_truth
+    from ws_artifacts.lifecycle.orphans import discover_places, find_orphans
+
+    _, router = _setup(config_path, destination)
+    truth = _truth(tracking_uri, backend_store_uri)
+    places = discover_places(router, destination, set(truth))
+    found = find_orphans(
+        places,
+        truth,
+        lambda: skill_truth(tracking_uri or backend_store_uri or "", truth),
+        skill_min_age=skill_min_age,
+    )
+    acted = move and yes
+    # Objects of an experiment moved to another workspace are migrate's to copy, not orphans'
+    # to take away: listed, never quarantined. Unknown content is listed and always kept.
+    kept = [o for o in found if o.kept]
+    held = [o for o in found if not o.kept and o.moved_to is not None and not include_moved]
+    movable = [o for o in found if not o.kept and (o.moved_to is None or include_moved)]
+    if acted:
+        by_place = {p.workspace: p for p in places}
+        for name in sorted({o.workspace for o in movable}):
+            children = [o.child for o in movable if o.workspace == name]
+            q.quarantine_place(by_place[name], "orphans", only=children)
+    if as_json:
+        payload = {
+            "quarantined": acted,
+            "dry_run": move and not yes,
+            "orphans": [o.as_dict() for o in found],
+            "objects": sum(o.objects for o in found if not o.kept),
+            "bytes": sum(o.bytes for o in found if not o.kept),
+            "held_back": sum(o.objects for o in held),
+            "kept": sum(o.objects for o in kept),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    title = f"{len(found) - len(kept)} orphaned location(s), {len(kept)} unknown kept"
+    table = Table(title=title, title_justify="left")
+    for column in ("workspace", "kind", "child", "reason", "objects", "bytes", "where"):
+        table.add_column(column)
+    for o in found:
+        table.add_row(
+            escape(o.workspace),
+            escape(o.kind),
+            escape(o.child),
+            escape(o.reason),
+            str(o.objects),
+            str(o.bytes),
+            escape(o.uri),
+        )
+    _out.print(table)
+    if move and not yes:
+        _out.print("dry run: nothing moved; run again with --quarantine --yes to move them.")
+    elif acted:
+        _out.print(f"moved {sum(o.objects for o in movable)} object(s) to quarantine.")
+    if kept:
+        _out.print(
+            f"kept {sum(o.objects for o in kept)} object(s) of content ws-artifacts does not "
+            "know (unknown, kept): never quarantined by orphans; remove it by hand if unwanted."
+        )
+    if held:
+        _out.print(
+            f"held back {sum(o.objects for o in held)} object(s) whose experiment id is now "
+            "another workspace's: migrate them (see each reason); if the id was only reused, "
+            "add --include-moved to quarantine them."
+        )

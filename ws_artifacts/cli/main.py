@@ -1,0 +1,447 @@
+"""The ``ws-artifacts`` command: thin click commands over library functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ws_artifacts import __version__
+from ws_artifacts.cli.common import config_option, destination_option, err, fail, load, out
+from ws_artifacts.core.config import Config
+from ws_artifacts.core.errors import WsArtifactsError
+
+__all__ = ["main"]
+
+_out, _err, _fail, _load = out, err, fail, load
+_config_option, _destination_option = config_option, destination_option
+
+
+def _roots_option(command: Any) -> Any:
+    return click.option(
+        "--backend-store-uri",
+        help="The tracking database, where workspaces' own default_artifact_roots are read "
+        "(workspaces routed by an approved storage location).",
+    )(command)
+
+
+def _roots(config: Config, backend_store_uri: str | None) -> Any:
+    """The workspaces' own roots from the database (None without locations or a database)."""
+    from ws_artifacts.lifecycle.roots import database_roots
+
+    if not config.locations or not backend_store_uri:
+        return None
+    return database_roots(backend_store_uri)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ws-artifacts")
+def main() -> None:
+    """Per-workspace artifact routing for a shared MLflow server."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@_config_option
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ws-artifacts-data"),
+    show_default=True,
+    help="Where the default SQLite database and artifact directory live.",
+)
+@click.option("--backend-store-uri", help="Tracking store (default: SQLite in --data-dir).")
+@click.option(
+    "--artifacts-destination",
+    envvar="WS_ARTIFACTS_DESTINATION",
+    help="Default destination, ws-s3://bucket[/prefix] or ws-file:///dir (default: "
+    "$WS_ARTIFACTS_DESTINATION, else `destination:` in the configuration, else "
+    "ws-file://<data-dir>/artifacts).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=4, show_default=True, type=int)
+@click.option("--app-name", help="Another mlflow.app to wrap, e.g. basic-auth.")
+@click.option(
+    "--guard/--no-guard",
+    default=True,
+    show_default=True,
+    help="Refuse requests that point locations into other workspaces (see docs/security.md "
+    "for what --no-guard gives up).",
+)
+@click.option(
+    "--nodelay/--no-nodelay",
+    default=True,
+    show_default=True,
+    help="Turn Nagle's algorithm off on connections (avoids ~40 ms stalls).",
+)
+@click.option(
+    "--audit",
+    metavar="PATH",
+    help="Write one JSON line per artifact operation to PATH ('-': standard output); "
+    "default: $WS_ARTIFACTS_AUDIT, else off. See docs/audit.md.",
+)
+@click.option(
+    "--workspace-provider/--no-workspace-provider",
+    default=True,
+    show_default=True,
+    help="Quarantine a workspace's artifacts when it is deleted (docs/lifecycle.md).",
+)
+@click.option(
+    "--artifacts-presigned-only",
+    "presigned_only",
+    is_flag=True,
+    envvar="MLFLOW_ARTIFACTS_PRESIGNED_ONLY",
+    help="MLflow 3.18+: clients move every artifact byte to and from each workspace's own "
+    "bucket through presigned URLs; the server carries none (docs/presigned-only.md).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan and the command; do not start.")
+@click.pass_context
+def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **options: Any) -> None:
+    """Start `mlflow server` with workspaces on and artifacts routed per workspace.
+
+    Options it does not know go to `mlflow server` unchanged.
+    """
+    from ws_artifacts.serving import server as srv
+
+    dry_run = options.pop("dry_run")
+    if not dry_run:  # first: a busy port is said at once, not when MLflow fails to bind
+        from ws_artifacts.serving.launcher import port_problem
+
+        problem = port_problem(options["host"], options["port"])
+        if problem:
+            _fail(problem, 1)
+    config, path = _load(config_path)
+    options["artifacts_destination"] = options["artifacts_destination"] or config.destination
+    try:
+        plan = srv.plan_command(
+            config_path=path.resolve(),
+            data_dir=data_dir,
+            inner_app=options.pop("app_name"),
+            extra=tuple(ctx.args),
+            **options,
+        )
+    except WsArtifactsError as error:
+        _fail(str(error), 2)
+    if not plan.destination.startswith("ws-"):
+        _fail(
+            "--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], ws-file:///dir).",
+            2,
+        )
+    if ctx.args:
+        from ws_artifacts._mlflow import server_usage_error
+
+        problem = server_usage_error(plan.argv[4:])
+        if problem:
+            _fail(
+                f"ws-artifacts server: {problem} Options that `ws-artifacts server` does not "
+                "know go to `mlflow server`: see `ws-artifacts server --help` and "
+                "`mlflow server --help`.",
+                2,
+            )
+    if plan.destination.startswith("ws-file://"):
+        Path(plan.destination.removeprefix("ws-file://")).mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _print_plan(plan, config)
+    if dry_run:
+        from ws_artifacts.core.redact import hide_password
+
+        command = plan.shell_command()
+        shown = hide_password(command)
+        click.echo(shown)
+        if shown != command:
+            _err.print(
+                "note: the database password is shown masked; pass the URI in "
+                "MLFLOW_BACKEND_STORE_URI (or a .pgpass / PGPASSWORD) rather than on a "
+                "command line"
+            )
+        return
+    _say_what_changed(data_dir, config, plan.destination)
+    inner = plan.env.get(srv.INNER_APP_ENV)
+    if inner:
+        from ws_artifacts._mlflow import bootstrap_server_app
+
+        bootstrap_server_app(inner)
+    sys.stdout.flush()
+    from ws_artifacts.serving.launcher import run
+
+    sys.exit(run(plan.argv, plan.env, url=plan.url, workers=options["workers"]))
+
+
+def _say_what_changed(data_dir: Path, config: Config, destination: str) -> None:
+    """Warn about routes and the destination that moved since the last start (as a live
+    reload does), then record this start (docs/configuration.md, "Restarts")."""
+    from ws_artifacts.serving import last_start
+
+    current = last_start.record(config, destination)
+    previous = last_start.read_record(data_dir)
+    if previous is not None:
+        for message in last_start.changes_since(previous, config, destination):
+            _err.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    if previous != current:
+        last_start.write_record(data_dir, current)
+
+
+def _print_plan(plan: Any, config: Config) -> None:
+    from ws_artifacts.core.routing import DESTINATION
+    from ws_artifacts.lifecycle.checks import check_routes
+
+    _out.print(
+        f"ws-artifacts {__version__}: MLflow server with workspaces at [bold]{plan.url}[/bold]"
+    )
+    from ws_artifacts.core.redact import hide_password
+
+    _out.print(f"  tracking store : {hide_password(plan.backend_store_uri)}")
+    _out.print(f"  destination    : {plan.destination}")
+    _out.print(f"  configuration  : {plan.config_path}")
+    _out.print(f"  audit trail    : {plan.env.get('WS_ARTIFACTS_AUDIT') or 'off'}")
+    table = Table(title="workspace routes", title_justify="left")
+    for column in ("workspaces", "goes to", "backend", "credentials", "quota"):
+        table.add_column(column, overflow="fold")  # never cut a URL
+    fallback: Any = None
+    for report in check_routes(config, plan.destination, probe=False):
+        if report.entry == DESTINATION:
+            fallback = report  # the "(any other)" row, last
+            continue
+        table.add_row(
+            escape(report.entry),
+            escape(_goes_to(config, report)),
+            report.backend,
+            escape(report.credentials),
+            escape(report.quota),
+        )
+    if config.unknown_workspaces == "deny":
+        table.add_row("(any other)", "refused (unknown_workspaces: deny)", "-", "-", "-")
+    elif fallback is not None:
+        table.add_row(
+            "(any other)",
+            escape(f"{plan.destination}/workspaces/<name>/..."),
+            fallback.backend,
+            escape(fallback.credentials),
+            escape(fallback.quota),
+        )
+    _out.print(table)
+    from ws_artifacts.serving.server import PRESIGNED_ONLY_ENV
+
+    if plan.env.get(PRESIGNED_ONLY_ENV) == "true":
+        _print_presigned_only(config, plan.destination)
+
+
+def _print_presigned_only(config: Config, destination: str) -> None:
+    """Say that the server carries no bytes, and which routes will refuse every transfer."""
+    from ws_artifacts.lifecycle.checks import check_routes
+
+    _out.print("  presigned-only : on (clients move bytes to and from storage themselves)")
+    for report in check_routes(config, destination, probe=False):
+        if report.backend != "s3":
+            _err.print(
+                f"[yellow]warning:[/yellow] {escape(report.entry)} goes to "
+                f"{escape(report.url)} ({report.backend}), which has no presigned URLs: its "
+                "uploads and downloads will be refused; route it to S3 or run without "
+                "--artifacts-presigned-only."
+            )
+
+
+def _goes_to(config: Config, report: Any) -> str:
+    """Where an entry's workspaces go: an exact name's own place; a glob's URL as written
+    (``{workspace}`` shown as ``<name>``), not its example's."""
+    if report.entry == report.workspace:
+        return f"{report.url}/workspaces/{report.entry}/..."
+    template = config.workspaces[report.entry].url.replace("{workspace}", "<name>")
+    return f"{template.rstrip('/')}/workspaces/<name>/..."
+
+
+@main.command()
+@_config_option
+@_destination_option
+@click.option("--probe", is_flag=True, help="Write, read and delete a marker in every route.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_roots_option
+def check(
+    config_path: Path | None,
+    destination: str,
+    probe: bool,
+    as_json: bool,
+    backend_store_uri: str | None,
+) -> None:
+    """Validate the configuration and resolve (optionally probe) every route."""
+    from ws_artifacts.lifecycle.checks import check_routes
+
+    config, path = _load(config_path)
+    reports = check_routes(
+        config, destination, probe=probe, roots=_roots(config, backend_store_uri)
+    )
+    failed = [r for r in reports if r.ok is False]
+    if as_json:
+        payload = {"config": str(path), "ok": not failed, "routes": [r.as_dict() for r in reports]}
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
+        columns = (
+            "entry",
+            "source",
+            "example",
+            "url",
+            "backend",
+            "credentials",
+            "storage",
+            "quota",
+        )
+        for column in (*columns, "probe", "left in previous"):
+            table.add_column(column, overflow="fold")  # URLs wrap, never cut
+        for r in reports:
+            status = (
+                "-"
+                if r.ok is None
+                else ("[green]ok[/green]" if r.ok else f"[red]{escape(r.error or '')}[/red]")
+            )
+            table.add_row(
+                *(
+                    escape(v)
+                    for v in (
+                        r.entry,
+                        r.source,
+                        r.workspace,
+                        r.url,
+                        r.backend,
+                        r.credentials,
+                        r.storage,
+                        r.quota,
+                    )
+                ),
+                status,
+                _left(r),
+            )
+        _out.print(table)
+        _out.print(
+            "[green]configuration OK[/green]"
+            if not failed
+            else f"[red]{len(failed)} route(s) failed[/red]"
+        )
+    sys.exit(1 if failed else 0)
+
+
+def _left(report: Any) -> str:
+    """The 'left in previous' cell: objects still in previous places (counted by --probe)."""
+    if not report.previous:
+        return "-"
+    if report.left_in_previous is None and report.ok is False:
+        return f"{report.previous} place(s); not counted (the probe failed)"
+    if report.left_in_previous is None:
+        return f"{report.previous} place(s); --probe counts"
+    return str(report.left_in_previous)
+
+
+@main.command()
+@_config_option
+@_destination_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_roots_option
+@click.argument("workspace")
+@click.argument("path", required=False)
+def route(
+    config_path: Path | None,
+    destination: str,
+    as_json: bool,
+    backend_store_uri: str | None,
+    workspace: str,
+    path: str | None,
+) -> None:
+    """Show where WORKSPACE's artifacts (or PATH, relative to the workspace) go, and where
+    the route came from (file, workspace setting, glob, default)."""
+    from ws_artifacts.lifecycle.checks import describe_route
+
+    config, _ = _load(config_path)
+    try:
+        roots = _roots(config, backend_store_uri)
+        info = describe_route(config, destination, workspace, path, roots)
+    except WsArtifactsError as err:
+        _fail(str(err), 1)
+        return
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        _out.print(f"{key:12}: {escape(str(value))}")
+
+
+@main.group()
+def config() -> None:
+    """Configuration file helpers."""
+
+
+@config.command()
+def schema() -> None:
+    """Print the configuration file's JSON schema."""
+    click.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+def _register() -> None:
+    """The lifecycle commands, each defined in its own module."""
+    from ws_artifacts.cli import lifecycle as lifecycle_cli
+    from ws_artifacts.cli.migrate import migrate
+
+    for command in (
+        migrate,
+        lifecycle_cli.quarantine,
+        lifecycle_cli.purge,
+        lifecycle_cli.restore,
+        lifecycle_cli.orphans,
+    ):
+        main.add_command(command)
+
+
+_register()
+
+
+@main.command()
+@_config_option
+@_destination_option
+@click.option(
+    "--by",
+    type=click.Choice(["workspace", "experiment", "kind"]),
+    default="workspace",
+    show_default=True,
+    help="Also give each experiment's share, or each kind's (experiments, skills, unknown).",
+)
+@click.option("--tracking-uri", help="A tracking server: its workspaces and experiment names.")
+@click.option("--parallel", default=16, show_default=True, type=click.IntRange(1, 128))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--prometheus", is_flag=True, help="Print Prometheus gauges (text format).")
+@_roots_option
+@click.argument("workspaces", nargs=-1)
+def usage(
+    config_path: Path | None,
+    destination: str,
+    by: str,
+    tracking_uri: str | None,
+    parallel: int,
+    as_json: bool,
+    prometheus: bool,
+    backend_store_uri: str | None,
+    workspaces: tuple[str, ...],
+) -> None:
+    """Objects and bytes per workspace and route (and experiment), largest first."""
+    from ws_artifacts.cli.usage import run_usage
+
+    config, _ = _load(config_path)
+    try:
+        run_usage(
+            config,
+            destination,
+            workspaces,
+            by_experiment=by == "experiment",
+            by_kind=by == "kind",
+            tracking_uri=tracking_uri,
+            parallel=parallel,
+            output="json" if as_json else "prometheus" if prometheus else "table",
+            out=_out,
+            err=_err,
+            roots=_roots(config, backend_store_uri),
+        )
+    except WsArtifactsError as error:
+        _fail(str(error), 1)

@@ -1,0 +1,557 @@
+"""Pure routing: (workspace, logical path) -> where the bytes go.
+
+This is the module to read first. Given the configuration and the *default destination* (the
+URL the repository was built with, minus its ``ws-`` prefix), :class:`Router` answers:
+
+* a workspace with a route of its own goes to ``<route url>/workspaces/<ws>/<rest>``. Which
+  route, first match wins: an exact name in the file; the workspace's own
+  ``default_artifact_root`` when it lies inside an approved storage location (``locations``;
+  the roots come from MLflow's database, handed in as :class:`WorkspaceRoot` values); glob
+  patterns in file order;
+* a workspace without one goes to the default destination, at exactly the path MLflow named,
+  unless ``unknown_workspaces: deny`` (the default workspace always may use the destination);
+* a legacy path (no ``workspaces/`` segment) is the default workspace's and stays at the
+  default destination, literally.
+
+Containment is checked here, once, for every operation: a :class:`Target` cannot be built
+unless its key lies inside the place its workspace owns (:meth:`Target.__post_init__`), a route
+may not place its files inside another workspace's layout, and :func:`check_destination` keeps a
+server's default-destination targets under the destinations it was started with.
+
+No I/O and no MLflow import happen here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import threading
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ws_artifacts.core.config import (
+    Config,
+    Credentials,
+    LocationConfig,
+    PlaceConfig,
+    RouteConfig,
+    Settings,
+)
+from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
+from ws_artifacts.core.paths import (
+    DEFAULT_WORKSPACE,
+    QUARANTINE_SEGMENT,
+    WORKSPACES_SEGMENT,
+    LogicalPath,
+    in_quarantine,
+    is_within,
+    join,
+    normalize,
+    reads_as_workspaces,
+    split_logical,
+)
+
+__all__ = [
+    "DESTINATION",
+    "SERVER_DESTINATION_ENV_VARS",
+    "Route",
+    "Router",
+    "Target",
+    "WorkspaceRoot",
+    "check_destination",
+    "destinations_from_env",
+    "find_location",
+    "routes_by_root",
+    "split_url",
+]
+
+#: ``Route.name`` of the default destination.
+DESTINATION = "(default destination)"
+#: The variables ``mlflow server`` hands its workers: ``--artifacts-destination`` and
+#: ``--default-artifact-root`` (names from ``mlflow/server/constants.py``, 3.10 to 3.17).
+SERVER_DESTINATION_ENV_VARS = (
+    "_MLFLOW_SERVER_ARTIFACT_DESTINATION",
+    "_MLFLOW_SERVER_ARTIFACT_ROOT",
+)
+_CACHE_LIMIT = 100_000
+#: Where a route came from (``Route.source``).
+SOURCE_FILE = "file"
+SOURCE_WORKSPACE = "workspace setting"
+SOURCE_GLOB = "glob"
+SOURCE_DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRoot:
+    """A workspace's own ``default_artifact_root`` as MLflow's database holds it.
+
+    Attributes:
+        url: The current root (None: the workspace has none).
+        previous: Roots it had before, newest first (ws-artifacts' own table): reads fall back
+            to ``<root>/workspaces/<ws>`` in each, as for a file route's ``previous``.
+    """
+
+    url: str | None
+    previous: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # identity hash: settings hold dicts
+class Route:
+    """A resolved route: one store location with its settings.
+
+    Attributes:
+        name: The configuration key that matched (``team-a``, ``vision-*``), or DESTINATION.
+        url: The route's URL with ``{workspace}`` filled in, e.g. ``s3://vision/vision-x``.
+        scheme: The URL's scheme (``s3``, ``file``, ``memory``, ...).
+        location: The bucket (or the fsspec URL's host part; empty for ``file``).
+        prefix: The key prefix inside ``location``, without slashes at either end.
+        backend: Which backend serves it: ``s3`` (boto3) or ``fsspec``.
+        settings: The effective settings: the route's own over ``defaults``.
+        workspace: The workspace it was resolved for (None for the destination).
+        previous: The places this route used to be, newest first, each a Route of its own
+            (same layout, so the same containment check), read after this one.
+        source: Where the route came from: ``file`` (an exact name in the configuration),
+            ``workspace setting`` (the workspace's default_artifact_root), ``glob`` or
+            ``default`` (the default destination).
+    """
+
+    name: str
+    url: str
+    scheme: str
+    location: str
+    prefix: str
+    backend: Literal["s3", "fsspec"]
+    settings: Settings
+    workspace: str | None
+    previous: tuple[Route, ...] = ()
+    source: str = SOURCE_FILE
+
+    @property
+    def is_destination(self) -> bool:
+        """Whether this is the default destination (keys kept exactly as MLflow named them)."""
+        return self.name == DESTINATION
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One physical place: a route and a key relative to the route's location.
+
+    Attributes:
+        route: The route serving it.
+        key: The key (or path) inside the route's location.
+        workspace: The workspace that owns it.
+        scope: The key prefix that workspace owns in this location; ``key`` lies inside it.
+    """
+
+    route: Route
+    key: str
+    workspace: str
+    scope: str
+
+    def __post_init__(self) -> None:
+        """Refuse to exist outside the workspace's place: the one containment check that every
+        read, write, list and delete passes, whatever the backend.
+
+        Raises:
+            OwnershipError: The key lies outside the workspace's scope, the scope is not the
+                workspace's layout on this route, or a legacy key names a workspace.
+        """
+        problem = _containment_problem(self)
+        if problem:
+            raise OwnershipError(
+                f"Refused: {self.uri} {problem}, so it is outside the place of workspace "
+                f"'{self.workspace}'. Artifacts are only reachable inside their own workspace."
+            )
+
+    @property
+    def uri(self) -> str:
+        """``scheme://location/key``, for messages and the CLI (no secrets in it)."""
+        if not self.route.location:  # file:///srv/x
+            return f"{self.route.scheme}:///{self.key}"
+        return f"{self.route.scheme}://{join(self.route.location, self.key)}"
+
+    def child(self, name: str) -> Target:
+        """The target of ``name`` below this one."""
+        return Target(self.route, join(self.key, name), self.workspace, self.scope)
+
+    def places(self) -> tuple[Target, ...]:
+        """This target, then the same path in each previous place of its route (newest
+        first). Each is built as a Target, so each passes the same containment check."""
+        if not self.route.previous:
+            return (self,)
+        rest = self.key[len(self.scope) :].lstrip("/")
+        out = [self]
+        for route in self.route.previous:
+            scope = join(route.prefix, WORKSPACES_SEGMENT, self.workspace)
+            out.append(Target(route, join(scope, rest), self.workspace, scope))
+        return tuple(out)
+
+
+def _containment_problem(target: Target) -> str:
+    """What is wrong with ``target``'s place (empty when nothing is)."""
+    key, scope, route, workspace = target.key, target.scope, target.route, target.workspace
+    if "\\" in key or any(part in ("", ".", "..") for part in key.split("/") if key):
+        return "is not a normalised key"
+    if in_quarantine(key) or in_quarantine(scope):
+        return f"lies in the quarantine area '{QUARANTINE_SEGMENT}', which is nobody's place"
+    if not scope or not _names_workspace(scope):  # the default workspace's legacy layout
+        if not route.is_destination or workspace != DEFAULT_WORKSPACE:
+            return "has no workspace layout"
+        if _names_workspace(key):
+            return "names a workspace's layout in a legacy path"
+        if not is_within(scope, key):
+            return f"lies outside '{scope}'"
+        return ""
+    if not is_within(scope, key):
+        return f"lies outside '{scope}'"
+    if not route.is_destination:  # a workspace's own route: exactly <prefix>/workspaces/<ws>
+        if route.workspace != workspace:
+            return f"is on route '{route.name}' of workspace '{route.workspace}'"
+        if scope != join(route.prefix, WORKSPACES_SEGMENT, workspace):
+            return f"has scope '{scope}', which is not the layout of route '{route.name}'"
+        return ""
+    try:  # the destination: <root>/workspaces/<ws>, with no workspace named in <root>
+        layout = split_logical(scope)
+    except PathError:
+        return f"has a malformed scope '{scope}'"
+    if layout.workspace != workspace or layout.rest:
+        return f"has scope '{scope}', which is not the layout of workspace '{workspace}'"
+    return ""
+
+
+@functools.lru_cache(maxsize=65536)  # scopes repeat: one per workspace and route
+def _names_workspace(key: str) -> bool:
+    try:
+        return split_logical(key).workspace is not None
+    except PathError:
+        return True
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    """Split ``scheme://location/prefix`` into its three parts (location = bucket or host).
+
+    For ``file:///srv/x`` the location is empty and the prefix ``srv/x``.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.scheme, parsed.netloc, parsed.path.strip("/")
+
+
+class Router:
+    """Routes workspaces for one default destination under one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        destination_url: str,
+        roots: Mapping[str, WorkspaceRoot] | None = None,
+    ) -> None:
+        self.config = config
+        scheme, location, _ = split_url(destination_url)
+        self.destination = Route(
+            name=DESTINATION,
+            url=destination_url,
+            scheme=scheme,
+            location=location,
+            prefix="",  # keys at the destination are MLflow's full path, prefix included
+            backend="s3" if scheme == "s3" else "fsspec",
+            settings=config.defaults,
+            workspace=None,
+            source=SOURCE_DEFAULT,
+        )
+        self.roots: Mapping[str, WorkspaceRoot] = roots or {}
+        self._exact = {k: v for k, v in config.workspaces.items() if not _is_glob(k)}
+        self._patterns = [(k, v) for k, v in config.workspaces.items() if _is_glob(k)]
+        self._cache: dict[str, Route] = {}
+        self._lock = threading.Lock()
+
+    def route_for(self, workspace: str | None) -> Route:
+        """The route of ``workspace`` (None: a legacy default-workspace path).
+
+        Raises:
+            UnroutedWorkspaceError: No route matches and unknown workspaces are denied.
+        """
+        if workspace is None:
+            return self.destination
+        route = self._cache.get(workspace)
+        if route is None:
+            route = self._resolve(workspace)
+            with self._lock:
+                if len(self._cache) >= _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[workspace] = route
+        return route
+
+    def target(self, logical: LogicalPath) -> Target:
+        """Where the (already normalised and ownership-checked) path lives."""
+        route = self.route_for(logical.workspace)
+        if logical.workspace is None:  # legacy default-workspace path, kept literally
+            return Target(route, logical.root, logical.owner, "")
+        base = logical.root if route.is_destination else route.prefix
+        scope = join(base, WORKSPACES_SEGMENT, logical.workspace)
+        return Target(route, join(scope, logical.rest), logical.owner, scope)
+
+    def _resolve(self, workspace: str) -> Route:
+        name = workspace if workspace in self._exact else None
+        root = self.roots.get(workspace)
+        if name is None and root is not None and routes_by_root(root.url):
+            return root_route(self.config, workspace, root)
+        if name is None:
+            name = next((k for k, _ in self._patterns if fnmatch.fnmatchcase(workspace, k)), None)
+        if name is None:
+            if self.config.unknown_workspaces == "deny" and workspace != DEFAULT_WORKSPACE:
+                raise UnroutedWorkspaceError(
+                    f"Workspace '{workspace}' has no route in the ws-artifacts configuration and "
+                    "unknown_workspaces is 'deny'. Add a 'workspaces' entry for it (or a pattern "
+                    "that matches it) to the configuration file."
+                )
+            return self.destination
+        entry = self.config.workspaces[name]
+        base = self.config.defaults
+        if entry.location is not None:
+            base = _merge(self.config.locations[entry.location], base, workspace)
+        route = _build_route(name, entry, base, workspace)
+        if name == workspace:
+            return route
+        return _with_source(route, SOURCE_GLOB)
+
+
+def routes_by_root(url: str | None) -> bool:
+    """Whether a workspace's root is a route of its own: not ``ws-``/``mlflow-artifacts:``,
+    which only name MLflow's own layout below the server's destination (the guard keeps those
+    inside the workspace)."""
+    return bool(url) and not str(url).startswith(("ws-", "mlflow-artifacts:"))
+
+
+def _with_source(route: Route, source: str) -> Route:
+    return Route(
+        route.name,
+        route.url,
+        route.scheme,
+        route.location,
+        route.prefix,
+        route.backend,
+        route.settings,
+        route.workspace,
+        route.previous,
+        source,
+    )
+
+
+def find_location(config: Config, url: str) -> tuple[str, LocationConfig] | None:
+    """The approved location ``url`` lies in (the most specific one), or None.
+
+    The URL is compared part by part: same scheme, same bucket (or host), and a key prefix at
+    or below the location's, segment-wise (``s3://b/ab`` is not inside ``s3://b/a``).
+    """
+    scheme, location, prefix = split_url(url)
+    try:
+        clean = normalize(prefix)
+    except PathError:
+        return None
+    best: tuple[str, LocationConfig] | None = None
+    for name, entry in config.locations.items():
+        l_scheme, l_location, l_prefix = split_url(entry.url)
+        if (l_scheme, l_location) != (scheme, location) or not is_within(l_prefix, clean):
+            continue
+        if best is None or len(entry.url) > len(best[1].url):
+            best = (name, entry)
+    return best
+
+
+def root_route(config: Config, workspace: str, root: WorkspaceRoot) -> Route:
+    """The route of ``workspace`` from its own root: ``<root>/workspaces/<workspace>`` with the
+    settings of the approved location the root lies in; each previous root is a previous place
+    (with its location's settings, or the defaults when it was the default destination).
+
+    Raises:
+        OwnershipError: The root lies in no approved location (never routed elsewhere instead).
+    """
+    url = root.url or ""
+    found = find_location(config, url)
+    if found is None:
+        known = ", ".join(f"{n} ({e.url})" for n, e in config.locations.items()) or "none"
+        raise OwnershipError(
+            f"Refused: workspace '{workspace}' has default_artifact_root {url}, which is not "
+            f"inside an approved storage location (approved: {known}). Set the workspace's "
+            "default_artifact_root to a location inside one of them, or ask the operator to "
+            "approve the location."
+        )
+    name, location = found
+    previous = tuple(
+        _previous_root(config, f"location:{name}.previous.{index}", old, workspace)
+        for index, old in enumerate(root.previous)
+    )
+    settings = _merge(location, config.defaults, workspace)
+    return _root_place(f"location:{name}", url, location.backend, settings, workspace, previous)
+
+
+def _previous_root(config: Config, name: str, url: str, workspace: str) -> Route:
+    found = find_location(config, url)
+    if found is None:  # the default destination (or a glob route's place) it had before
+        backend: Literal["s3", "fsspec"] = "s3" if url.startswith("s3://") else "fsspec"
+        return _root_place(name, url, backend, config.defaults, workspace, ())
+    location = found[1]
+    settings = _merge(location, config.defaults, workspace)
+    return _root_place(name, url, location.backend, settings, workspace, ())
+
+
+def _root_place(
+    name: str,
+    url: str,
+    backend: Literal["s3", "fsspec"] | None,
+    settings: Settings,
+    workspace: str,
+    previous: tuple[Route, ...],
+) -> Route:
+    scheme, location, prefix = split_url(url)
+    _check_prefix(name, prefix, workspace)
+    return Route(
+        name=name,
+        url=url,
+        scheme=scheme,
+        location=location,
+        prefix=normalize(prefix),
+        backend=backend or ("s3" if scheme == "s3" else "fsspec"),
+        settings=settings,
+        workspace=workspace,
+        previous=previous,
+        source=SOURCE_WORKSPACE,
+    )
+
+
+def _is_glob(key: str) -> bool:
+    return any(ch in key for ch in "*?[")
+
+
+def _build_route(name: str, route: RouteConfig, defaults: Settings, workspace: str) -> Route:
+    settings = _merge(route, defaults, workspace)
+    previous = tuple(
+        _build_place(f"{name}.previous.{index}", place, settings, workspace)
+        for index, place in enumerate(route.previous)
+    )
+    return _build_place(name, route, defaults, workspace, previous)
+
+
+def _build_place(
+    name: str,
+    place: PlaceConfig,
+    base: Settings,
+    workspace: str,
+    previous: tuple[Route, ...] = (),
+) -> Route:
+    """A Route for ``place``: its own settings over ``base`` (the defaults for a route, the
+    route's effective settings for one of its previous places)."""
+    url = place.url.replace("{workspace}", workspace)
+    scheme, location, prefix = split_url(url)
+    _check_prefix(name, prefix, workspace)
+    return Route(
+        name=name,
+        url=url,
+        scheme=scheme,
+        location=location,
+        prefix=prefix,
+        backend=place.backend_kind,
+        settings=_merge(place, base, workspace),
+        workspace=workspace,
+        previous=previous,
+    )
+
+
+def _check_prefix(name: str, prefix: str, workspace: str) -> None:
+    """A route's key prefix may not lie inside another workspace's layout: ``workspaces/<x>``
+    in it must name the workspace itself (else <x>'s scope would contain this route)."""
+    try:
+        clean = normalize(prefix)
+        segments = clean.split("/") if clean else []
+    except PathError as err:
+        raise ConfigError(f"workspaces.{name}.url: the path part is unsafe: {err}") from None
+    if in_quarantine(clean):
+        raise ConfigError(
+            f"workspaces.{name}.url: the path '{prefix}' lies in a quarantine area "
+            f"('{QUARANTINE_SEGMENT}'); give the route a place of its own."
+        )
+    for index, segment in enumerate(segments):
+        if not reads_as_workspaces(segment):
+            continue
+        following = segments[index + 1] if index + 1 < len(segments) else ""
+        if segment != WORKSPACES_SEGMENT or following != workspace:
+            raise ConfigError(
+                f"workspaces.{name}.url: for workspace '{workspace}' the path '{prefix}' lies "
+                f"inside the layout '{segment}/{following}' of another workspace; use a "
+                "prefix without a 'workspaces/<name>' part, or use {workspace}."
+            )
+
+
+def check_destination(target: Target, destinations: Sequence[str] | None) -> Target:
+    """Keep a default-destination target under one of the server's own destinations.
+
+    A repository takes its default destination from the URI it is built with, and some URIs
+    come from requests (a model version's source, a trace's artifact location). Routed
+    workspaces ignore that part, but the default workspace's legacy paths and unrouted
+    workspaces use it, so on a server the URI's location and root must be a destination the
+    server was started with.
+
+    Args:
+        target: The resolved target.
+        destinations: The server's ``ws-`` destinations (:func:`destinations_from_env`), or None
+            outside a server (a client reads with its own credentials: nothing to keep).
+
+    Returns:
+        The target; a legacy one is scoped to the destination's root, so that backends which
+        resolve links (local files) keep it inside the destination.
+
+    Raises:
+        OwnershipError: The target is at a default destination the server does not serve.
+    """
+    route = target.route
+    if destinations is None or not route.is_destination:
+        return target
+    for url in destinations:
+        scheme, location, prefix = split_url(url.removeprefix("ws-"))
+        if (scheme, location) != (route.scheme, route.location):
+            continue
+        try:
+            root = normalize(prefix)
+        except PathError:
+            continue
+        if target.workspace != DEFAULT_WORKSPACE or _names_workspace(target.scope):
+            if split_logical(target.scope).root == root:
+                return target
+        elif is_within(root, target.key):
+            return Target(route, target.key, target.workspace, root)
+    served = ", ".join(destinations) or "no ws- destination"
+    raise OwnershipError(
+        f"Refused: {target.uri} is not under this server's artifact destination ({served}), and "
+        f"workspace '{target.workspace}' has no route of its own. Add a route for the workspace "
+        "to the ws-artifacts configuration, or keep its artifacts under the destination."
+    )
+
+
+def destinations_from_env(environ: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The ``ws-`` locations an ``mlflow server`` worker was started with; None when the process
+    is not such a worker (neither variable of :data:`SERVER_DESTINATION_ENV_VARS` is set)."""
+    values = [environ.get(name, "").strip() for name in SERVER_DESTINATION_ENV_VARS]
+    if not any(values):
+        return None
+    return tuple(value for value in values if value.startswith("ws-"))
+
+
+def _merge(route: Settings, defaults: Settings, workspace: str) -> Settings:
+    """The route's settings over the defaults; nested blocks replace, not merge, except
+    ``storage_options``, which merges key by key."""
+    values = {name: getattr(defaults, name) for name in Settings.model_fields}
+    for name in route.model_fields_set & set(Settings.model_fields):
+        values[name] = getattr(route, name)
+    values["storage_options"] = {**defaults.storage_options, **route.storage_options}
+    credentials: Credentials | None = values["credentials"]
+    if credentials is not None and (credentials.role_arn or credentials.session_name):
+        values["credentials"] = credentials.model_copy(
+            update={
+                "role_arn": (credentials.role_arn or "").replace("{workspace}", workspace) or None,
+                "session_name": (credentials.session_name or "").replace("{workspace}", workspace)
+                or None,
+            }
+        )
+    return Settings.model_construct(**values)

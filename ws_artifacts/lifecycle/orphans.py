@@ -1,0 +1,314 @@
+"""Orphans: objects under ``workspaces/<ws>/`` whose workspace, experiment or skill version is
+gone. What each child is, and who owns it, comes from :mod:`ws_artifacts.lifecycle.layout`; a child
+it
+does not know is never an orphan (listed as "unknown, kept", with its size).
+
+The truth is MLflow's: every workspace and every experiment id (active or deleted, since a
+deleted experiment can still be restored), read through MLflow's client on the server's REST
+API or on the tracking database (:func:`ws_artifacts._mlflow.tracking_truth`). The stores are
+scanned where routing puts workspaces: the destination's ``workspaces/``, each route's prefix,
+and, for routes whose URL ends in ``{workspace}``, the directories beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
+from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
+from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.lifecycle import layout
+from ws_artifacts.lifecycle.checks import example_name
+from ws_artifacts.lifecycle.quarantine import Place, place_of
+from ws_artifacts.storage.keys import KeyStore, store_for
+
+__all__ = [
+    "SKILL_MIN_AGE",
+    "Orphan",
+    "SkillTruth",
+    "discover_places",
+    "find_orphans",
+    "router_for",
+]
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Orphan:
+    """One ``workspaces/<ws>/<child>`` with no owner in the tracking database (or, ``kept``,
+    one that nobody knows). ``child`` is a path below the place: an experiment id, a skill
+    upload ``skills/<name>/<token>``, or an unknown child."""
+
+    workspace: str
+    child: str
+    reason: str
+    uri: str
+    keys: list[tuple[str, int]] = field(default_factory=list)
+    #: The workspace that now has an experiment of this id (``mlflow db move-resources`` moved
+    #: it there, or the id was reused): held back from quarantine, for ``migrate --moved-from``.
+    moved_to: str | None = None
+    #: What it is (:class:`ws_artifacts.lifecycle.layout.Kind`): experiment, skills or unknown.
+    kind: str = "experiment"
+    #: Listed with its size but never quarantined: content nobody knows (``unknown, kept``).
+    kept: bool = False
+
+    @property
+    def objects(self) -> int:
+        """How many objects."""
+        return len(self.keys)
+
+    @property
+    def bytes(self) -> int:
+        """Their total size."""
+        return sum(size for _, size in self.keys)
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form (``orphans --json``)."""
+        return {
+            "workspace": self.workspace,
+            "child": self.child,
+            "experiment": self.child,  # the name of this field before skills existed
+            "reason": self.reason,
+            "uri": self.uri,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "moved_to": self.moved_to,
+            "kind": self.kind,
+            "kept": self.kept,
+            "keys": [{"key": k, "size": s} for k, s in self.keys],
+        }
+
+
+def router_for(config: object, destination: str) -> Router:
+    """The router for ``destination`` (``ws-`` prefix optional) as a server would build it."""
+    from ws_artifacts.core.config import Config
+
+    if not isinstance(config, Config):
+        raise TypeError("config must be a Config")
+    scheme, location, _ = split_url(destination.removeprefix("ws-"))
+    return Router(config, f"{scheme}://{location}")
+
+
+def discover_places(router: Router, destination: str, names: Iterable[str]) -> list[Place]:
+    """The places of ``names`` and of every workspace name found in the stores' layouts."""
+    destination = destination.removeprefix("ws-")
+    found = set(names) | {k for k in router.config.workspaces if is_valid_workspace_name(k)}
+    _, _, root = split_url(destination)
+    found |= _listed(router.destination, join(root, WORKSPACES_SEGMENT))
+    for key, route_config in router.config.workspaces.items():
+        try:
+            example = router.route_for(example_name(key))
+        except WsArtifactsError:
+            continue
+        if example.name != key:
+            continue
+        if "{workspace}" in route_config.url:
+            head, tail = route_config.url.split("{workspace}", 1)
+            if tail.strip("/") or not head.endswith("/"):
+                _logger.warning("route %s: cannot list workspaces of url %s", key, route_config.url)
+                continue
+            parent = example.prefix.rsplit("/", 1)[0] if "/" in example.prefix else ""
+            candidates = _listed(example, parent)
+        else:
+            candidates = _listed(example, join(example.prefix, WORKSPACES_SEGMENT))
+        found |= {n for n in candidates if fnmatch.fnmatchcase(n, key)}
+    places: dict[str, Place] = {}
+    for name in sorted(found):
+        if not is_valid_workspace_name(name):
+            continue
+        try:
+            places[name] = place_of(router, destination, name)
+        except UnroutedWorkspaceError:
+            continue
+    return list(places.values())
+
+
+def _listed(route: Route, prefix: str) -> set[str]:
+    try:
+        return set(store_for(route, prefix).children(prefix))
+    except WsArtifactsError as err:
+        _logger.warning("cannot list %s on route %s: %s", prefix, route.name, err)
+        return set()
+
+
+#: Reads the skill truth (see :func:`ws_artifacts._mlflow.skill_truth`), once, after listing.
+SkillTruth = Callable[[], Mapping[str, set[str]] | None]
+
+
+#: How old (seconds) a skill upload must be before ``orphans`` may take it: MLflow uploads a
+#: skill version's content, then commits the version; an hour covers any registration.
+SKILL_MIN_AGE = 3600.0
+
+
+def find_orphans(
+    places: Iterable[Place],
+    truth: Mapping[str, set[str]],
+    skills: SkillTruth | None = None,
+    *,
+    mlflow_version: str | None = None,
+    skill_min_age: float = SKILL_MIN_AGE,
+    now: Callable[[], float] = time.time,
+) -> list[Orphan]:
+    """Every child of a place whose owner is gone, and every child nobody knows (kept).
+
+    What a child is comes from :mod:`ws_artifacts.lifecycle.layout`. An experiment id directory is
+    an
+    orphan when its workspace does not exist or the id is not one of that workspace's
+    experiments (in a live workspace, an id that is another workspace's experiment is marked
+    ``moved_to`` it). Skill content (``skills/...``) is an orphan per upload, when no existing
+    skill version names it; ``skills`` is read after the listing, so an upload whose version
+    was committed meanwhile is seen as live; MLflow writes a version's content before its row,
+    so an upload younger than ``skill_min_age`` seconds (or whose age the store does not tell)
+    may belong to a registration in progress and is kept. Anything else is reported ``kept``,
+    never taken.
+
+    Args:
+        places: The places to scan.
+        truth: ``{workspace: {experiment id, ...}}`` for every existing workspace.
+        skills: Reads ``{workspace: {skill content path, ...}}``; None, or a reader returning
+            None, keeps every skill content (unknown, kept).
+        mlflow_version: The layout to apply (default: the installed MLflow's).
+        skill_min_age: Seconds a skill upload must be old before it can be an orphan.
+        now: The clock (seconds since the epoch) that age is measured with.
+    """
+    version = mlflow_version or _mlflow_version()
+    owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
+    orphans: list[Orphan] = []
+    skill_places: list[tuple[Place, KeyStore, list[tuple[str, int]]]] = []
+    for place in places:
+        store = place.store()
+        known = truth.get(place.workspace)
+        for child in store.children(place.scope):
+            kind = layout.kind_of(child, version)
+            if kind is layout.Kind.EXPERIMENT and known is not None and child in known:
+                continue
+            keys = _keys(store, join(place.scope, child))
+            if not keys:
+                continue
+            if kind is layout.Kind.UNKNOWN:
+                orphans.append(_orphan(place, store, child, keys, kind, _UNKNOWN))
+            elif kind is layout.Kind.SKILLS and known is not None:
+                skill_places.append((place, store, keys))
+            elif kind is layout.Kind.SKILLS:
+                orphans.append(_orphan(place, store, child, keys, kind, "workspace does not exist"))
+            else:
+                orphans.append(_experiment_orphan(place, store, child, keys, known, owners))
+    if skill_places:
+        live = skills() if skills is not None else None
+        for place, store, keys in skill_places:
+            ages = _Ages(store, skill_min_age, now())
+            orphans.extend(_skill_orphans(place, store, keys, live, ages))
+    return sorted(orphans, key=lambda o: (o.workspace, o.kept, o.child))
+
+
+_UNKNOWN = "unknown, kept"
+
+
+@dataclass
+class _Ages:
+    """Whether a skill upload is old enough to be judged (see :data:`SKILL_MIN_AGE`)."""
+
+    store: KeyStore
+    min_age: float
+    now: float
+
+    def too_new(self, prefix: str) -> bool:
+        if self.min_age <= 0:
+            return False
+        newest = self.store.newest(prefix)
+        return newest is None or self.now - newest < self.min_age
+
+
+def _mlflow_version() -> str:
+    from ws_artifacts._mlflow import MLFLOW_VERSION
+
+    return MLFLOW_VERSION
+
+
+def _keys(store: KeyStore, prefix: str) -> list[tuple[str, int]]:
+    keys = list(store.walk(prefix))
+    if not keys:
+        size = store.size(prefix)
+        keys = [(prefix, size)] if size is not None else []
+    return keys
+
+
+def _orphan(
+    place: Place,
+    store: KeyStore,
+    child: str,
+    keys: list[tuple[str, int]],
+    kind: layout.Kind | str,
+    reason: str,
+    moved_to: str | None = None,
+) -> Orphan:
+    kept = reason == _UNKNOWN
+    uri = store.uri(join(place.scope, child))
+    return Orphan(place.workspace, child, reason, uri, keys, moved_to, str(kind), kept)
+
+
+def _experiment_orphan(
+    place: Place,
+    store: KeyStore,
+    child: str,
+    keys: list[tuple[str, int]],
+    known: set[str] | None,
+    owners: Mapping[str, str],
+) -> Orphan:
+    # move-resources moves between live workspaces; a deleted one's objects are orphans
+    moved_to = owners.get(child) if known is not None else None
+    if moved_to is not None:
+        reason = (
+            f"experiment {child} is now in workspace {moved_to}: see `ws-artifacts "
+            f"migrate --moved-from {place.workspace} --to {moved_to} --dry-run`"
+        )
+    elif known is None:
+        reason = "workspace does not exist"
+    else:
+        reason = f"no experiment {child} in workspace {place.workspace}"
+    return _orphan(place, store, child, keys, layout.Kind.EXPERIMENT, reason, moved_to)
+
+
+def _skill_orphans(
+    place: Place,
+    store: KeyStore,
+    keys: list[tuple[str, int]],
+    live: Mapping[str, set[str]] | None,
+    ages: _Ages,
+) -> list[Orphan]:
+    """The uploads under ``skills/`` that no existing version names (one orphan each), and
+    what is not of an upload's shape, or cannot be judged (``live`` None), as kept."""
+    cut = len(place.scope) + 1
+    units: dict[str, list[tuple[str, int]]] = {}
+    unknown: list[tuple[str, int]] = []
+    for key, size in keys:
+        unit = layout.skill_unit(key[cut:]) if live is not None else None
+        if unit is None:
+            unknown.append((key, size))
+        else:
+            units.setdefault(unit.path, []).append((key, size))
+    paths = (live or {}).get(place.workspace, set())
+    found: list[Orphan] = []
+    for path, unit_keys in sorted(units.items()):
+        unit = layout.skill_unit(unit_keys[0][0][cut:])
+        if unit is None or layout.skill_unit_is_live(unit, paths):
+            continue
+        if ages.too_new(join(place.scope, path)):
+            reason = (
+                f"uploaded less than {ages.min_age:.0f} s ago (a registration of skill "
+                f"{unit.qualified_name} may be in progress), kept"
+            )
+            young = _orphan(place, store, path, unit_keys, layout.Kind.SKILLS, reason)
+            found.append(dataclasses.replace(young, kept=True))
+            continue
+        reason = f"no version of skill {unit.qualified_name} in workspace {place.workspace} has it"
+        found.append(_orphan(place, store, path, unit_keys, layout.Kind.SKILLS, reason))
+    if unknown:
+        found.append(_orphan(place, store, layout.SKILLS, unknown, layout.Kind.SKILLS, _UNKNOWN))
+    return found

@@ -1,0 +1,313 @@
+"""Any fsspec file system: local directories, memory, s3fs, gcsfs, adlfs...
+
+The route's ``storage_options`` go to the file system unchanged (and are never printed).
+On local routes every path is checked after resolving symlinks, so a link planted inside a
+workspace's directory cannot lead outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from ws_artifacts.core.errors import (
+    AccessDeniedError,
+    CredentialsError,
+    NotFoundError,
+    OwnershipError,
+    StorageError,
+    WsArtifactsError,
+)
+from ws_artifacts.core.paths import join
+from ws_artifacts.core.routing import Route, Target
+from ws_artifacts.storage.base import TEMP_PREFIX, Entry, is_temporary
+from ws_artifacts.storage.content import content_args
+
+__all__ = ["FsspecBackend"]
+
+_CHUNK = 1024 * 1024
+
+
+class FsspecBackend:
+    """One route's fsspec file system and root."""
+
+    def __init__(self, route: Route) -> None:
+        import fsspec
+
+        self.route = route
+        self.local = route.scheme in ("file", "local")
+        options = dict(route.settings.storage_options)
+        if route.scheme == "s3":
+            options = _s3fs_options(route, options)
+        try:
+            # Our backend cache is bounded; fsspec's instance cache would keep one file system
+            # per distinct route for the life of the process.
+            self.fs: Any = fsspec.filesystem(route.scheme, skip_instance_cache=True, **options)
+        except (ImportError, ValueError) as err:
+            raise StorageError(
+                f"Cannot open the {route.scheme}:// file system of route '{route.name}' "
+                f"({type(err).__name__}); install its fsspec implementation or fix the url."
+            ) from None
+        self.root = self._path("")
+
+    def _path(self, key: str) -> str:
+        joined = join(self.route.location, key)
+        return "/" + joined if self.local else joined
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str, target: Target) -> Iterator[None]:
+        try:
+            yield
+        except WsArtifactsError:
+            raise
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"No such artifact: '{target.uri}'. {operation} failed for workspace "
+                f"'{target.workspace}'; check the artifact path."
+            ) from None
+        except PermissionError:
+            raise AccessDeniedError(
+                f"{operation} failed for workspace '{target.workspace}' at {target.uri}: "
+                "permission denied; give the server access to the route's location."
+            ) from None
+        except OSError as err:
+            raise StorageError(
+                f"{operation} failed for workspace '{target.workspace}' at {target.uri}: "
+                f"{type(err).__name__}: {err.strerror or 'I/O error'}."
+            ) from None
+
+    def _checked(self, target: Target) -> str:
+        """The file-system path of ``target``; on local routes, symlinks resolved and checked."""
+        path = self._path(target.key)
+        if self.local:
+            scope = os.path.realpath(self._path(target.scope))
+            real = os.path.realpath(path)
+            if real != scope and not real.startswith(scope.rstrip("/") + "/"):
+                raise OwnershipError(
+                    f"Refused: {target.uri} resolves (through a symbolic link) outside the "
+                    f"artifact directory of workspace '{target.workspace}'; remove the link."
+                )
+        return path
+
+    def check(self, target: Target) -> None:
+        """Refuse a target that resolves outside its workspace (see :meth:`_checked`)."""
+        self._checked(target)
+
+    # -- writes ---------------------------------------------------------------------------
+    def put_file(self, target: Target, local_path: str) -> None:
+        """Copy a local file into place; local routes write a temporary name, then rename."""
+        path = self._checked(target)
+        with self._errors("upload", target):
+            if self.local:
+                with open(local_path, "rb") as src:
+                    self._write_local(path, src, times_of=local_path)
+            else:
+                self.fs.put_file(local_path, path, **self._content(target))
+
+    def put_stream(self, target: Target, stream: BinaryIO) -> None:
+        """Copy a stream into place, chunk by chunk."""
+        path = self._checked(target)
+        with self._errors("upload", target):
+            if self.local:
+                self._write_local(path, stream)
+                return
+            # Not `with`: fsspec files commit on close even after an error.
+            out = self.fs.open(path, "wb", **self._content(target))
+            try:
+                shutil.copyfileobj(stream, out, _CHUNK)
+            except BaseException:
+                _discard(out)
+                with contextlib.suppress(Exception):
+                    if self.fs.exists(path):
+                        self.fs.rm_file(path)
+                raise
+            out.close()
+
+    def _content(self, target: Target) -> dict[str, str]:
+        """Content-Type and -Encoding from the name, on s3fs (which takes them as upload
+        arguments); other file systems have no such metadata."""
+        return content_args(target.key) if self.route.scheme == "s3" else {}
+
+    def make_dir(self, target: Target) -> None:
+        """Create the directory ``target`` (local routes keep empty directories, as MLflow's
+        local repository does; object stores have no directories)."""
+        if self.local:
+            path = self._checked(target)
+            with self._errors("upload", target):
+                os.makedirs(path, exist_ok=True)
+
+    def _write_local(self, path: str, stream: BinaryIO, times_of: str | None = None) -> None:
+        """Write to a temporary name beside ``path``, then rename; with ``times_of``, the new
+        file keeps that file's access and modification times (as MLflow's copy does)."""
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        # Not mkstemp: its 0600 mode would stay on the artifact; "x" still never overwrites.
+        tmp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "xb") as out:
+                shutil.copyfileobj(stream, out, _CHUNK)
+            if times_of is not None:
+                _copy_times(times_of, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    # -- reads ----------------------------------------------------------------------------
+    def get_file(self, target: Target, local_path: str) -> None:
+        """Copy to a temporary file beside ``local_path``, then rename it into place."""
+        path = self._checked(target)
+        directory = os.path.dirname(os.path.abspath(local_path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+        os.close(fd)
+        try:
+            with self._errors("download", target):
+                if self.fs.isdir(path):
+                    raise IsADirectoryError(path)
+                self.fs.get_file(path, tmp)
+                if self.local:
+                    _copy_times(path, tmp)
+            os.replace(tmp, local_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def list_dir(self, target: Target) -> list[Entry]:
+        """Direct children; a file or a missing path lists as empty."""
+        path = self._checked(target)
+        with self._errors("list", target):
+            if not self.fs.isdir(path):
+                return []
+            items = self.fs.ls(path, detail=True)
+        entries = []
+        for item in items:
+            name = item["name"].rstrip("/").rsplit("/", 1)[-1]
+            if is_temporary(name):
+                continue  # an upload still in flight
+            is_dir = item["type"] == "directory"
+            entries.append(Entry(name, is_dir, None if is_dir else int(item.get("size") or 0)))
+        return entries
+
+    def walk(self, target: Target) -> Iterator[Entry]:
+        """Every file below ``target``."""
+        path = self._checked(target)
+        with self._errors("list", target):
+            if not self.fs.isdir(path):
+                return
+            found = self.fs.find(path, detail=True)
+        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+        for name, item in sorted(found.items()):
+            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
+            if item["type"] != "directory" and not is_temporary(rel.rsplit("/", 1)[-1]):
+                yield Entry(rel, False, int(item.get("size") or 0))
+
+    def modified_times(self, target: Target) -> dict[str, float | None]:
+        """Every file below ``target`` with its modification time (POSIX seconds), None where
+        the store does not say."""
+        path = self._checked(target)
+        with self._errors("list", target):
+            if not self.fs.isdir(path):
+                return {}
+            found = self.fs.find(path, detail=True)
+        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+        out: dict[str, float | None] = {}
+        for name, item in found.items():
+            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
+            if item["type"] == "directory" or is_temporary(rel.rsplit("/", 1)[-1]):
+                continue
+            when = item.get("mtime", item.get("created"))
+            if hasattr(when, "timestamp"):
+                when = when.timestamp()
+            out[rel] = float(when) if isinstance(when, int | float) else None
+        return out
+
+    def empty_dirs(self, target: Target) -> list[str]:
+        """Directories below ``target`` holding nothing (local routes keep them, as MLflow's
+        local repository does; other stores have no empty directories)."""
+        if not self.local:
+            return []
+        path = self._checked(target)
+        found = []
+        with self._errors("list", target):
+            for root, dirs, files in os.walk(path):
+                if not dirs and not [f for f in files if not is_temporary(f)]:
+                    rel = os.path.relpath(root, path)
+                    if rel != ".":
+                        found.append(rel.replace(os.sep, "/"))
+        return sorted(found)
+
+    def size(self, target: Target) -> int:
+        """The file's size in bytes."""
+        path = self._checked(target)
+        with self._errors("stat", target):
+            return int(self.fs.size(path))
+
+    def delete(self, target: Target) -> int:
+        """Delete the file or directory tree; return how many files went."""
+        path = self._checked(target)
+        with self._errors("delete", target):
+            if not self.fs.exists(path):
+                return 0
+            count = sum(1 for _ in self.walk(target)) if self.fs.isdir(path) else 1
+            self.fs.rm(path, recursive=True)
+        return count
+
+
+def _copy_times(source: str, path: str) -> None:
+    """Give ``path`` the access and modification times of ``source``."""
+    stat = os.stat(source)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _discard(out: Any) -> None:
+    """Drop a half-written fsspec file without committing it."""
+    from fsspec.spec import AbstractBufferedFile
+
+    if isinstance(out, AbstractBufferedFile):  # s3fs & co: aborts the multipart upload
+        out.discard()
+        out.closed = True  # else its __del__ would close, and so commit, it
+
+
+def _s3fs_options(route: Route, options: dict[str, Any]) -> dict[str, Any]:
+    """s3fs takes the route's S3 settings too, so ``backend: fsspec`` routes behave like boto3
+    ones: endpoint, region and static keys (literal or from files) or a profile."""
+    from ws_artifacts.storage.clients import read_secret
+    from ws_artifacts.storage.mlflow_settings import s3_defaults
+
+    settings = route.settings
+    env = s3_defaults()  # MLflow's S3 variables, under the file's own settings
+    client_kwargs = dict(options.pop("client_kwargs", {}))
+    if endpoint := settings.endpoint_url or env.endpoint_url:
+        client_kwargs.setdefault("endpoint_url", endpoint)
+    if region := settings.region or env.region:
+        client_kwargs.setdefault("region_name", region)
+    if not env.verify:
+        client_kwargs.setdefault("verify", False)
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    creds = settings.credentials
+    if creds is None:
+        return options
+    if creds.role_arn is not None:
+        raise CredentialsError(
+            f"Route '{route.name}' uses backend: fsspec with role_arn, which s3fs cannot assume "
+            "with refresh; use backend: s3 (the default for s3:// urls) for assumed roles."
+        )
+    if creds.profile:
+        options.setdefault("profile", creds.profile)
+    for option, name in (
+        ("key", "access_key_id"),
+        ("secret", "secret_access_key"),
+        ("token", "session_token"),
+    ):
+        value = read_secret(creds, name)
+        if value is not None:
+            options.setdefault(option, value)
+    return options
