@@ -147,7 +147,7 @@ def test_a_listing_that_fails_does_not_fail_the_write(
         client = backend_for(target.route).client(target)  # type: ignore[attr-defined]
         client.meta.events.register("before-call.s3.ListMultipartUploads", denied)
         try:
-            with caplog.at_level("INFO", logger="ws_artifacts.storage.s3"):
+            with caplog.at_level("INFO", logger="ws_artifacts.storage.s3.backend"):
                 repo.log_artifact(str(tmp_path / "model.bin"))
         finally:
             client.meta.events.unregister("before-call.s3.ListMultipartUploads", denied)

@@ -38,7 +38,7 @@ from ws_artifacts.storage.clients import (
     describe_credentials,
     session_policy,
 )
-from ws_artifacts.storage.s3 import S3Backend, put_args
+from ws_artifacts.storage.s3.backend import S3Backend, put_args
 
 
 class Built:

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from ws_artifacts.storage.s3 import _part_urls
+from ws_artifacts.storage.s3.backend import _part_urls
 
 KEYS = ["ws/workspaces/ws/1/r/artifacts/m.bin", "a b/ü~+=&?/x y.bin", "k/%41/!'()*"]
 
@@ -85,7 +85,7 @@ def test_a_signature_that_differs_from_botocore_falls_back_to_botocore(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(client, "generate_presigned_url", counted)
-    monkeypatch.setattr("ws_artifacts.storage.s3._PartSigner.url", lambda self, n: "other")
+    monkeypatch.setattr("ws_artifacts.storage.s3.backend._PartSigner.url", lambda self, n: "other")
     urls = _part_urls(client, "bucket-1", "k/m.bin", "u1", 3)
     assert calls == [1, 2, 3]
     assert [u.split("partNumber=")[1].split("&")[0] for u in urls] == ["1", "2", "3"]

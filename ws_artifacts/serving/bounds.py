@@ -46,7 +46,7 @@ from ws_artifacts.core.routing import Target
 from ws_artifacts.serving import quota
 
 if TYPE_CHECKING:
-    from ws_artifacts.storage.s3 import S3Backend
+    from ws_artifacts.storage.s3.backend import S3Backend
 
 __all__ = [
     "MAX_DOWNLOAD_URL_SECONDS",
@@ -193,7 +193,7 @@ def _list_pending(target: Target) -> None:
     if settings is None or now - _listed.get(place, -1e18) < settings.remeasure_seconds:
         return
     from ws_artifacts.storage.registry import backend_for
-    from ws_artifacts.storage.s3 import S3Backend
+    from ws_artifacts.storage.s3.backend import S3Backend
 
     backend = backend_for(target.route)
     if not isinstance(backend, S3Backend):

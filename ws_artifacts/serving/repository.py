@@ -508,7 +508,7 @@ class WorkspaceArtifactRepository(
         check_mlflow_path(artifact_path, kind="read")
         target = self._resolve(artifact_path, "read")
         bounds.check_expiration(target, expiration, bounds.MAX_DOWNLOAD_URL_SECONDS)
-        from ws_artifacts.storage.s3 import S3Backend
+        from ws_artifacts.storage.s3.backend import S3Backend
 
         def presign(backend: Backend, place: Target) -> PresignedDownloadUrlResponse:
             if isinstance(backend, S3Backend) and backend.transfer.presigned_downloads:
@@ -531,7 +531,7 @@ class WorkspaceArtifactRepository(
             raise PathError("A presigned upload needs a file path, e.g. 'models/model.pkl'.")
         target = self._resolve(artifact_path, "write")
         backend = backend_for(target.route)
-        from ws_artifacts.storage.s3 import S3Backend
+        from ws_artifacts.storage.s3.backend import S3Backend
 
         if not isinstance(backend, S3Backend) and _mlflow.presigned_only():
             raise _presigned_only_error(target, "uploaded to")
@@ -581,7 +581,7 @@ def _s3(target: Target, *, presigning: str = "") -> Any:
     """The route's S3 backend. Elsewhere MLflow's client falls back to a proxied upload on the
     "unsupported" answer; a presigned-only server has no such fallback, so when
     ``presigning`` says what the client wanted, it gets an error that names the fix."""
-    from ws_artifacts.storage.s3 import S3Backend
+    from ws_artifacts.storage.s3.backend import S3Backend
 
     backend = backend_for(target.route)
     if not isinstance(backend, S3Backend):
@@ -594,7 +594,7 @@ def _s3(target: Target, *, presigning: str = "") -> Any:
 def _presigned_only_error(target: Target, action: str) -> PresignedOnlyError:
     """Why a presigned-only server cannot serve ``target``, and what to change."""
     backend = backend_for(target.route)
-    from ws_artifacts.storage.s3 import S3Backend
+    from ws_artifacts.storage.s3.backend import S3Backend
 
     if isinstance(backend, S3Backend):
         why = "its route has transfer.presigned_downloads: false"

@@ -38,7 +38,7 @@ from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.registry import backend_for
-from ws_artifacts.storage.s3 import put_args
+from ws_artifacts.storage.s3.backend import put_args
 
 __all__ = [
     "Listed",
@@ -300,7 +300,7 @@ def _copy_parts(job: _Job, client: Any, source: dict[str, str], args: dict[str, 
         )
         return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
 
-    from ws_artifacts.storage.s3 import S3Backend
+    from ws_artifacts.storage.s3.backend import S3Backend
 
     backend = backend_for(dst.route)
     assert isinstance(backend, S3Backend)  # a server-side copy is between S3 routes

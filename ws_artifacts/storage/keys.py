@@ -19,7 +19,7 @@ from ws_artifacts.core.errors import NotFoundError, StorageError, boto_code, tra
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route
 from ws_artifacts.storage.clients import client_for, describe_credentials
-from ws_artifacts.storage.s3 import put_args
+from ws_artifacts.storage.s3.backend import put_args
 
 __all__ = ["KeyStore", "store_for"]
 

@@ -23,7 +23,7 @@ def backend_for(route: Route) -> Backend:
     backend = _backends.get(route)
     if backend is None:
         if route.backend == "s3":
-            from ws_artifacts.storage.s3 import S3Backend
+            from ws_artifacts.storage.s3.backend import S3Backend
 
             backend = S3Backend(route)
         else:
