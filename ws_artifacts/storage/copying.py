@@ -27,18 +27,17 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ws_artifacts.core.config import Transfer
-from ws_artifacts.core.errors import StorageError, WsArtifactsError, translate_boto_error
-from ws_artifacts.core.paths import join
+from ws_artifacts.core.errors import StorageError, WsArtifactsError
 from ws_artifacts.core.routing import Route, Target
-from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.registry import backend_for
-from ws_artifacts.storage.s3.backend import put_args
+from ws_artifacts.storage.s3 import copy as s3_copy
+from ws_artifacts.storage.s3.copy import is_multipart
 
 __all__ = [
     "Listed",
@@ -52,9 +51,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-_GIB = 1024**3
-_MAX_COPY_OBJECT = 5 * _GIB  # S3's limit for one copy_object
-_LIST_DEPTH = 1  # one delimited listing of experiments, then one flat listing each
 _LIST_THREADS = 16
 _READ = 1024 * 1024
 _RELIST_FROM = 50  # copies verified from one listing of the target rather than HEADs
@@ -120,39 +116,8 @@ def list_tree(target: Target, *, threads: int = _LIST_THREADS) -> dict[str, List
     if target.route.backend != "s3":
         backend = backend_for(target.route)
         return {e.name: Listed(e.name, e.size or 0, None) for e in backend.walk(target)}
-    client = client_for(target.route.settings, target.route.location, target.scope)
-    root = target.key + "/" if target.key else ""
-    found: dict[str, Listed] = {}
-    with _errors("list", target), ThreadPoolExecutor(max_workers=threads) as pool:
-        pending = [pool.submit(_list_level, client, target, root, 0)]
-        while pending:
-            objects, prefixes, depth = pending.pop().result()
-            for key, size, etag in objects:
-                name = key[len(root) :]
-                if name and not name.endswith("/"):
-                    found[name] = Listed(name, size, etag)
-            pending.extend(pool.submit(_list_level, client, target, p, depth + 1) for p in prefixes)
-    return found
-
-
-def _list_level(
-    client: Any, target: Target, prefix: str, depth: int
-) -> tuple[list[tuple[str, int, str]], list[str], int]:
-    """Objects directly under ``prefix`` and its sub-prefixes; past the split depth, every
-    object below it from one flat listing."""
-    delimited = depth < _LIST_DEPTH
-    extra = {"Delimiter": "/"} if delimited else {}
-    objects: list[tuple[str, int, str]] = []
-    prefixes: list[str] = []
-    pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=target.route.location, Prefix=prefix, **extra, **_owner(target.route)
-    )
-    for page in pages:
-        prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-        objects.extend(
-            (o["Key"], int(o["Size"]), str(o["ETag"]).strip('"')) for o in page.get("Contents", [])
-        )
-    return objects, prefixes, depth
+    objects = s3_copy.list_objects(target, threads=threads)
+    return {name: Listed(name, size, etag) for name, size, etag in objects}
 
 
 # -- copying ------------------------------------------------------------------------------
@@ -195,36 +160,46 @@ def copy_tree(
     """
     existing = list_tree(dst) if existing is None else existing
     mode: Mode = "server-side" if server_side(src.route, dst.route) else "streamed"
+    report = progress or (lambda _outcome: None)
     outcomes: list[Outcome] = []
     jobs: list[_Job] = []
-    report = progress or (lambda _outcome: None)
     for name in sorted(sources):
-        listed = sources[name]
-        job = _Job(src.child(name), dst.child(name), listed, mode)
-        there = existing.get(name)
-        if there is not None:
-            job.outcome = _compare(job, there, read=not dry_run)
-            outcomes.append(job.outcome)
-            report(job.outcome)
-        elif dry_run:
-            job.outcome = Outcome(name, listed.size, "planned", mode)
-            outcomes.append(job.outcome)
-            report(job.outcome)
-        else:
+        job = _Job(src.child(name), dst.child(name), sources[name], mode)
+        outcome = _settled_without_copy(job, existing.get(name), dry_run=dry_run)
+        if outcome is None:
             jobs.append(job)
+        else:
+            outcomes.append(outcome)
+            report(outcome)
     if jobs:
-        transfer = dst.route.settings.transfer or Transfer()
-        with ThreadPoolExecutor(max_workers=transfer.max_concurrency) as pool:
-            errors = dict(zip(map(id, jobs), pool.map(_run, jobs), strict=True))
-            copied = [job for job in jobs if errors[id(job)] is None]
-            # One (parallel) listing verifies many copies in a few requests; a few copies are
-            # verified with one HEAD each.
-            after = list_tree(dst) if len(copied) >= _RELIST_FROM else {}
-            list(pool.map(functools.partial(_verify, after=after), copied))
+        _copy_jobs(jobs, dst)
         for job in jobs:
             outcomes.append(job.outcome)
             report(job.outcome)
     return sorted(outcomes, key=lambda o: o.name)
+
+
+def _settled_without_copy(job: _Job, there: Listed | None, *, dry_run: bool) -> Outcome | None:
+    """The outcome of an object the target holds already (compared), or that a dry run would
+    copy; None when it is to be copied."""
+    if there is not None:
+        return _compare(job, there, read=not dry_run)
+    if dry_run:
+        return Outcome(job.listed.name, job.listed.size, "planned", job.mode)
+    return None
+
+
+def _copy_jobs(jobs: list[_Job], dst: Target) -> None:
+    """Copy, then verify, every job in parallel (the target route's ``max_concurrency``),
+    settling each job's outcome."""
+    transfer = dst.route.settings.transfer or Transfer()
+    with ThreadPoolExecutor(max_workers=transfer.max_concurrency) as pool:
+        errors = dict(zip(map(id, jobs), pool.map(_run, jobs), strict=True))
+        copied = [job for job in jobs if errors[id(job)] is None]
+        # One (parallel) listing verifies many copies in a few requests; a few copies are
+        # verified with one HEAD each.
+        after = list_tree(dst) if len(copied) >= _RELIST_FROM else {}
+        list(pool.map(functools.partial(_verify, after=after), copied))
 
 
 def _run(job: _Job) -> WsArtifactsError | None:
@@ -255,73 +230,7 @@ def _fail(job: _Job, err: WsArtifactsError) -> None:
 
 def _copy_server_side(job: _Job) -> str:
     """Copy inside the store; return the new object's ETag."""
-    src, dst, listed = job.src, job.dst, job.listed
-    client = _client(dst)
-    args = put_args(dst.route, dst.workspace)
-    source = {"Bucket": src.route.location, "Key": src.key}
-    with _errors("copy", dst):
-        if not _is_multipart(listed.etag) and listed.size <= _MAX_COPY_OBJECT:
-            response = client.copy_object(
-                Bucket=dst.route.location,
-                Key=dst.key,
-                CopySource=source,
-                MetadataDirective="COPY",
-                **({"TaggingDirective": "REPLACE"} if "Tagging" in args else {}),
-                **args,
-            )
-            return str(response["CopyObjectResult"]["ETag"]).strip('"')
-        return _copy_parts(job, client, source, args)
-
-
-def _copy_parts(job: _Job, client: Any, source: dict[str, str], args: dict[str, str]) -> str:
-    """``upload_part_copy`` in the source's own part layout (its first part's size), parts in
-    parallel; aborted on any failure, so no parts and no partial object are left."""
-    src, dst, size = job.src, job.dst, job.listed.size
-    transfer = dst.route.settings.transfer or Transfer()
-    part = transfer.part_size
-    if _is_multipart(job.listed.etag):
-        head = client.head_object(Bucket=src.route.location, Key=src.key, PartNumber=1)
-        part = int(head["ContentLength"]) or part
-    part = max(part, -(-size // 10_000))  # S3 allows 10 000 parts
-    spans = [(start, min(start + part, size) - 1) for start in range(0, size, part)]
-    bucket, owner = dst.route.location, _owner(dst.route)
-    upload_id = client.create_multipart_upload(Bucket=bucket, Key=dst.key, **args)["UploadId"]
-
-    def one(numbered: tuple[int, tuple[int, int]]) -> dict[str, Any]:
-        number, (first, last) = numbered
-        result = client.upload_part_copy(
-            Bucket=bucket,
-            Key=dst.key,
-            UploadId=upload_id,
-            PartNumber=number,
-            CopySource=source,
-            CopySourceRange=f"bytes={first}-{last}",
-            **owner,
-        )
-        return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
-
-    from ws_artifacts.storage.s3.backend import S3Backend
-
-    backend = backend_for(dst.route)
-    assert isinstance(backend, S3Backend)  # a server-side copy is between S3 routes
-    try:
-        with ThreadPoolExecutor(max_workers=max(transfer.parts_in_flight, 8)) as pool:
-            parts = list(pool.map(one, enumerate(spans, start=1)))
-        # A migrate killed midway could not abort its upload of this key: this one replaces it.
-        stale = backend.stale_uploads(dst, upload_id)
-        done = client.complete_multipart_upload(
-            Bucket=bucket,
-            Key=dst.key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-            **owner,
-        )
-    except BaseException:
-        with contextlib.suppress(Exception):
-            client.abort_multipart_upload(Bucket=bucket, Key=dst.key, UploadId=upload_id, **owner)
-        raise
-    backend.abort_stale(dst, stale)
-    return str(done["ETag"]).strip('"')
+    return s3_copy.copy_object(job.src, job.dst, job.listed.size, job.listed.etag)
 
 
 def _copy_streamed(job: _Job) -> str:
@@ -334,7 +243,7 @@ def _copy_streamed(job: _Job) -> str:
         reader.close()
     md5 = reader.md5.hexdigest()
     listed = _md5_etag(job.src, job.listed)
-    if reader.size != job.listed.size or (listed and not _is_multipart(listed) and listed != md5):
+    if reader.size != job.listed.size or (listed and not is_multipart(listed) and listed != md5):
         with contextlib.suppress(WsArtifactsError):
             backend_for(job.dst.route).delete(job.dst)
         raise StorageError(
@@ -398,8 +307,8 @@ def same_content(
         return None  # comparable (both MD5s, or multipart of as many parts) and different
     if not read:
         return _UNREAD if streamed_md5 is None else "size"
-    left = a if a is not None and not _is_multipart(a) else streamed_md5 or _read_md5(src)
-    right = b if b is not None and not _is_multipart(b) else _read_md5(dst)
+    left = a if a is not None and not is_multipart(a) else streamed_md5 or _read_md5(src)
+    right = b if b is not None and not is_multipart(b) else _read_md5(dst)
     return "size+md5" if left == right else None
 
 
@@ -413,10 +322,6 @@ def _md5_etag(target: Target, listed: Listed) -> str | None:
     return listed.etag
 
 
-def _is_multipart(etag: str | None) -> bool:
-    return etag is not None and "-" in etag
-
-
 def _parts(etag: str) -> str:
     """``""`` for an MD5, the part count for a multipart ETag (``"<md5>-<count>"``)."""
     return etag.rpartition("-")[2] if "-" in etag else ""
@@ -426,11 +331,8 @@ def _stat(target: Target) -> Listed:
     if target.route.backend != "s3":
         size = backend_for(target.route).size(target)  # type: ignore[attr-defined]
         return Listed(target.key, int(size), None)
-    with _errors("stat", target):
-        head = _client(target).head_object(
-            Bucket=target.route.location, Key=target.key, **_owner(target.route)
-        )
-    return Listed(target.key, int(head["ContentLength"]), str(head["ETag"]).strip('"'))
+    size, etag = s3_copy.stat(target)
+    return Listed(target.key, size, etag)
 
 
 def _read_md5(target: Target) -> str:
@@ -453,20 +355,7 @@ def modified_after(target: Target, moment: dt.datetime) -> list[str]:
         backend: Any = backend_for(target.route)
         times: dict[str, float | None] = backend.modified_times(target)
         return sorted(name for name, when in times.items() if when is None or when > cutoff)
-    root = target.key + "/" if target.key else ""
-    newer: list[str] = []
-    with _errors("list", target):
-        pages = (
-            _client(target)
-            .get_paginator("list_objects_v2")
-            .paginate(Bucket=target.route.location, Prefix=root, **_owner(target.route))
-        )
-        for page in pages:
-            for obj in page.get("Contents", []):
-                name = obj["Key"][len(root) :]
-                if name and not name.endswith("/") and obj["LastModified"].timestamp() > cutoff:
-                    newer.append(name)
-    return sorted(newer)
+    return sorted(s3_copy.modified_after(target, cutoff))
 
 
 # -- deleting -----------------------------------------------------------------------------
@@ -475,45 +364,14 @@ def delete_objects(root: Target, names: list[str]) -> int:
     if root.route.backend != "s3":
         backend = backend_for(root.route)
         return sum(backend.delete(root.child(name)) for name in names)
-    client = _client(root)
-    deleted = 0
-    with _errors("delete", root):
-        for start in range(0, len(names), 1000):
-            batch = [join(root.key, n) for n in names[start : start + 1000]]
-            result = client.delete_objects(
-                Bucket=root.route.location,
-                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                **_owner(root.route),
-            )
-            if errors := result.get("Errors"):
-                raise StorageError(
-                    f"delete failed for workspace '{root.workspace}' at "
-                    f"s3://{root.route.location}/{errors[0].get('Key')}: "
-                    f"{errors[0].get('Code')}; {len(errors)} object(s) were kept."
-                )
-            deleted += len(batch)
-    return deleted
+    return s3_copy.delete_objects(root, names)
 
 
-# -- helpers ------------------------------------------------------------------------------
-def _client(target: Target) -> Any:
-    return client_for(target.route.settings, target.route.location, target.scope)
-
-
-def _owner(route: Route) -> dict[str, str]:
-    policy = route.settings.storage
-    owner = policy.expected_bucket_owner if policy else None
-    return {"ExpectedBucketOwner": owner} if owner else {}
-
-
+# -- reading ------------------------------------------------------------------------------
 def _open(target: Target) -> Any:
     """A binary reader on the object."""
     if target.route.backend == "s3":
-        with _errors("download", target):
-            response = _client(target).get_object(
-                Bucket=target.route.location, Key=target.key, **_owner(target.route)
-            )
-        return response["Body"]
+        return s3_copy.open_object(target)
     backend: Any = backend_for(target.route)
     return backend.fs.open(backend._checked(target), "rb")
 
@@ -530,7 +388,7 @@ class _HashingReader:
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
-        with _errors("download", self._source):
+        with s3_copy.translated("download", self._source):
             data: bytes = self._body.read(size) if size >= 0 else self._body.read()
         self.md5.update(data)
         self.size += len(data)
@@ -539,20 +397,3 @@ class _HashingReader:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._body.close()
-
-
-@contextlib.contextmanager
-def _errors(operation: str, target: Target) -> Iterator[None]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (ClientError, BotoCoreError) as err:
-        raise translate_boto_error(
-            err,
-            workspace=target.workspace,
-            location=target.uri,
-            operation=operation,
-            bucket=target.route.location,
-            credentials=describe_credentials(target.route.settings),
-        ) from err
