@@ -43,8 +43,9 @@ from tests.conftest import MlflowServer, in_workspace, keys, unique
 from tests.servers import Server, start_mlflow, start_moto
 from ws_artifacts.core.config import load_config
 from ws_artifacts.core.routing import Router
-from ws_artifacts.storage import clients
-from ws_artifacts.storage.clients import ClientCache, client_for, session_policy
+from ws_artifacts.storage import clients, credentials
+from ws_artifacts.storage.clients import ClientCache, client_for
+from ws_artifacts.storage.credentials import session_policy
 
 pytestmark = pytest.mark.integration
 
@@ -310,7 +311,7 @@ def sts_calls(monkeypatch: pytest.MonkeyPatch) -> StsCalls:
         session.register("after-call.sts.AssumeRole", answer)
         return session
 
-    monkeypatch.setattr(clients, "_new_botocore_session", new_session)
+    monkeypatch.setattr(credentials, "_new_botocore_session", new_session)
     return calls
 
 

@@ -30,14 +30,9 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.serving import refusals
-from ws_artifacts.storage import clients
-from ws_artifacts.storage.clients import (
-    ClientCache,
-    ClientKey,
-    client_for,
-    describe_credentials,
-    session_policy,
-)
+from ws_artifacts.storage import clients, credentials
+from ws_artifacts.storage.clients import ClientCache, ClientKey, client_for, describe_credentials
+from ws_artifacts.storage.credentials import session_policy
 from ws_artifacts.storage.s3.backend import S3Backend, put_args
 
 
@@ -280,9 +275,9 @@ def test_clients_of_different_identities_share_the_service_models_not_the_creden
         for n in range(3)
     ]
     assert [c._request_signer._credentials.access_key for c in built] == ["AKIA0", "AKIA1", "AKIA2"]
-    sessions = [clients._new_botocore_session() for _ in range(2)]
+    sessions = [credentials._new_botocore_session() for _ in range(2)]
     loaders = {id(s.get_component("data_loader")) for s in sessions}
-    assert loaders == {id(clients._loader)}
+    assert loaders == {id(credentials._loader)}
     assert sessions[0] is not sessions[1]
 
 

@@ -278,7 +278,7 @@ def _discard(out: Any) -> None:
 def _s3fs_options(route: Route, options: dict[str, Any]) -> dict[str, Any]:
     """s3fs takes the route's S3 settings too, so ``backend: fsspec`` routes behave like boto3
     ones: endpoint, region and static keys (literal or from files) or a profile."""
-    from ws_artifacts.storage.clients import read_secret
+    from ws_artifacts.storage.credentials import read_secret
     from ws_artifacts.storage.mlflow_settings import s3_defaults
 
     settings = route.settings
