@@ -17,7 +17,7 @@ The engine under ``ws-artifacts migrate`` (and free for any other tool that move
   (SSE-KMS, fsspec stores, a streamed multipart upload), the MD5 is computed by reading;
 * an object is copied whole or not at all (``copy_object``, an aborted multipart upload, the
   backends' atomic uploads), so an interrupted run leaves nothing partial and a second run
-  skips what is already there and verified.
+  skips what is already there and verified. (The S3 calls are in :mod:`.s3.copy`.)
 """
 
 from __future__ import annotations
