@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.routing import Route
 
 __all__ = [
     "ENDPOINT_URL",
@@ -25,6 +26,7 @@ __all__ = [
     "REGION",
     "UPLOAD_EXTRA_ARGS",
     "S3Defaults",
+    "expected_bucket_owner",
     "s3_defaults",
 ]
 
@@ -60,6 +62,18 @@ def s3_defaults(environ: Mapping[str, str] | None = None) -> S3Defaults:
     """
     env = os.environ if environ is None else environ
     return _parse(tuple(env.get(name) or None for name in _NAMES))
+
+
+def expected_bucket_owner(route: Route) -> str | None:
+    """The account that must own ``route``'s bucket, for every S3 call on it: the route's
+    ``storage.expected_bucket_owner``, else ``MLFLOW_S3_EXPECTED_BUCKET_OWNER`` (read now, so a
+    changed environment counts); None when neither says.
+
+    Raises:
+        ConfigError: One of MLflow's S3 variables is set to something MLflow would refuse.
+    """
+    policy = route.settings.storage
+    return (policy.expected_bucket_owner if policy else None) or s3_defaults().expected_bucket_owner
 
 
 @functools.lru_cache(maxsize=32)

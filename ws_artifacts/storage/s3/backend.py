@@ -19,7 +19,7 @@ from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.storage.base import TEMP_PREFIX, Entry
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.content import PRESIGN_FALLBACK_TYPE, content_args, upload_headers
-from ws_artifacts.storage.mlflow_settings import s3_defaults
+from ws_artifacts.storage.mlflow_settings import expected_bucket_owner, s3_defaults
 
 __all__ = ["S3Backend", "put_args"]
 
@@ -76,10 +76,7 @@ class S3Backend:
     def _owner(self) -> dict[str, str]:
         """``ExpectedBucketOwner`` for every call: the route's, else MLflow's variable (read
         now, so a changed environment counts)."""
-        policy = self.route.settings.storage
-        owner = (policy.expected_bucket_owner if policy else None) or (
-            s3_defaults().expected_bucket_owner
-        )
+        owner = expected_bucket_owner(self.route)
         return {"ExpectedBucketOwner": owner} if owner else {}
 
     def client(self, target: Target) -> Any:

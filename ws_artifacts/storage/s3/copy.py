@@ -3,7 +3,8 @@
 A tree listed in parallel by prefix, server-side copies (one ``copy_object``, or
 ``upload_part_copy`` in the source's own part layout), the HEAD and GET that verification
 reads, a listing by modification time, and batched deletes. Every function takes resolved
-targets and raises botocore's errors translated by
+targets, names the bucket's expected owner as S3Backend does (the route's, else MLflow's
+variable) and raises botocore's errors translated by
 :func:`ws_artifacts.core.errors.translate_boto_error`.
 """
 
@@ -20,6 +21,7 @@ from ws_artifacts.core.errors import StorageError, translate_boto_error
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.storage.clients import client_for, describe_credentials
+from ws_artifacts.storage.mlflow_settings import expected_bucket_owner
 from ws_artifacts.storage.s3.backend import S3Backend, put_args
 
 __all__ = [
@@ -134,7 +136,9 @@ def _source_part_size(client: Any, src: Target, etag: str | None, transfer: Tran
     """The size of the source's first part (its own part layout), else the route's part size."""
     if not is_multipart(etag):
         return transfer.part_size
-    head = client.head_object(Bucket=src.route.location, Key=src.key, PartNumber=1)
+    head = client.head_object(
+        Bucket=src.route.location, Key=src.key, PartNumber=1, **_owner(src.route)
+    )
     return int(head["ContentLength"]) or transfer.part_size
 
 
@@ -237,8 +241,8 @@ def _client(target: Target) -> Any:
 
 
 def _owner(route: Route) -> dict[str, str]:
-    policy = route.settings.storage
-    owner = policy.expected_bucket_owner if policy else None
+    """``ExpectedBucketOwner`` for a call on ``route``'s bucket, resolved as S3Backend does."""
+    owner = expected_bucket_owner(route)
     return {"ExpectedBucketOwner": owner} if owner else {}
 
 
