@@ -1,11 +1,13 @@
 """The copy engine (storage/copying.py) on its own, no server: the bucket owner its S3 calls
-name (moto in-process, the calls seen through botocore's event hooks)."""
+name (moto in-process, the calls seen through botocore's event hooks), and what one source
+object that cannot be read does to the copy of a local tree."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -130,3 +132,60 @@ def test_a_wrong_expected_bucket_owner_from_mlflows_variable_is_refused(
     ):
         list_tree(src)
     assert s3_calls == [("ListObjectsV2", "210987654321")]
+
+
+# -- an unreadable file of a local source fails alone ------------------------------------------
+def _removed(path: Path) -> None:
+    path.unlink()
+
+
+def _directory_in_its_place(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    (path / "inside.txt").write_bytes(b"not the file")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "error"),
+    [
+        (
+            _removed,
+            "No such artifact: '{uri}'. download failed for workspace 'team-a'; check the "
+            "artifact path.",
+        ),
+        (
+            _directory_in_its_place,
+            "download failed for workspace 'team-a' at {uri}: IsADirectoryError: Is a directory.",
+        ),
+    ],
+    ids=["removed after the listing", "a directory where the file was"],
+)
+def test_a_local_source_file_unreadable_midway_fails_alone(
+    tmp_path: Path, spoil: Callable[[Path], None], error: str
+) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    names = [f"1/r/artifacts/f{i}.txt" for i in range(4)]
+    for name in names:
+        path = old / BASE / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name.encode())
+    src, dst = place(f"file://{old}"), place(f"file://{new}")
+    sources = list_tree(src)
+    spoil(old / BASE / names[1])
+
+    outcomes = copy_tree(sources, src, dst)
+    assert [(o.name, o.action) for o in outcomes] == [
+        (names[0], "copied"),
+        (names[1], "failed"),
+        (names[2], "copied"),
+        (names[3], "copied"),
+    ]
+    assert outcomes[1].error == error.format(uri=f"file://{old}/{BASE}/{names[1]}")
+    assert sorted(str(p.relative_to(new / BASE)) for p in new.rglob("*") if p.is_file()) == [
+        names[0],
+        names[2],
+        names[3],
+    ]
+    assert [(old / BASE / n).read_bytes() for n in (names[0], names[2], names[3])] == [
+        n.encode() for n in (names[0], names[2], names[3])
+    ]

@@ -27,14 +27,15 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ws_artifacts.core.config import Transfer
 from ws_artifacts.core.errors import StorageError, WsArtifactsError
 from ws_artifacts.core.routing import Route, Target
+from ws_artifacts.storage.fs import FsspecBackend
 from ws_artifacts.storage.registry import backend_for
 from ws_artifacts.storage.s3 import copy as s3_copy
 from ws_artifacts.storage.s3.copy import is_multipart
@@ -236,7 +237,7 @@ def _copy_server_side(job: _Job) -> str:
 def _copy_streamed(job: _Job) -> str:
     """Read the source and upload it through the target's backend (its policy, multipart
     when large, aborted on failure). Returns the source bytes' MD5."""
-    reader = _HashingReader(_open(job.src), job.src)
+    reader = _HashingReader(_chunks(job.src))
     try:
         backend_for(job.dst.route).put_stream(job.dst, reader)  # type: ignore[arg-type]
     finally:
@@ -336,13 +337,10 @@ def _stat(target: Target) -> Listed:
 
 
 def _read_md5(target: Target) -> str:
+    """The object's MD5, from reading it (a failed read raises ours)."""
     digest = hashlib.md5(usedforsecurity=False)
-    body = _open(target)
-    try:
-        while chunk := body.read(_READ):
-            digest.update(chunk)
-    finally:
-        body.close()
+    for chunk in _chunks(target):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -368,32 +366,34 @@ def delete_objects(root: Target, names: list[str]) -> int:
 
 
 # -- reading ------------------------------------------------------------------------------
-def _open(target: Target) -> Any:
-    """A binary reader on the object."""
+def _chunks(target: Target) -> Generator[bytes, None, None]:
+    """The object's bytes, a chunk at a time, read as asked for (one GET on S3); a failed open
+    or read raises ours, never botocore's errors nor an OSError; closing stops the read."""
     if target.route.backend == "s3":
-        return s3_copy.open_object(target)
-    backend: Any = backend_for(target.route)
-    return backend.fs.open(backend._checked(target), "rb")
+        yield from s3_copy.read_chunks(target, _READ)
+    else:
+        yield from cast(FsspecBackend, backend_for(target.route)).read_chunks(target, _READ)
 
 
 class _HashingReader:
-    """Passes reads through, hashing (MD5) and counting what went by. A read that fails (the
-    connection drops, botocore's response checksum does not match) raises the source's
-    translated error, so the copy fails as a whole and its upload is aborted."""
+    """A binary reader over :func:`_chunks`, hashing (MD5) and counting what goes by. A failed
+    read raises the source's translated error: the copy fails, its upload is aborted."""
 
-    def __init__(self, body: Any, source: Target) -> None:
-        self._body = body
-        self._source = source
+    def __init__(self, chunks: Generator[bytes, None, None]) -> None:
+        self._chunks = chunks
+        self._pending = b""  # what is left of the last chunk
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
-        with s3_copy.translated("download", self._source):
-            data: bytes = self._body.read(size) if size >= 0 else self._body.read()
+        if size < 0:
+            data, self._pending = self._pending + b"".join(self._chunks), b""
+        else:  # uploads ask for a chunk at a time: a whole chunk is passed on, not copied
+            chunk = self._pending or next(self._chunks, b"")
+            data, self._pending = chunk[:size], chunk[size:]
         self.md5.update(data)
         self.size += len(data)
         return data
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._body.close()
+        self._chunks.close()

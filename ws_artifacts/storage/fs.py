@@ -179,6 +179,15 @@ class FsspecBackend:
                 os.unlink(tmp)
             raise
 
+    def read_chunks(self, target: Target, size: int = _CHUNK) -> Iterator[bytes]:
+        """The file's bytes, ``size`` at a time, read as they are asked for (close the
+        generator to stop early). A file that cannot be opened or read raises ours
+        (NotFoundError, AccessDeniedError, StorageError), never an OSError."""
+        path = self._checked(target)
+        with self._errors("download", target), self.fs.open(path, "rb") as body:
+            while chunk := body.read(size):
+                yield chunk
+
     def list_dir(self, target: Target) -> list[Entry]:
         """Direct children; a file or a missing path lists as empty."""
         path = self._checked(target)

@@ -1,11 +1,11 @@
 """The S3 calls of the verified copy engine (:mod:`ws_artifacts.storage.copying`).
 
 A tree listed in parallel by prefix, server-side copies (one ``copy_object``, or
-``upload_part_copy`` in the source's own part layout), the HEAD and GET that verification
-reads, a listing by modification time, and batched deletes. Every function takes resolved
-targets, names the bucket's expected owner as S3Backend does (the route's, else MLflow's
-variable) and raises botocore's errors translated by
-:func:`ws_artifacts.core.errors.translate_boto_error`.
+``upload_part_copy`` in the source's own part layout), the HEAD and GET that streamed copies
+and verification read, a listing by modification time, and batched deletes. Every function
+takes resolved targets, names the bucket's expected owner as S3Backend does (the route's, else
+MLflow's variable) and raises botocore's errors translated by
+:func:`ws_artifacts.core.errors.translate_boto_error` (reads of a body included).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = [
     "is_multipart",
     "list_objects",
     "modified_after",
-    "open_object",
+    "read_chunks",
     "stat",
     "translated",
 ]
@@ -202,14 +202,21 @@ def stat(target: Target) -> tuple[int, str]:
     return int(head["ContentLength"]), str(head["ETag"]).strip('"')
 
 
-def open_object(target: Target) -> Any:
-    """The object's body, a binary reader (its reads raise botocore's errors as they are:
-    wrap them in :func:`translated`)."""
+def read_chunks(target: Target, size: int) -> Iterator[bytes]:
+    """The object's bytes, ``size`` at a time, from one GET read as they are asked for (close
+    the generator to stop early). A failed GET or read (a connection dropped mid-body, a
+    response checksum that does not match) raises ours, never botocore's."""
     with translated("download", target):
         response = _client(target).get_object(
             Bucket=target.route.location, Key=target.key, **_owner(target.route)
         )
-    return response["Body"]
+        body = response["Body"]
+        try:
+            while chunk := body.read(size):
+                yield chunk
+        finally:
+            with contextlib.suppress(Exception):
+                body.close()
 
 
 # -- deleting -----------------------------------------------------------------------------
