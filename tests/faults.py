@@ -12,6 +12,8 @@ the route so botocore does not retry the failure away::
 
 A hold rule stands in for a client killed midway: matching requests wait (never reaching the
 upstream) until ``release()``, then get the same error; ``wait_held(n)`` blocks until n wait.
+A cut rule stands in for a connection dropped mid-body: the upstream's answer goes back with its
+headers and half its body, then the connection is closed.
 """
 
 from __future__ import annotations
@@ -127,11 +129,13 @@ class FaultProxy:
         self._corrupt: list[Callable[[Request], bool]] = []
         self._after: list[tuple[Callable[[Request], bool], Callable[[Request], None]]] = []
         self._rewrite: list[tuple[Callable[[Request], bool], Callable[[bytes], bytes]]] = []
+        self._cut: list[Callable[[Request], bool]] = []
         self._held = threading.Condition(self._lock)
         self._released = threading.Event()
         self.held = 0
         self.failed = 0
         self.forwarded = 0
+        self.cut_short = 0
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -203,6 +207,20 @@ class FaultProxy:
         with self._lock:
             return any(predicate(request) for predicate in self._corrupt)
 
+    def cut_once(self, predicate: Callable[[Request], bool]) -> None:
+        """Drop the connection halfway through the body of the upstream's answer to the first
+        request matching ``predicate`` (its headers announce the whole length)."""
+        with self._lock:
+            self._cut.append(predicate)
+
+    def _cuts(self, request: Request) -> bool:
+        with self._lock:
+            due = [predicate for predicate in self._cut if predicate(request)]
+            for predicate in due[:1]:
+                self._cut.remove(predicate)
+                self.cut_short += 1
+        return bool(due)
+
     def hold(self, predicate: Callable[[Request], bool]) -> None:
         """Keep every request matching ``predicate`` waiting until :meth:`release`."""
         with self._lock:
@@ -226,6 +244,7 @@ class FaultProxy:
             self._corrupt.clear()
             self._after.clear()
             self._rewrite.clear()
+            self._cut.clear()
 
     def _should_fail(self, request: Request) -> bool:
         with self._lock:
@@ -302,7 +321,10 @@ class FaultProxy:
                     if not head:
                         self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    if self.command != "HEAD":
+                    if self.command != "HEAD" and data and proxy._cuts(request):
+                        self.wfile.write(data[: len(data) // 2])
+                        self.close_connection = True  # the rest never comes
+                    elif self.command != "HEAD":
                         self.wfile.write(data)
                 finally:
                     upstream.close()

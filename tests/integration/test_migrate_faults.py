@@ -104,6 +104,38 @@ def fill_old(s3: Any, bucket: str, *, multipart: bool) -> dict[str, bytes]:
     return objects
 
 
+def streamed_places(s3: Any, endpoint: str, tmp_path: Path, name: str) -> tuple[str, str, Path]:
+    """Buckets ``<name>-old`` (filled by :func:`fill_old`, big.bin in one PUT) and
+    ``<name>-new``, and a configuration whose previous place (the old bucket) has other
+    credentials than the new one, so migrate streams. Returns both bucket names and the file."""
+    old, new = unique(f"{name}-old"), unique(f"{name}-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    fill_old(s3, old, multipart=False)
+    previous = f"""
+        - url: s3://{old}
+          credentials: {{access_key_id: other-key, secret_access_key: other-secret}}
+    """
+    return old, new, config_file(tmp_path, endpoint, new, previous)
+
+
+def unlike_etags(s3: Any, name: str) -> tuple[str, str, str, bytes]:
+    """The same 11 MiB as big.bin in buckets ``<name>-old`` (in 5 MiB parts) and ``<name>-new``
+    (one PUT): their ETags cannot be compared, only reading tells them equal. Returns both
+    bucket names, the key and the bytes."""
+    import io
+
+    old, new = unique(f"{name}-old"), unique(f"{name}-new")
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    key = "workspaces/team-a/1/run1/artifacts/big.bin"
+    data = os.urandom(11 * MIB)
+    parts = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    s3.upload_fileobj(io.BytesIO(data), old, key, Config=parts)
+    s3.put_object(Bucket=new, Key=key, Body=data)
+    return old, new, key, data
+
+
 def test_server_side_migrate_interrupted_midway_then_rerun(
     s3: Any, proxy: FaultProxy, tmp_path: Path
 ) -> None:
@@ -151,16 +183,8 @@ def test_server_side_migrate_interrupted_midway_then_rerun(
 def test_streamed_migrate_with_other_credentials_interrupted_then_rerun(
     s3: Any, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    old, new = unique("mig-s-old"), unique("mig-s-new")
-    for bucket in (old, new):
-        s3.create_bucket(Bucket=bucket)
-    fill_old(s3, old, multipart=False)
+    old, new, config = streamed_places(s3, proxy.url, tmp_path, "mig-s")
     source = digests(s3, old)
-    previous = f"""
-        - url: s3://{old}
-          credentials: {{access_key_id: other-key, secret_access_key: other-secret}}
-    """
-    config = config_file(tmp_path, proxy.url, new, previous)
 
     proxy.fail(is_part_upload, nth={2})
     first = migrate(config, code=1)
@@ -323,16 +347,7 @@ def test_a_dry_run_says_compare_where_only_reading_can_tell(
     """The same 11 MiB at both places, multipart at the old one and one PUT at the new: their
     ETags cannot be compared. The dry run (which reads nothing) says 'compare', not
     'shadowed'; the real run reads both and finds it present."""
-    import io
-
-    old, new = unique("mig-cmp-old"), unique("mig-cmp-new")
-    for bucket in (old, new):
-        s3.create_bucket(Bucket=bucket)
-    key = "workspaces/team-a/1/run1/artifacts/big.bin"
-    data = os.urandom(11 * MIB)
-    parts = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
-    s3.upload_fileobj(io.BytesIO(data), old, key, Config=parts)
-    s3.put_object(Bucket=new, Key=key, Body=data)
+    old, new, key, data = unlike_etags(s3, "mig-cmp")
     config = config_file(tmp_path, moto.url, new, f"- s3://{old}")
 
     plan = migrate(config, "--dry-run")
@@ -341,3 +356,77 @@ def test_a_dry_run_says_compare_where_only_reading_can_tell(
     assert (done["present"], done["shadowed"], done["copied"], done["deleted"]) == (1, 0, 0, 1)
     assert keys(s3, old) == []
     assert s3.get_object(Bucket=new, Key=key)["Body"].read() == data
+
+
+def test_a_connection_dropped_while_a_copy_is_verified_fails_that_object_alone(
+    s3: Any, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The streamed big.bin becomes a multipart upload whose ETag is no MD5, so its copy is
+    verified by reading it; that GET loses its connection mid-body. big.bin alone is failed,
+    its unverified copy removed, the source kept; a rerun completes."""
+    old, new, config = streamed_places(s3, proxy.url, tmp_path, "mig-v")
+    source = digests(s3, old)
+    big = "workspaces/team-a/1/run1/artifacts/big.bin"
+
+    proxy.cut_once(lambda r: is_get(r) and r.path.split("?")[0] == f"/{new}/{big}")
+    first = migrate(config, "--delete-source", code=1)
+    assert proxy.cut_short == 1
+    assert (first["mode"], first["copied"], first["failed"], first["deleted"]) == (
+        "streamed",
+        10,
+        1,
+        10,
+    )
+    [failure] = first["failures"]
+    assert failure["name"] == "1/run1/artifacts/big.bin"
+    assert failure["error"].startswith(
+        f"copy failed for workspace 'team-a': s3://{new}/{big} could not be verified; it was "
+        f"removed; run migrate again. download failed for workspace 'team-a' at s3://{new}/{big}"
+    )
+    assert big not in keys(s3, new)  # nothing unverified left at the target
+    assert pending_uploads(s3, new) == []
+    assert digests(s3, old) == {big: source[big]}  # the source of the failed copy is kept
+
+    second = migrate(config, "--delete-source")
+    assert (second["copied"], second["present"], second["failed"], second["deleted"]) == (
+        1,
+        0,
+        0,
+        1,
+    )
+    assert keys(s3, old) == []
+    assert digests(s3, new) == source
+
+
+def test_a_connection_dropped_while_an_object_at_the_target_is_compared_fails_it_alone(
+    s3: Any, moto: Server, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The same 11 MiB at both places, multipart at the old one and one PUT at the new: only
+    reading tells them equal, and that read loses its connection mid-body. That object alone
+    is failed (the target's object and the source kept), the others copied; a rerun finds it
+    present."""
+    old, new, key, data = unlike_etags(s3, "mig-cv")
+    s3.put_object(Bucket=old, Key=key.replace("big.bin", "small.txt"), Body=b"small")
+    config = config_file(tmp_path, proxy.url, new, f"- s3://{old}")
+
+    proxy.cut_once(lambda r: is_get(r) and r.path.split("?")[0].endswith("/big.bin"))
+    first = migrate(config, "--delete-source", code=1)
+    assert proxy.cut_short == 1
+    assert (first["copied"], first["present"], first["failed"], first["deleted"]) == (1, 0, 1, 1)
+    [failure] = first["failures"]
+    assert failure["name"] == "1/run1/artifacts/big.bin"
+    # The source (a multipart ETag) was the one read: the target's ETag is its MD5.
+    assert failure["error"].startswith(
+        f"download failed for workspace 'team-a' at s3://{old}/{key}"
+    )
+    assert keys(s3, old) == [key]
+    assert s3.get_object(Bucket=new, Key=key)["Body"].read() == data
+
+    second = migrate(config, "--delete-source")
+    assert (second["copied"], second["present"], second["failed"], second["deleted"]) == (
+        0,
+        1,
+        0,
+        1,
+    )
+    assert keys(s3, old) == []

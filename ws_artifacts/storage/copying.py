@@ -224,9 +224,10 @@ def _verify(job: _Job, after: dict[str, Listed]) -> None:
         _fail(job, err)
 
 
-def _fail(job: _Job, err: WsArtifactsError) -> None:
+def _fail(job: _Job, err: WsArtifactsError) -> Outcome:
     _logger.debug("copy of %s failed: %s", job.src.uri, type(err).__name__)
     job.outcome = Outcome(job.listed.name, job.listed.size, "failed", job.mode, error=str(err))
+    return job.outcome
 
 
 def _copy_server_side(job: _Job) -> str:
@@ -245,8 +246,7 @@ def _copy_streamed(job: _Job) -> str:
     md5 = reader.md5.hexdigest()
     listed = _md5_etag(job.src, job.listed)
     if reader.size != job.listed.size or (listed and not is_multipart(listed) and listed != md5):
-        with contextlib.suppress(WsArtifactsError):
-            backend_for(job.dst.route).delete(job.dst)
+        _remove(job.dst)
         raise StorageError(
             f"copy failed for workspace '{job.src.workspace}': {job.src.uri} changed while it "
             "was read (size or MD5 differ from its listing); run migrate again."
@@ -257,13 +257,19 @@ def _copy_streamed(job: _Job) -> str:
 # -- verification -------------------------------------------------------------------------
 def _verify_copy(job: _Job, listed_after: Listed | None) -> str:
     """Check the new object (as listed after the copies, else from a HEAD) against the source;
-    on a mismatch delete it and raise."""
+    on a mismatch, or when it cannot be checked (a read fails), delete it and raise."""
     src, dst, listed = job.src, job.dst, job.listed
-    there = listed_after or _stat(dst)
-    how = same_content(src, listed, dst, there, streamed_md5=job.md5)
+    try:
+        there = listed_after or _stat(dst)
+        how = same_content(src, listed, dst, there, streamed_md5=job.md5)
+    except WsArtifactsError as err:
+        _remove(dst)
+        raise StorageError(
+            f"copy failed for workspace '{dst.workspace}': {dst.uri} could not be verified; "
+            f"it was removed; run migrate again. {err}"
+        ) from err
     if how is None:
-        with contextlib.suppress(WsArtifactsError):
-            backend_for(dst.route).delete(dst)
+        _remove(dst)
         raise StorageError(
             f"copy failed for workspace '{dst.workspace}': {dst.uri} does not match "
             f"{src.uri} (size or checksum); it was removed; run migrate again."
@@ -271,9 +277,20 @@ def _verify_copy(job: _Job, listed_after: Listed | None) -> str:
     return how
 
 
+def _remove(target: Target) -> None:
+    """Delete a copy not shown to be the source's bytes (if that fails, a rerun compares it)."""
+    with contextlib.suppress(WsArtifactsError):
+        backend_for(target.route).delete(target)
+
+
 def _compare(job: _Job, there: Listed, *, read: bool) -> Outcome:
+    """An object the target holds already: ``present``, ``shadowed``, ``compare`` (dry runs),
+    or ``failed`` when reading them fails (both are kept)."""
     name, size = job.listed.name, job.listed.size
-    how = same_content(job.src, job.listed, job.dst, there, read=read)
+    try:
+        how = same_content(job.src, job.listed, job.dst, there, read=read)
+    except WsArtifactsError as err:
+        return _fail(job, err)
     if how == _UNREAD:
         return Outcome(name, size, "compare", job.mode)
     if how is None:
