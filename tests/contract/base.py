@@ -1,15 +1,17 @@
-"""The repository contract: every backend runs these tests (in the spirit of fsspec's
-abstract tests). A backend's test class inherits :class:`RepositoryContract` and provides the
-``rig`` fixture: a configuration whose workspace ``team-a`` routes to the backend, and a way to
-list what physically exists there.
+"""The repository and storage contracts: every backend runs these tests (in the spirit of
+fsspec's abstract tests). A backend's test class inherits :class:`RepositoryContract` and
+:class:`StorageContract` and provides the ``rig`` fixture: a configuration whose workspace
+``team-a`` routes to the backend, and a way to list what physically exists there.
 
-Every test goes through MLflow's own door, ``get_artifact_repository("ws-...://")``.
+The repository tests go through MLflow's own door, ``get_artifact_repository("ws-...://")``;
+the storage tests hold the route's backend (``backend_for``) and ask it directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,6 +23,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from tests.conftest import in_workspace
+from ws_artifacts.core.config import load_config
+from ws_artifacts.core.paths import LogicalPath
+from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.storage.base import Backend, Capability, CapabilityError
+from ws_artifacts.storage.registry import backend_for
 
 RUN = "workspaces/team-a/7/run1/artifacts"
 
@@ -36,6 +43,8 @@ class Rig:
     elsewhere: Callable[[], list[str]]
     # Pending multipart uploads on team-a's route (S3 only; [] elsewhere).
     pending_uploads: Callable[[], list[str]] = lambda: []
+    # What team-a's backend says it can do beyond the common operations.
+    capabilities: frozenset[Capability] = frozenset()
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -226,6 +235,90 @@ class RepositoryContract:
             asyncio.run(self.repo(rig).log_artifact_from_async_stream(body(), "cut.bin", "st"))
         assert rig.stored() == []
         assert rig.pending_uploads() == []
+
+
+def team_a(rig: Rig, rest: str = RUN.removeprefix("workspaces/team-a/")) -> Target:
+    """The target of ``rest`` in team-a's place, routed under the rig's configuration."""
+    config = load_config(os.environ["WS_ARTIFACTS_CONFIG"])
+    router = Router(config, rig.destination.removeprefix("ws-"))
+    return router.target(LogicalPath(root="", workspace="team-a", rest=rest))
+
+
+def backend_of(target: Target) -> Backend:
+    return backend_for(target.route)
+
+
+class StorageContract:
+    """The storage interface (:class:`ws_artifacts.storage.base.Backend`) on one backend:
+    inherit and provide a ``rig`` fixture."""
+
+    def test_capabilities_are_what_the_store_can_do(self, rig: Rig) -> None:
+        backend = backend_of(team_a(rig))
+        assert backend.capabilities == rig.capabilities
+        for capability in Capability:
+            assert backend.supports(capability) == (capability in rig.capabilities)
+
+    @pytest.mark.parametrize(
+        ("capability", "call"),
+        [
+            (Capability.PRESIGNED_READS, lambda b, t: b.presign_get(t, 60)),
+            (Capability.PRESIGNED_WRITES, lambda b, t: b.presign_put(t, 60)),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.create_multipart(t, 2)),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.check_upload(t, "u1")),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.parts_of(t, "u1")),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.complete_multipart(t, "u1", [])),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.abort_multipart(t, "u1")),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.pending_uploads(t)),
+        ],
+        ids=[
+            "presign-get",
+            "presign-put",
+            "create",
+            "check",
+            "parts",
+            "complete",
+            "abort",
+            "pending",
+        ],
+    )
+    def test_a_missing_capability_is_refused_naming_workspace_and_url(
+        self, rig: Rig, capability: Capability, call: Callable[[Backend, Target], object]
+    ) -> None:
+        if capability in rig.capabilities:
+            pytest.skip(f"this store has {capability.value}")
+        target = team_a(rig, "7/x.bin")
+        with pytest.raises(CapabilityError, match=f"has no {capability.value}") as err:
+            call(backend_of(target), target)
+        assert "Workspace 'team-a'" in str(err.value)
+        assert target.uri in str(err.value)
+        assert rig.stored() == []
+
+    def test_a_presigned_upload_lands_in_place(self, rig: Rig) -> None:
+        if Capability.PRESIGNED_WRITES not in rig.capabilities:
+            pytest.skip("this store has no presigned writes")
+        import requests
+
+        target = team_a(rig, "7/run1/artifacts/p.txt")
+        url, headers = backend_of(target).presign_put(target, 60)
+        requests.put(url, data=b"presigned", headers=headers, timeout=30).raise_for_status()
+        assert rig.stored() == [f"{RUN}/p.txt"]
+        got, size = backend_of(target).presign_get(target, 60)
+        assert size == len(b"presigned")
+        assert requests.get(got, timeout=30).content == b"presigned"
+
+    def test_look_and_remove_one_object(self, rig: Rig, tmp_path: Path) -> None:
+        target = team_a(rig, "7/run1/artifacts/one.txt")
+        backend = backend_of(target)
+        assert backend.look(target) is None
+        src = write_tree(tmp_path, {"one.txt": b"12345"})
+        backend.put_file(target, str(src / "one.txt"))
+        seen = backend.look(target)
+        assert seen is not None
+        assert seen[1] == 5
+        assert backend.size(target) == 5
+        backend.remove(target)
+        assert backend.look(target) is None
+        assert rig.stored() == []
 
 
 def _mkdir(path: Path) -> Path:

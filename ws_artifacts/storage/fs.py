@@ -25,7 +25,7 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
-from ws_artifacts.storage.base import TEMP_PREFIX, Entry, is_temporary
+from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Entry, is_temporary
 from ws_artifacts.storage.content import content_args
 
 __all__ = ["FsspecBackend"]
@@ -33,8 +33,9 @@ __all__ = ["FsspecBackend"]
 _CHUNK = 1024 * 1024
 
 
-class FsspecBackend:
-    """One route's fsspec file system and root."""
+class FsspecBackend(Backend):
+    """One route's fsspec file system and root (no presigned URLs, no client-driven multipart
+    uploads: it declares no :class:`~ws_artifacts.storage.base.Capability`)."""
 
     def __init__(self, route: Route) -> None:
         import fsspec
@@ -248,6 +249,21 @@ class FsspecBackend:
         path = self._checked(target)
         with self._errors("stat", target):
             return int(self.fs.size(path))
+
+    def look(self, target: Target) -> tuple[str, int] | None:
+        """``("", size)`` of the file at ``target``, or None when there is none (file
+        systems have no ETags)."""
+        path = self._checked(target)
+        with self._errors("stat", target):
+            if not self.fs.isfile(path):
+                return None
+            return "", int(self.fs.size(path))
+
+    def remove(self, target: Target) -> None:
+        """Delete exactly the file at ``target`` (a missing one is no error)."""
+        path = self._checked(target)
+        with self._errors("delete", target), contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
 
     def delete(self, target: Target) -> int:
         """Delete the file or directory tree; return how many files went."""

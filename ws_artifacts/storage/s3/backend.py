@@ -16,7 +16,7 @@ from ws_artifacts.core.config import WORKSPACE_TAG, Transfer
 from ws_artifacts.core.errors import NotFoundError, StorageError, boto_code, translate_boto_error
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
-from ws_artifacts.storage.base import TEMP_PREFIX, Entry
+from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Capability, Entry
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.content import PRESIGN_FALLBACK_TYPE, content_args, upload_headers
 from ws_artifacts.storage.mlflow_settings import s3_defaults
@@ -29,6 +29,8 @@ _READ_CHUNK = 1024 * 1024
 # is spooled to disk part by part (see S3Backend.put_stream).
 _MEMORY_PUT = 2 * _READ_CHUNK
 _DELETE_BATCH = 1000
+_EVERY_CAPABILITY = frozenset(Capability)
+_WITHOUT_PRESIGNED_READS = _EVERY_CAPABILITY - {Capability.PRESIGNED_READS}
 
 
 def put_args(route: Route, workspace: str, name: str = "") -> dict[str, Any]:
@@ -64,13 +66,21 @@ def put_args(route: Route, workspace: str, name: str = "") -> dict[str, Any]:
     return args
 
 
-class S3Backend:
+class S3Backend(Backend):
     """One route's bucket and prefix."""
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self.bucket = route.location
         self.transfer = route.settings.transfer or Transfer()
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Presigned uploads and multipart uploads always; presigned downloads unless the
+        route turns them off (``transfer.presigned_downloads: false``)."""
+        if self.transfer.presigned_downloads:
+            return _EVERY_CAPABILITY
+        return _WITHOUT_PRESIGNED_READS
 
     @property
     def _owner(self) -> dict[str, str]:
