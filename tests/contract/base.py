@@ -24,6 +24,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from tests.conftest import in_workspace
 from ws_artifacts.core.config import load_config
+from ws_artifacts.core.errors import OwnershipError
 from ws_artifacts.core.paths import LogicalPath
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.storage.base import Backend, Capability, CapabilityError
@@ -319,6 +320,91 @@ class StorageContract:
         backend.remove(target)
         assert backend.look(target) is None
         assert rig.stored() == []
+
+
+class KeyContract:
+    """Lifecycle work by key (quarantine, restore, purge, orphans) on one backend, in the area
+    of team-a's route (its prefix, which holds ``workspaces/team-a`` and the quarantine area
+    beside it that no Target reaches): inherit and provide a ``rig`` fixture."""
+
+    def area(self, rig: Rig) -> tuple[Backend, str]:
+        route = team_a(rig).route
+        return backend_for(route), route.prefix
+
+    def test_small_objects_are_written_read_sized_and_listed(self, rig: Rig) -> None:
+        backend, base = self.area(rig)
+        top = f"{base}/.ws-quarantine/team-a"
+        backend.write_bytes(base, f"{top}/s1/ws-quarantine.json", b"{}")
+        backend.write_bytes(base, f"{top}/s1/workspaces/team-a/7/x.bin", b"12345")
+        backend.write_bytes(base, f"{top}/s2/m.json", b"[]")
+        assert backend.read_bytes(base, f"{top}/s1/ws-quarantine.json") == b"{}"
+        assert backend.read_bytes(base, f"{top}/s1/missing.json") is None
+        assert backend.key_size(base, f"{top}/s1/workspaces/team-a/7/x.bin") == 5
+        assert backend.key_size(base, f"{top}/s1/missing.json") is None
+        assert backend.children(base, top) == ["s1", "s2"]
+        assert backend.children(base, f"{top}/s1") == ["workspaces", "ws-quarantine.json"]
+        assert backend.children(base, f"{top}/none") == []
+        assert sorted(backend.walk_keys(base, f"{top}/s1")) == [
+            (f"{top}/s1/workspaces/team-a/7/x.bin", 5),
+            (f"{top}/s1/ws-quarantine.json", 2),
+        ]
+        assert list(backend.walk_keys(base, f"{top}/none")) == []
+        assert backend.key_uri(f"{top}/s2/m.json").endswith(f"{top}/s2/m.json")
+        assert rig.stored() == sorted(
+            k.removeprefix(f"{base}/")
+            for k in (
+                f"{top}/s1/ws-quarantine.json",
+                f"{top}/s1/workspaces/team-a/7/x.bin",
+                f"{top}/s2/m.json",
+            )
+        )
+
+    def test_newest_tells_when_the_last_object_was_written(self, rig: Rig) -> None:
+        import time
+
+        backend, base = self.area(rig)
+        before = time.time()
+        backend.write_bytes(base, f"{base}/workspaces/team-a/skills/a/b", b"x")
+        newest = backend.newest(base, f"{base}/workspaces/team-a/skills")
+        assert newest is not None
+        assert before - 5 <= newest <= time.time() + 5
+        assert backend.newest(base, f"{base}/workspaces/team-a/none") is None
+
+    @pytest.mark.parametrize("size", [5, 6 * 1024 * 1024], ids=["one-request", "multipart"])
+    def test_copy_and_delete_keys(self, rig: Rig, tmp_path: Path, size: int) -> None:
+        backend, base = self.area(rig)
+        data = os.urandom(size)
+        src, dst = f"{base}/workspaces/team-a/7/a.bin", f"{base}/.ws-quarantine/team-a/s/a.bin"
+        (tmp_path / "a.bin").write_bytes(data)
+        backend.put_file(team_a(rig, "7/a.bin"), str(tmp_path / "a.bin"))
+        backend.copy_key(base, src, dst, size, "team-a")
+        assert backend.key_size(base, dst) == size
+        assert backend.read_bytes(base, dst) == data
+        backend.delete_keys(base, [src, dst, f"{base}/workspaces/team-a/7/missing"], "team-a")
+        assert rig.stored() == []
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda b, a, k: b.write_bytes(a, k, b"x"),
+            lambda b, a, k: b.read_bytes(a, k),
+            lambda b, a, k: b.key_size(a, k),
+            lambda b, a, k: b.children(a, k),
+            lambda b, a, k: list(b.walk_keys(a, k)),
+            lambda b, a, k: b.newest(a, k),
+            lambda b, a, k: b.copy_key(a, f"{a}/workspaces/team-a/x", k, 1, "team-a"),
+            lambda b, a, k: b.delete_keys(a, [f"{a}/workspaces/team-a/x", k]),
+        ],
+        ids=["write", "read", "size", "children", "walk", "newest", "copy", "delete"],
+    )
+    def test_a_key_outside_the_area_is_refused(
+        self, rig: Rig, call: Callable[[Backend, str, str], object]
+    ) -> None:
+        backend, base = self.area(rig)
+        with pytest.raises(OwnershipError, match="lies outside"):
+            call(backend, base, f"{base}-other/workspaces/team-a/x")
+        assert rig.stored() == []
+        assert rig.elsewhere() == []
 
 
 def _mkdir(path: Path) -> Path:

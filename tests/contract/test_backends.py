@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import in_workspace, keys, unique
-from tests.contract.base import RUN, RepositoryContract, Rig, StorageContract
+from tests.contract.base import RUN, KeyContract, RepositoryContract, Rig, StorageContract
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
 from ws_artifacts.storage.base import Capability
 
@@ -65,7 +65,7 @@ def _s3_rig(s3: Any, prefix: str) -> Rig:
     return Rig(f"ws-s3://root/{prefix}", stored, elsewhere, pending)
 
 
-class TestS3Contract(RepositoryContract, StorageContract):
+class TestS3Contract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
         prefix = unique("contract")
@@ -135,7 +135,7 @@ class TestS3Contract(RepositoryContract, StorageContract):
         assert rig.pending_uploads() == []
 
 
-class TestS3fsContract(RepositoryContract, StorageContract):
+class TestS3fsContract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
         prefix = unique("s3fs")
@@ -168,7 +168,7 @@ def _tree(root: Path) -> list[str]:
     )
 
 
-class TestLocalFileContract(RepositoryContract, StorageContract):
+class TestLocalFileContract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
         stores = tmp_path / "stores"
@@ -189,7 +189,7 @@ class TestLocalFileContract(RepositoryContract, StorageContract):
         )
 
 
-class TestMemoryContract(RepositoryContract, StorageContract):
+class TestMemoryContract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
         name = unique("mem")

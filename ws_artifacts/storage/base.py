@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ws_artifacts.core.errors import WsArtifactsError
+from ws_artifacts.core.errors import OwnershipError, WsArtifactsError
+from ws_artifacts.core.paths import is_within
 from ws_artifacts.core.routing import Route, Target
 
 __all__ = [
@@ -132,6 +133,60 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def delete(self, target: Target) -> int:
         """Delete ``target`` and everything below it; return how many objects went."""
+
+    # -- lifecycle work by key ------------------------------------------------------------
+    # A workspace's quarantine lies beside its place, where no Target reaches (routing refuses
+    # every key in it), so lifecycle work (quarantine, restore, purge, orphans) names keys
+    # relative to the route's location, each inside an area ``base``: the key prefix the work
+    # stays under (a place's base, which holds its ``workspaces/<ws>`` and its quarantine). A
+    # key outside ``base`` is refused; on S3, credentials narrowed to a route are narrowed to
+    # ``base``. Only the lifecycle modules name keys, each from a place the router resolved.
+    @abc.abstractmethod
+    def key_uri(self, key: str) -> str:
+        """``scheme://location/key``, for messages."""
+
+    @abc.abstractmethod
+    def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:
+        """Every object key below ``prefix`` (a directory-like prefix) with its size."""
+
+    @abc.abstractmethod
+    def children(self, base: str, prefix: str) -> list[str]:
+        """The names directly below ``prefix`` (files and directories), sorted."""
+
+    @abc.abstractmethod
+    def key_size(self, base: str, key: str) -> int | None:
+        """The object's size, None when it does not exist."""
+
+    @abc.abstractmethod
+    def newest(self, base: str, prefix: str) -> float | None:
+        """When the newest object below ``prefix`` was written (seconds since the epoch);
+        None when there is none, or the store does not tell."""
+
+    @abc.abstractmethod
+    def copy_key(self, base: str, src: str, dst: str, size: int, workspace: str) -> None:
+        """Copy one object of ``size`` bytes within the location (server-side where the store
+        can), with the route's storage policy for ``workspace``."""
+
+    @abc.abstractmethod
+    def delete_keys(self, base: str, keys: list[str], workspace: str | None = None) -> None:
+        """Delete these objects (missing ones are no error)."""
+
+    @abc.abstractmethod
+    def write_bytes(self, base: str, key: str, data: bytes) -> None:
+        """Write a small object."""
+
+    @abc.abstractmethod
+    def read_bytes(self, base: str, key: str) -> bytes | None:
+        """Read a small object; None when it does not exist."""
+
+    def _inside(self, base: str, *keys: str) -> None:
+        """Refuse keys outside the area ``base`` (see the section's comment)."""
+        for key in keys:
+            if not is_within(base, key):
+                raise OwnershipError(
+                    f"Refused: {self.key_uri(key)} lies outside '{base}', the area this "
+                    "lifecycle work was given on its route."
+                )
 
     # -- presigned URLs (Capability.PRESIGNED_READS / PRESIGNED_WRITES) ---------------------
     def presign_get(self, target: Target, expiration: int) -> tuple[str, int]:

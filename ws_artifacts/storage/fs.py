@@ -196,13 +196,19 @@ class FsspecBackend(Backend):
             entries.append(Entry(name, is_dir, None if is_dir else int(item.get("size") or 0)))
         return entries
 
+    def _find(self, path: str) -> dict[str, Any]:
+        """Every entry below ``path`` with its details (empty when it is no directory): the
+        one listing that walks, sizes, times and key walks read."""
+        if not self.fs.isdir(path):
+            return {}
+        found: dict[str, Any] = self.fs.find(path, detail=True)
+        return found
+
     def walk(self, target: Target) -> Iterator[Entry]:
         """Every file below ``target``."""
         path = self._checked(target)
         with self._errors("list", target):
-            if not self.fs.isdir(path):
-                return
-            found = self.fs.find(path, detail=True)
+            found = self._find(path)
         base = self.fs._strip_protocol(path).rstrip("/") + "/"
         for name, item in sorted(found.items()):
             rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
@@ -214,9 +220,7 @@ class FsspecBackend(Backend):
         the store does not say."""
         path = self._checked(target)
         with self._errors("list", target):
-            if not self.fs.isdir(path):
-                return {}
-            found = self.fs.find(path, detail=True)
+            found = self._find(path)
         base = self.fs._strip_protocol(path).rstrip("/") + "/"
         out: dict[str, float | None] = {}
         for name, item in found.items():
@@ -274,6 +278,104 @@ class FsspecBackend(Backend):
             count = sum(1 for _ in self.walk(target)) if self.fs.isdir(path) else 1
             self.fs.rm(path, recursive=True)
         return count
+
+    # -- lifecycle work by key (see Backend; no symlink check: keys are not user paths) -----
+    def key_uri(self, key: str) -> str:
+        if not self.route.location:
+            return f"{self.route.scheme}:///{key}"
+        return f"{self.route.scheme}://{join(self.route.location, key)}"
+
+    @contextlib.contextmanager
+    def _key_errors(self, operation: str, key: str) -> Iterator[None]:
+        try:
+            yield
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"{operation} failed: {self.key_uri(key)} does not exist."
+            ) from None
+        except OSError as err:
+            raise StorageError(
+                f"{operation} failed at {self.key_uri(key)}: {type(err).__name__}: "
+                f"{err.strerror or 'I/O error'}; check the route's location and permissions."
+            ) from None
+
+    def _key_of(self, path: str, prefix: str) -> str:
+        stripped = self.fs._strip_protocol(path)
+        return join(prefix, stripped[len(self.fs._strip_protocol(self._path(prefix))) :])
+
+    def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:
+        self._inside(base, prefix)
+        with self._key_errors("list", prefix):
+            found = self._find(self._path(prefix))
+        for name, item in sorted(found.items()):
+            if item["type"] != "directory":
+                yield self._key_of(name, prefix), int(item.get("size") or 0)
+
+    def children(self, base: str, prefix: str) -> list[str]:
+        self._inside(base, prefix)
+        path = self._path(prefix)
+        with self._key_errors("list", prefix):
+            if not self.fs.isdir(path):
+                return []
+            items = self.fs.ls(path, detail=False)
+        return sorted(str(i).rstrip("/").rsplit("/", 1)[-1] for i in items)
+
+    def newest(self, base: str, prefix: str) -> float | None:
+        self._inside(base, prefix)
+        with self._key_errors("list", prefix):
+            found = self._find(self._path(prefix))
+        times = [_modified(item) for item in found.values() if item["type"] != "directory"]
+        if not times or None in times:
+            return None  # a store that does not tell cannot show an object to be old
+        return max(t for t in times if t is not None)
+
+    def key_size(self, base: str, key: str) -> int | None:
+        self._inside(base, key)
+        path = self._path(key)
+        with self._key_errors("stat", key):
+            if not self.fs.isfile(path):
+                return None
+            return int(self.fs.size(path))
+
+    def copy_key(self, base: str, src: str, dst: str, size: int, workspace: str) -> None:
+        self._inside(base, src, dst)
+        with self._key_errors("copy", src):
+            self.fs.makedirs(self.fs._parent(self._path(dst)), exist_ok=True)
+            self.fs.cp_file(self._path(src), self._path(dst))
+
+    def delete_keys(self, base: str, keys: list[str], workspace: str | None = None) -> None:
+        self._inside(base, *keys)
+        for key in keys:
+            with self._key_errors("delete", key), contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self._path(key))
+
+    def write_bytes(self, base: str, key: str, data: bytes) -> None:
+        self._inside(base, key)
+        with self._key_errors("upload", key):
+            self.fs.makedirs(self.fs._parent(self._path(key)), exist_ok=True)
+            self.fs.pipe_file(self._path(key), data)
+
+    def read_bytes(self, base: str, key: str) -> bytes | None:
+        self._inside(base, key)
+        path = self._path(key)
+        with self._key_errors("download", key):
+            if not self.fs.isfile(path):
+                return None
+            data: bytes = self.fs.cat_file(path)
+        return data
+
+
+def _modified(item: dict[str, Any]) -> float | None:
+    """An fsspec listing entry's modification time (local: mtime, memory: created, s3fs:
+    LastModified), in seconds since the epoch."""
+    for name in ("mtime", "LastModified", "last_modified", "created"):
+        value = item.get(name)
+        if isinstance(value, int | float):
+            return float(value)
+        timestamp = getattr(value, "timestamp", None)
+        if callable(timestamp):
+            return float(timestamp())
+    return None
 
 
 def _copy_times(source: str, path: str) -> None:

@@ -20,6 +20,8 @@ from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Capability, Entry
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.content import PRESIGN_FALLBACK_TYPE, content_args, upload_headers
 from ws_artifacts.storage.mlflow_settings import s3_defaults
+from ws_artifacts.storage.s3 import listing
+from ws_artifacts.storage.s3.key_copy import copy_key
 
 __all__ = ["S3Backend", "put_args"]
 
@@ -29,6 +31,7 @@ _READ_CHUNK = 1024 * 1024
 # is spooled to disk part by part (see S3Backend.put_stream).
 _MEMORY_PUT = 2 * _READ_CHUNK
 _DELETE_BATCH = 1000
+_MISSING = ("404", "NoSuchKey", "NotFound")  # head/get of a key with no object
 _EVERY_CAPABILITY = frozenset(Capability)
 _WITHOUT_PRESIGNED_READS = _EVERY_CAPABILITY - {Capability.PRESIGNED_READS}
 
@@ -100,22 +103,32 @@ class S3Backend(Backend):
 
     @contextlib.contextmanager
     def _errors(self, operation: str, target: Target) -> Iterator[None]:
+        with self._translated(operation, target.workspace, target.uri, log=True):
+            yield
+
+    @contextlib.contextmanager
+    def _translated(
+        self, operation: str, workspace: str | None, location: str, *, log: bool = False
+    ) -> Iterator[None]:
+        """botocore's errors as ours (:func:`~ws_artifacts.core.errors.translate_boto_error`),
+        naming the workspace, ``location`` and the route's credentials."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             yield
         except (ClientError, BotoCoreError) as err:
-            _logger.debug(
-                "%s failed for workspace=%s bucket=%s: %s",
-                operation,
-                target.workspace,
-                self.bucket,
-                type(err).__name__,
-            )
+            if log:
+                _logger.debug(
+                    "%s failed for workspace=%s bucket=%s: %s",
+                    operation,
+                    workspace,
+                    self.bucket,
+                    type(err).__name__,
+                )
             raise translate_boto_error(
                 err,
-                workspace=target.workspace,
-                location=target.uri,
+                workspace=workspace,
+                location=location,
                 operation=operation,
                 bucket=self.bucket,
                 credentials=describe_credentials(self.route.settings),
@@ -243,17 +256,12 @@ class S3Backend(Backend):
     def uploads_of(self, target: Target) -> list[str]:
         """The ids of the pending uploads of exactly ``target.key``, oldest first (botocore
         errors are raised as they are)."""
-        ids: list[str] = []
-        pages = (
-            self.client(target)
-            .get_paginator("list_multipart_uploads")
-            .paginate(Bucket=self.bucket, Prefix=target.key, **self._owner)
-        )
-        for page in pages:
-            for upload in page.get("Uploads", []):
-                if upload.get("Key") == target.key:  # not K/child or K.bak: another object
-                    ids.append(str(upload["UploadId"]))
-        return ids
+        client = self.client(target)
+        return [
+            str(upload["UploadId"])
+            for upload in listing.uploads(client, self.bucket, target.key, self._owner)
+            if upload.get("Key") == target.key  # not K/child or K.bak: another object
+        ]
 
     def check_upload(self, target: Target, upload_id: str) -> list[str]:
         """Refuse an upload id that is not a pending upload of exactly ``target.key``: not
@@ -276,32 +284,22 @@ class S3Backend(Backend):
 
     def parts_of(self, target: Target, upload_id: str) -> dict[int, tuple[str, int]]:
         """The uploaded parts of ``upload_id``: part number -> (ETag, size)."""
-        parts: dict[int, tuple[str, int]] = {}
         with self._errors("list parts", target):
-            pages = (
-                self.client(target)
-                .get_paginator("list_parts")
-                .paginate(Bucket=self.bucket, Key=target.key, UploadId=upload_id, **self._owner)
-            )
-            for page in pages:
-                for part in page.get("Parts", []):
-                    parts[int(part["PartNumber"])] = (str(part["ETag"]), int(part["Size"]))
-        return parts
+            client = self.client(target)
+            return {
+                int(part["PartNumber"]): (str(part["ETag"]), int(part["Size"]))
+                for part in listing.parts(client, self.bucket, target.key, upload_id, self._owner)
+            }
 
     def pending_uploads(self, target: Target) -> dict[str, str]:
         """Every pending upload below ``target.key``: upload id -> object key."""
         prefix = target.key + "/" if target.key else ""
-        found: dict[str, str] = {}
         with self._errors("list multipart uploads", target):
-            pages = (
-                self.client(target)
-                .get_paginator("list_multipart_uploads")
-                .paginate(Bucket=self.bucket, Prefix=prefix, **self._owner)
-            )
-            for page in pages:
-                for upload in page.get("Uploads", []):
-                    found[str(upload["UploadId"])] = str(upload["Key"])
-        return found
+            client = self.client(target)
+            return {
+                str(upload["UploadId"]): str(upload["Key"])
+                for upload in listing.uploads(client, self.bucket, prefix, self._owner)
+            }
 
     def abort_stale(self, target: Target, upload_ids: list[str]) -> None:
         """Abort ``upload_ids`` (from :meth:`stale_uploads`); failures are logged, not raised."""
@@ -375,12 +373,8 @@ class S3Backend(Backend):
         prefix = target.key + "/" if target.key else ""
         entries: list[Entry] = []
         with self._errors("list", target):
-            pages = (
-                self.client(target)
-                .get_paginator("list_objects_v2")
-                .paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/", **self._owner)
-            )
-            for page in pages:
+            client = self.client(target)
+            for page in listing.pages(client, self.bucket, prefix, self._owner, delimiter="/"):
                 for common in page.get("CommonPrefixes", []):
                     name = common["Prefix"][len(prefix) :].rstrip("/")
                     if name:
@@ -395,16 +389,11 @@ class S3Backend(Backend):
         """Every object below ``target`` from a flat listing (no per-directory round trips)."""
         prefix = target.key + "/" if target.key else ""
         with self._errors("list", target):
-            pages = (
-                self.client(target)
-                .get_paginator("list_objects_v2")
-                .paginate(Bucket=self.bucket, Prefix=prefix, **self._owner)
-            )
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    name = obj["Key"][len(prefix) :]
-                    if name and not name.endswith("/"):
-                        yield Entry(name, False, int(obj["Size"]))
+            client = self.client(target)
+            for obj in listing.objects(client, self.bucket, prefix, self._owner):
+                name = obj["Key"][len(prefix) :]
+                if name and not name.endswith("/"):
+                    yield Entry(name, False, int(obj["Size"]))
 
     def check(self, target: Target) -> None:
         """Nothing to check before a read: object keys have no links."""
@@ -419,18 +408,9 @@ class S3Backend(Backend):
 
     def look(self, target: Target) -> tuple[str, int] | None:
         """The object's (ETag, size), or None when there is no object at ``target.key``."""
-        from botocore.exceptions import ClientError
-
         with self._errors("stat", target):
-            try:
-                head = self.client(target).head_object(
-                    Bucket=self.bucket, Key=target.key, **self._owner
-                )
-            except ClientError as err:
-                if boto_code(err) in ("404", "NoSuchKey", "NotFound"):
-                    return None
-                raise
-        return str(head.get("ETag", "")), int(head["ContentLength"])
+            head = self._head(self.client(target), target.key, self._owner)
+        return None if head is None else (str(head.get("ETag", "")), int(head["ContentLength"]))
 
     def remove(self, target: Target) -> None:
         """Delete exactly the object at ``target.key`` (nothing below it)."""
@@ -461,6 +441,106 @@ class S3Backend(Backend):
                     )
                 deleted += len(batch)
         return deleted
+
+    # -- lifecycle work by key (see Backend; these calls send no ExpectedBucketOwner) -----
+    def key_uri(self, key: str) -> str:
+        return f"s3://{join(self.bucket, key)}"
+
+    def _area(self, base: str, *keys: str) -> Any:
+        """The client for work inside ``base`` (narrowed to it with ``restrict_to_route``)."""
+        self._inside(base, *keys)
+        return client_for(self.route.settings, self.bucket, base)
+
+    def _key_errors(self, operation: str, key: str, workspace: str | None = None) -> Any:
+        return self._translated(operation, workspace or self.route.workspace, self.key_uri(key))
+
+    def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:
+        client = self._area(base, prefix)
+        with self._key_errors("list", prefix):
+            for obj in listing.objects(client, self.bucket, prefix + "/" if prefix else "", {}):
+                yield obj["Key"], int(obj["Size"])
+
+    def children(self, base: str, prefix: str) -> list[str]:
+        client = self._area(base, prefix)
+        start = prefix + "/" if prefix else ""
+        names: list[str] = []
+        with self._key_errors("list", prefix):
+            for page in listing.pages(client, self.bucket, start, {}, delimiter="/"):
+                names.extend(
+                    c["Prefix"][len(start) :].rstrip("/") for c in page.get("CommonPrefixes", [])
+                )
+                names.extend(o["Key"][len(start) :] for o in page.get("Contents", []))
+        return sorted(n for n in names if n)
+
+    def newest(self, base: str, prefix: str) -> float | None:
+        client = self._area(base, prefix)
+        with self._key_errors("list", prefix):
+            found = listing.objects(client, self.bucket, prefix + "/" if prefix else "", {})
+            return max((obj["LastModified"].timestamp() for obj in found), default=None)
+
+    def key_size(self, base: str, key: str) -> int | None:
+        client = self._area(base, key)
+        with self._key_errors("stat", key):
+            head = self._head(client, key, {})
+        return None if head is None else int(head["ContentLength"])
+
+    def _head(self, client: Any, key: str, owner: dict[str, str]) -> Any:
+        """``head_object``, None when there is no object at ``key`` (other botocore errors
+        are raised as they are)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return client.head_object(Bucket=self.bucket, Key=key, **owner)
+        except ClientError as err:
+            if boto_code(err) in _MISSING:
+                return None
+            raise
+
+    def copy_key(self, base: str, src: str, dst: str, size: int, workspace: str) -> None:
+        """``copy_object`` below the route's multipart threshold, ``upload_part_copy`` above it;
+        the route's storage policy (encryption, class, tags) is applied to the copy."""
+        client = self._area(base, src, dst)
+        args = put_args(self.route, workspace)
+        with self._key_errors("copy", src, workspace):
+            copy_key(client, self.bucket, src, dst, size, args, self.transfer)
+
+    def delete_keys(self, base: str, keys: list[str], workspace: str | None = None) -> None:
+        client = self._area(base, *keys)
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            with self._key_errors("delete", batch[0], workspace):
+                result = client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            if result.get("Errors"):
+                first = result["Errors"][0]
+                owner = workspace or self.route.workspace
+                raise StorageError(
+                    f"delete failed for workspace '{owner}' at "
+                    f"{self.key_uri(first.get('Key', ''))}: {first.get('Code', 'error')}; grant "
+                    f"the route's credentials s3:DeleteObject on bucket '{self.bucket}', then "
+                    "run the command again."
+                )
+
+    def write_bytes(self, base: str, key: str, data: bytes) -> None:
+        client = self._area(base, key)
+        with self._key_errors("upload", key):
+            client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def read_bytes(self, base: str, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        client = self._area(base, key)
+        with self._key_errors("download", key):
+            try:
+                body = client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            except ClientError as err:
+                if boto_code(err) in _MISSING:
+                    return None
+                raise
+            data: bytes = body.read()
+        return data
 
     # -- multipart and presigned URLs (proxied clients talk to S3 directly) ---------------
     # Presigned requests carry no ExpectedBucketOwner: it would become a signed header that
