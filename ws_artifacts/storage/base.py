@@ -27,6 +27,7 @@ __all__ = [
     "Capability",
     "CapabilityError",
     "Entry",
+    "Piece",
     "is_temporary",
 ]
 
@@ -49,6 +50,28 @@ class Entry:
     name: str
     is_dir: bool
     size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One piece of a parallel walk (:meth:`Backend.walk_split`), made and read by the backend.
+
+    Attributes:
+        prefix: The key prefix (or directory path) the piece lists.
+        after: List only what sorts after this key (S3 key ranges).
+        split: List by ``/`` at once (S3), or walk the whole tree below ``prefix`` (fsspec).
+        rel: Where ``prefix`` lies, relative to the walked target.
+    """
+
+    prefix: str
+    after: str = ""
+    split: bool = False
+    rel: str = ""
+
+
+#: What one piece of a walk found: (name relative to the walked target, size) per file, and
+#: the pieces left, each to be walked by its own call (in any thread).
+Split = tuple[list[tuple[str, int]], list[Piece]]
 
 
 class Capability(enum.Enum):
@@ -110,6 +133,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def walk(self, target: Target) -> Iterator[Entry]:
         """Every file below ``target``, names relative to it, with sizes."""
+
+    @abc.abstractmethod
+    def walk_split(self, target: Target, piece: Piece | None = None) -> Split:
+        """One piece of a walk of ``target`` that many threads share (usage measures big
+        workspaces so): ``piece`` None is the whole target; the pieces returned are walked by
+        further calls, and no file is found by two pieces. Temporary files are left out; a
+        missing target is empty."""
+
+    @abc.abstractmethod
+    def subdirs(self, prefix: str) -> list[str]:
+        """The names of the directories directly below ``prefix`` in the route's location (to
+        discover workspaces: read with the route's whole-location credentials)."""
 
     @abc.abstractmethod
     def check(self, target: Target) -> None:

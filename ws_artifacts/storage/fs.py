@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from ws_artifacts.core.errors import (
@@ -25,7 +26,7 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
-from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Entry, is_temporary
+from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Entry, Piece, Split, is_temporary
 from ws_artifacts.storage.content import content_args
 
 __all__ = ["FsspecBackend"]
@@ -214,6 +215,57 @@ class FsspecBackend(Backend):
             rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
             if item["type"] != "directory" and not is_temporary(rel.rsplit("/", 1)[-1]):
                 yield Entry(rel, False, int(item.get("size") or 0))
+
+    def walk_split(self, target: Target, piece: Piece | None = None) -> Split:
+        """The whole target (``piece`` None) is its directory's files and one piece per
+        directory in it; such a piece is that directory's whole tree, from one ``find``."""
+        if piece is None:
+            found: list[tuple[str, int]] = []
+            more: list[Piece] = []
+            path = self._path(target.key)
+            for item in self._listing(target, lambda: self.fs.ls(path, detail=True), []):
+                name = item["name"].rstrip("/").rsplit("/", 1)[-1]
+                if is_temporary(name):  # an upload in flight
+                    continue
+                if item["type"] == "directory":
+                    more.append(Piece(posixpath.join(path, name), split=True, rel=name))
+                else:
+                    found.append((name, int(item.get("size") or 0)))
+            return found, more
+        tree = self._listing(target, lambda: self.fs.find(piece.prefix, detail=True), {})
+        base = self.fs._strip_protocol(piece.prefix).rstrip("/") + "/"
+        return [
+            (piece.rel + "/" + name.removeprefix(base), int(item.get("size") or 0))
+            for name, item in tree.items()
+            if item["type"] != "directory" and not is_temporary(name.rsplit("/", 1)[-1])
+        ], []
+
+    def _listing(self, target: Target, call: Callable[[], Any], empty: Any) -> Any:
+        """A listing for :meth:`walk_split`: ``empty`` when there is nothing at its path."""
+        try:
+            return call()
+        except (FileNotFoundError, NotADirectoryError):
+            return empty
+        except OSError as err:
+            raise StorageError(
+                f"list failed for workspace '{target.workspace}' at {target.uri}: "
+                f"{type(err).__name__}; check the route's url and storage_options."
+            ) from None
+
+    def subdirs(self, prefix: str) -> list[str]:
+        try:
+            items = self.fs.ls(self._path(prefix), detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise StorageError(
+                f"list failed at {self.route.url}/{prefix}: {type(err).__name__}."
+            ) from None
+        return [
+            item["name"].rstrip("/").rsplit("/", 1)[-1]
+            for item in items
+            if item["type"] == "directory"
+        ]
 
     def modified_times(self, target: Target) -> dict[str, float | None]:
         """Every file below ``target`` with its modification time (POSIX seconds), None where

@@ -16,7 +16,7 @@ from ws_artifacts.core.config import WORKSPACE_TAG, Transfer
 from ws_artifacts.core.errors import NotFoundError, StorageError, boto_code, translate_boto_error
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
-from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Capability, Entry
+from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Capability, Entry, Piece, Split
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.content import PRESIGN_FALLBACK_TYPE, content_args, upload_headers
 from ws_artifacts.storage.mlflow_settings import s3_defaults
@@ -394,6 +394,30 @@ class S3Backend(Backend):
                 name = obj["Key"][len(prefix) :]
                 if name and not name.endswith("/"):
                     yield Entry(name, False, int(obj["Size"]))
+
+    def walk_split(self, target: Target, piece: Piece | None = None) -> Split:
+        """One page of ``piece.prefix`` after ``piece.after``; when there is more, split at
+        the next ``/`` and return each part after this page's last key as a piece of its own.
+        The whole target (``piece`` None) nearly always holds experiment directories: it is
+        split at once, without reading a first page."""
+        if piece is None:
+            piece = Piece(target.key + "/", split=True)
+        cut = len(target.key) + 1
+        location = f"s3://{join(self.bucket, piece.prefix)}"
+        with self._translated("list", target.workspace, location):
+            client = self.client(target)
+            return listing.split(client, self.bucket, piece, cut)
+
+    def subdirs(self, prefix: str) -> list[str]:
+        location = f"s3://{join(self.bucket, prefix)}"
+        with self._translated("list", None, location):
+            client = client_for(self.route.settings, self.bucket, "")
+            start = prefix + "/" if prefix else ""
+            return [
+                common["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                for page in listing.pages(client, self.bucket, start, {}, delimiter="/")
+                for common in page.get("CommonPrefixes", [])
+            ]
 
     def check(self, target: Target) -> None:
         """Nothing to check before a read: object keys have no links."""

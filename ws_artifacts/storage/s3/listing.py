@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["objects", "pages", "parts", "uploads"]
+from ws_artifacts.storage.base import Piece, Split
+
+__all__ = ["PAGE_KEYS", "objects", "pages", "parts", "split", "uploads"]
+
+#: Keys asked for in the first page of a piece of a split walk; a piece that does not end
+#: there is split.
+PAGE_KEYS = 1000
 
 
 def pages(
@@ -44,3 +50,36 @@ def parts(
     paginator = client.get_paginator("list_parts")
     for page in paginator.paginate(Bucket=bucket, Key=key, UploadId=upload_id, **owner):
         yield from page.get("Parts", [])
+
+
+def split(client: Any, bucket: str, piece: Piece, cut: int) -> Split:
+    """One page of ``piece.prefix`` after ``piece.after`` (``piece.split``: none); when there
+    is more, list by ``/`` and make every part after the page's last key a piece of its own.
+    Names are the keys without their first ``cut`` characters."""
+    found: list[tuple[str, int]] = []
+    last = piece.after
+    if not piece.split:
+        args: dict[str, Any] = {"Bucket": bucket, "Prefix": piece.prefix, "MaxKeys": PAGE_KEYS}
+        if piece.after:
+            args["StartAfter"] = piece.after
+        page = client.list_objects_v2(**args)
+        contents = page.get("Contents", [])
+        found.extend((obj["Key"][cut:], int(obj["Size"])) for obj in contents)
+        if not page.get("IsTruncated") or not contents:
+            return found, []
+        last = contents[-1]["Key"]
+    more: list[Piece] = []
+    for page in pages(client, bucket, piece.prefix, {}, delimiter="/"):
+        found.extend(
+            (obj["Key"][cut:], int(obj["Size"]))
+            for obj in page.get("Contents", [])
+            if obj["Key"] > last
+        )
+        for common in page.get("CommonPrefixes", []):
+            child = common["Prefix"]
+            if last and last.startswith(child):
+                more.append(Piece(child, last))
+            elif child > last:
+                more.append(Piece(child))
+            # else: every key of child sorts before last, so this page counted it
+    return found, more
