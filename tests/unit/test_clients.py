@@ -38,7 +38,8 @@ from ws_artifacts.storage.clients import (
     describe_credentials,
     session_policy,
 )
-from ws_artifacts.storage.s3.backend import S3Backend, put_args
+from ws_artifacts.storage.s3.backend import S3Backend
+from ws_artifacts.storage.s3.upload_args import put_args
 
 
 class Built:

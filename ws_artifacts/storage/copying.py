@@ -38,7 +38,7 @@ from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.registry import backend_for
-from ws_artifacts.storage.s3.backend import put_args
+from ws_artifacts.storage.s3.upload_args import put_args
 
 __all__ = [
     "Listed",
