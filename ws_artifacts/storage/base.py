@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ws_artifacts.core.errors import OwnershipError, WsArtifactsError
-from ws_artifacts.core.paths import is_within
+from ws_artifacts.core.paths import is_within, join
 from ws_artifacts.core.routing import Route, Target
 
 __all__ = [
@@ -176,9 +176,11 @@ class Backend(abc.ABC):
     # stays under (a place's base, which holds its ``workspaces/<ws>`` and its quarantine). A
     # key outside ``base`` is refused; on S3, credentials narrowed to a route are narrowed to
     # ``base``. Only the lifecycle modules name keys, each from a place the router resolved.
-    @abc.abstractmethod
     def key_uri(self, key: str) -> str:
-        """``scheme://location/key``, for messages."""
+        """``scheme://location/key``, for messages (as :attr:`Target.uri`)."""
+        if not self.route.location:  # file:///srv/x
+            return f"{self.route.scheme}:///{key}"
+        return f"{self.route.scheme}://{join(self.route.location, key)}"
 
     @abc.abstractmethod
     def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:

@@ -12,13 +12,11 @@ import os
 import posixpath
 import shutil
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 from ws_artifacts.core.errors import (
     AccessDeniedError,
-    CredentialsError,
     NotFoundError,
     OwnershipError,
     StorageError,
@@ -28,10 +26,10 @@ from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Entry, Piece, Split, is_temporary
 from ws_artifacts.storage.content import content_args
+from ws_artifacts.storage.local_files import CHUNK, copy_times, write_local
+from ws_artifacts.storage.s3fs_options import s3fs_options
 
 __all__ = ["FsspecBackend"]
-
-_CHUNK = 1024 * 1024
 
 
 class FsspecBackend(Backend):
@@ -45,7 +43,7 @@ class FsspecBackend(Backend):
         self.local = route.scheme in ("file", "local")
         options = dict(route.settings.storage_options)
         if route.scheme == "s3":
-            options = _s3fs_options(route, options)
+            options = s3fs_options(route, options)
         try:
             # Our backend cache is bounded; fsspec's instance cache would keep one file system
             # per distinct route for the life of the process.
@@ -107,7 +105,7 @@ class FsspecBackend(Backend):
         with self._errors("upload", target):
             if self.local:
                 with open(local_path, "rb") as src:
-                    self._write_local(path, src, times_of=local_path)
+                    write_local(path, src, times_of=local_path)
             else:
                 self.fs.put_file(local_path, path, **self._content(target))
 
@@ -116,12 +114,12 @@ class FsspecBackend(Backend):
         path = self._checked(target)
         with self._errors("upload", target):
             if self.local:
-                self._write_local(path, stream)
+                write_local(path, stream)
                 return
             # Not `with`: fsspec files commit on close even after an error.
             out = self.fs.open(path, "wb", **self._content(target))
             try:
-                shutil.copyfileobj(stream, out, _CHUNK)
+                shutil.copyfileobj(stream, out, CHUNK)
             except BaseException:
                 _discard(out)
                 with contextlib.suppress(Exception):
@@ -143,24 +141,6 @@ class FsspecBackend(Backend):
             with self._errors("upload", target):
                 os.makedirs(path, exist_ok=True)
 
-    def _write_local(self, path: str, stream: BinaryIO, times_of: str | None = None) -> None:
-        """Write to a temporary name beside ``path``, then rename; with ``times_of``, the new
-        file keeps that file's access and modification times (as MLflow's copy does)."""
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        # Not mkstemp: its 0600 mode would stay on the artifact; "x" still never overwrites.
-        tmp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "xb") as out:
-                shutil.copyfileobj(stream, out, _CHUNK)
-            if times_of is not None:
-                _copy_times(times_of, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
     # -- reads ----------------------------------------------------------------------------
     def get_file(self, target: Target, local_path: str) -> None:
         """Copy to a temporary file beside ``local_path``, then rename it into place."""
@@ -174,7 +154,7 @@ class FsspecBackend(Backend):
                     raise IsADirectoryError(path)
                 self.fs.get_file(path, tmp)
                 if self.local:
-                    _copy_times(path, tmp)
+                    copy_times(path, tmp)
             os.replace(tmp, local_path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -205,16 +185,24 @@ class FsspecBackend(Backend):
         found: dict[str, Any] = self.fs.find(path, detail=True)
         return found
 
+    def _files(
+        self, path: str, found: Iterable[tuple[str, Any]], *, ours: bool = False
+    ) -> Iterator[tuple[str, Any]]:
+        """The files among ``found`` (a ``find`` below ``path``), named relative to ``path``;
+        our temporary files left out unless ``ours``."""
+        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+        for name, item in found:
+            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
+            if item["type"] != "directory" and (ours or not is_temporary(rel.rsplit("/", 1)[-1])):
+                yield rel, item
+
     def walk(self, target: Target) -> Iterator[Entry]:
         """Every file below ``target``."""
         path = self._checked(target)
         with self._errors("list", target):
             found = self._find(path)
-        base = self.fs._strip_protocol(path).rstrip("/") + "/"
-        for name, item in sorted(found.items()):
-            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
-            if item["type"] != "directory" and not is_temporary(rel.rsplit("/", 1)[-1]):
-                yield Entry(rel, False, int(item.get("size") or 0))
+        for rel, item in self._files(path, sorted(found.items())):
+            yield Entry(rel, False, int(item.get("size") or 0))
 
     def walk_split(self, target: Target, piece: Piece | None = None) -> Split:
         """The whole target (``piece`` None) is its directory's files and one piece per
@@ -233,11 +221,9 @@ class FsspecBackend(Backend):
                     found.append((name, int(item.get("size") or 0)))
             return found, more
         tree = self._listing(target, lambda: self.fs.find(piece.prefix, detail=True), {})
-        base = self.fs._strip_protocol(piece.prefix).rstrip("/") + "/"
         return [
-            (piece.rel + "/" + name.removeprefix(base), int(item.get("size") or 0))
-            for name, item in tree.items()
-            if item["type"] != "directory" and not is_temporary(name.rsplit("/", 1)[-1])
+            (f"{piece.rel}/{rel}", int(item.get("size") or 0))
+            for rel, item in self._files(piece.prefix, tree.items())
         ], []
 
     def _listing(self, target: Target, call: Callable[[], Any], empty: Any) -> Any:
@@ -273,12 +259,8 @@ class FsspecBackend(Backend):
         path = self._checked(target)
         with self._errors("list", target):
             found = self._find(path)
-        base = self.fs._strip_protocol(path).rstrip("/") + "/"
         out: dict[str, float | None] = {}
-        for name, item in found.items():
-            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
-            if item["type"] == "directory" or is_temporary(rel.rsplit("/", 1)[-1]):
-                continue
+        for rel, item in self._files(path, found.items()):
             when = item.get("mtime", item.get("created"))
             if hasattr(when, "timestamp"):
                 when = when.timestamp()
@@ -332,11 +314,6 @@ class FsspecBackend(Backend):
         return count
 
     # -- lifecycle work by key (see Backend; no symlink check: keys are not user paths) -----
-    def key_uri(self, key: str) -> str:
-        if not self.route.location:
-            return f"{self.route.scheme}:///{key}"
-        return f"{self.route.scheme}://{join(self.route.location, key)}"
-
     @contextlib.contextmanager
     def _key_errors(self, operation: str, key: str) -> Iterator[None]:
         try:
@@ -351,17 +328,13 @@ class FsspecBackend(Backend):
                 f"{err.strerror or 'I/O error'}; check the route's location and permissions."
             ) from None
 
-    def _key_of(self, path: str, prefix: str) -> str:
-        stripped = self.fs._strip_protocol(path)
-        return join(prefix, stripped[len(self.fs._strip_protocol(self._path(prefix))) :])
-
     def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:
         self._inside(base, prefix)
+        path = self._path(prefix)
         with self._key_errors("list", prefix):
-            found = self._find(self._path(prefix))
-        for name, item in sorted(found.items()):
-            if item["type"] != "directory":
-                yield self._key_of(name, prefix), int(item.get("size") or 0)
+            found = self._find(path)
+        for rel, item in self._files(path, sorted(found.items()), ours=True):
+            yield join(prefix, rel), int(item.get("size") or 0)
 
     def children(self, base: str, prefix: str) -> list[str]:
         self._inside(base, prefix)
@@ -374,9 +347,10 @@ class FsspecBackend(Backend):
 
     def newest(self, base: str, prefix: str) -> float | None:
         self._inside(base, prefix)
+        path = self._path(prefix)
         with self._key_errors("list", prefix):
-            found = self._find(self._path(prefix))
-        times = [_modified(item) for item in found.values() if item["type"] != "directory"]
+            found = self._find(path)
+        times = [_modified(item) for _, item in self._files(path, found.items(), ours=True)]
         if not times or None in times:
             return None  # a store that does not tell cannot show an object to be old
         return max(t for t in times if t is not None)
@@ -430,12 +404,6 @@ def _modified(item: dict[str, Any]) -> float | None:
     return None
 
 
-def _copy_times(source: str, path: str) -> None:
-    """Give ``path`` the access and modification times of ``source``."""
-    stat = os.stat(source)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-
-
 def _discard(out: Any) -> None:
     """Drop a half-written fsspec file without committing it."""
     from fsspec.spec import AbstractBufferedFile
@@ -443,41 +411,3 @@ def _discard(out: Any) -> None:
     if isinstance(out, AbstractBufferedFile):  # s3fs & co: aborts the multipart upload
         out.discard()
         out.closed = True  # else its __del__ would close, and so commit, it
-
-
-def _s3fs_options(route: Route, options: dict[str, Any]) -> dict[str, Any]:
-    """s3fs takes the route's S3 settings too, so ``backend: fsspec`` routes behave like boto3
-    ones: endpoint, region and static keys (literal or from files) or a profile."""
-    from ws_artifacts.storage.clients import read_secret
-    from ws_artifacts.storage.mlflow_settings import s3_defaults
-
-    settings = route.settings
-    env = s3_defaults()  # MLflow's S3 variables, under the file's own settings
-    client_kwargs = dict(options.pop("client_kwargs", {}))
-    if endpoint := settings.endpoint_url or env.endpoint_url:
-        client_kwargs.setdefault("endpoint_url", endpoint)
-    if region := settings.region or env.region:
-        client_kwargs.setdefault("region_name", region)
-    if not env.verify:
-        client_kwargs.setdefault("verify", False)
-    if client_kwargs:
-        options["client_kwargs"] = client_kwargs
-    creds = settings.credentials
-    if creds is None:
-        return options
-    if creds.role_arn is not None:
-        raise CredentialsError(
-            f"Route '{route.name}' uses backend: fsspec with role_arn, which s3fs cannot assume "
-            "with refresh; use backend: s3 (the default for s3:// urls) for assumed roles."
-        )
-    if creds.profile:
-        options.setdefault("profile", creds.profile)
-    for option, name in (
-        ("key", "access_key_id"),
-        ("secret", "secret_access_key"),
-        ("token", "session_token"),
-    ):
-        value = read_secret(creds, name)
-        if value is not None:
-            options.setdefault(option, value)
-    return options

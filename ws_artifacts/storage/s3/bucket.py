@@ -11,7 +11,6 @@ from typing import Any
 
 from ws_artifacts.core.config import Transfer
 from ws_artifacts.core.errors import boto_code, translate_boto_error
-from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.storage.base import Backend
 from ws_artifacts.storage.clients import client_for, describe_credentials
@@ -79,9 +78,6 @@ class BucketBackend(Backend):
                 bucket=self.bucket,
                 credentials=describe_credentials(self.route.settings),
             ) from err
-
-    def key_uri(self, key: str) -> str:
-        return f"s3://{join(self.bucket, key)}"
 
     def _area(self, base: str, *keys: str) -> Any:
         """The client for work inside ``base`` (narrowed to it with ``restrict_to_route``)."""
