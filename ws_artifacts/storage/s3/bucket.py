@@ -18,6 +18,7 @@ from ws_artifacts.storage.mlflow_settings import s3_defaults
 
 __all__ = ["MISSING", "BucketBackend"]
 
+# The S3 backend's logger, whichever module of it logs: its lines keep the name they had.
 _logger = logging.getLogger("ws_artifacts.storage.s3.backend")
 MISSING = ("404", "NoSuchKey", "NotFound")  # head/get of a key with no object
 
