@@ -171,12 +171,11 @@ class MultipartUploads(BucketBackend):
                     target.key,
                 )
 
-    # -- multipart and presigned URLs (proxied clients talk to S3 directly) ---------------
-    # Presigned requests carry no ExpectedBucketOwner: it would become a signed header that
-    # MLflow's clients do not send (S3 would answer SignatureDoesNotMatch). The owner is
-    # checked by the calls the server makes itself: create/complete for uploads (an upload id
-    # only exists in its bucket), a HEAD just before presigning a download. SSE-KMS needs no
-    # per-part headers either: parts inherit the encryption of create_multipart_upload.
+    # -- multipart uploads proxied clients drive (their parts go to S3 directly) ----------
+    # Part URLs carry no ExpectedBucketOwner (see .presign); the owner is checked by the calls
+    # the server makes itself: create and complete (an upload id only exists in its bucket).
+    # SSE-KMS needs no per-part headers either: parts inherit the encryption of
+    # create_multipart_upload.
     def create_multipart(self, target: Target, num_parts: int) -> tuple[str, list[str]]:
         """Start a multipart upload with the route's policy; presign one URL per part."""
         args = put_args(self.route, target.workspace, target.key)
