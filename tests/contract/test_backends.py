@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from tests.conftest import in_workspace, keys, unique
-from tests.contract.base import RUN, KeyContract, RepositoryContract, Rig, StorageContract
+from tests.contract.base import RUN, RepositoryContract, Rig
+from tests.contract.storage import KeyContract, StorageContract
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
 from ws_artifacts.storage.base import Capability
 
