@@ -1,9 +1,9 @@
 """The repository contract: every backend runs these tests (in the spirit of fsspec's
-abstract tests). A backend's test class inherits :class:`RepositoryContract` and provides the
-``rig`` fixture: a configuration whose workspace ``team-a`` routes to the backend, and a way to
-list what physically exists there.
+abstract tests). A backend's test class inherits :class:`RepositoryContract` (and the storage
+contracts of :mod:`tests.contract.storage`) and provides the ``rig`` fixture: a configuration
+whose workspace ``team-a`` routes to the backend, and a way to list what physically exists there.
 
-Every test goes through MLflow's own door, ``get_artifact_repository("ws-...://")``.
+Every test here goes through MLflow's own door, ``get_artifact_repository("ws-...://")``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from tests.conftest import in_workspace
+from ws_artifacts.storage.base import Capability
 
 RUN = "workspaces/team-a/7/run1/artifacts"
 
@@ -36,6 +37,8 @@ class Rig:
     elsewhere: Callable[[], list[str]]
     # Pending multipart uploads on team-a's route (S3 only; [] elsewhere).
     pending_uploads: Callable[[], list[str]] = lambda: []
+    # What team-a's backend says it can do beyond the common operations.
+    capabilities: frozenset[Capability] = frozenset()
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:

@@ -3,6 +3,7 @@ moto server, the local file system, and fsspec's memory file system."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tempfile
@@ -15,7 +16,9 @@ import yaml
 
 from tests.conftest import in_workspace, keys, unique
 from tests.contract.base import RUN, RepositoryContract, Rig
+from tests.contract.storage import KeyContract, StorageContract
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from ws_artifacts.storage.base import Capability
 
 MIB = 1024 * 1024
 SMALL_PARTS = {"multipart_threshold": 5 * MIB, "part_size": 5 * MIB}
@@ -63,7 +66,7 @@ def _s3_rig(s3: Any, prefix: str) -> Rig:
     return Rig(f"ws-s3://root/{prefix}", stored, elsewhere, pending)
 
 
-class TestS3Contract(RepositoryContract):
+class TestS3Contract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
         prefix = unique("contract")
@@ -82,7 +85,7 @@ class TestS3Contract(RepositoryContract):
                 },
             },
         )
-        return _s3_rig(s3, prefix)
+        return dataclasses.replace(_s3_rig(s3, prefix), capabilities=frozenset(Capability))
 
     @pytest.mark.parametrize(
         ("size", "etag_parts"),
@@ -133,7 +136,7 @@ class TestS3Contract(RepositoryContract):
         assert rig.pending_uploads() == []
 
 
-class TestS3fsContract(RepositoryContract):
+class TestS3fsContract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
         prefix = unique("s3fs")
@@ -166,7 +169,7 @@ def _tree(root: Path) -> list[str]:
     )
 
 
-class TestLocalFileContract(RepositoryContract):
+class TestLocalFileContract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
         stores = tmp_path / "stores"
@@ -187,7 +190,7 @@ class TestLocalFileContract(RepositoryContract):
         )
 
 
-class TestMemoryContract(RepositoryContract):
+class TestMemoryContract(RepositoryContract, StorageContract, KeyContract):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
         name = unique("mem")

@@ -21,9 +21,9 @@ from tests.integration.usage_world import MIB, use, write, write_world
 from tests.servers import Server
 from ws_artifacts.cli.main import main
 from ws_artifacts.core.config import load_config
-from ws_artifacts.lifecycle import usage
 from ws_artifacts.lifecycle.usage import Row, discover, measure
 from ws_artifacts.storage.base import TEMP_PREFIX
+from ws_artifacts.storage.s3 import listing
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,7 @@ def test_exact_counts_after_every_kind_of_upload_delete_and_move(
 def test_a_big_workspace_is_split_and_every_key_counted_once(
     config: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(usage, "PAGE_KEYS", 20)  # split at every level, with few objects
+    monkeypatch.setattr(listing, "PAGE_KEYS", 20)  # split at every level, with few objects
     ws = unique("uc")
     scope = f"{ws}/workspaces/{ws}"
     layout = [("1", f"r{i % 3}/artifacts/f{i}") for i in range(150)]

@@ -33,7 +33,8 @@ from ws_artifacts.serving import refusals
 from ws_artifacts.storage import clients, credentials
 from ws_artifacts.storage.clients import ClientCache, ClientKey, client_for, describe_credentials
 from ws_artifacts.storage.credentials import session_policy
-from ws_artifacts.storage.s3.backend import S3Backend, put_args
+from ws_artifacts.storage.s3.backend import S3Backend
+from ws_artifacts.storage.s3.upload_args import put_args
 
 
 class Built:

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from ws_artifacts.storage.s3.backend import _part_urls
+from ws_artifacts.storage.s3.presign import part_urls
 
 KEYS = ["ws/workspaces/ws/1/r/artifacts/m.bin", "a b/ü~+=&?/x y.bin", "k/%41/!'()*"]
 
@@ -41,7 +41,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_part_urls_equal_botocore_urls(key: str, style: str, token: str | None) -> None:
     client = _client(style, token)
-    urls = _part_urls(client, "bucket-1", key, "upload/id+==", 120)
+    urls = part_urls(client, "bucket-1", key, "upload/id+==", 120)
     expected = [
         client.generate_presigned_url(
             "upload_part",
@@ -63,7 +63,7 @@ def test_ten_thousand_parts_cost_one_botocore_signing(monkeypatch: pytest.Monkey
         return original(*args, **kwargs)
 
     monkeypatch.setattr(client, "generate_presigned_url", counted)
-    urls = _part_urls(client, "bucket-1", "k/m.bin", "u1", 10_000)
+    urls = part_urls(client, "bucket-1", "k/m.bin", "u1", 10_000)
     assert calls == [1]
     assert len(urls) == len(set(urls)) == 10_000
     assert urls[9_999] == original(
@@ -85,7 +85,7 @@ def test_a_signature_that_differs_from_botocore_falls_back_to_botocore(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(client, "generate_presigned_url", counted)
-    monkeypatch.setattr("ws_artifacts.storage.s3.backend._PartSigner.url", lambda self, n: "other")
-    urls = _part_urls(client, "bucket-1", "k/m.bin", "u1", 3)
+    monkeypatch.setattr("ws_artifacts.storage.s3.presign._PartSigner.url", lambda self, n: "other")
+    urls = part_urls(client, "bucket-1", "k/m.bin", "u1", 3)
     assert calls == [1, 2, 3]
     assert [u.split("partNumber=")[1].split("&")[0] for u in urls] == ["1", "2", "3"]

@@ -21,7 +21,7 @@ from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
 from ws_artifacts.core.routing import split_url
 from ws_artifacts.lifecycle import quarantine as q
-from ws_artifacts.storage.keys import store_for
+from ws_artifacts.storage.registry import backend_for
 
 __all__ = ["orphans", "purge", "quarantine", "restore"]
 
@@ -148,7 +148,7 @@ def purge(
             dest = destination.removeprefix("ws-")
             for e in entries:
                 place = q.owner_place(e, q.places_of(router, dest, e.workspace))
-                store = place.store() if place else store_for(router.destination, e.base)
+                store = place.store() if place else backend_for(router.destination)
                 deleted += q.purge(e, store)
                 progress.advance(task)
     summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}

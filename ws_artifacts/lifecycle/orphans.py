@@ -25,7 +25,8 @@ from ws_artifacts.core.routing import Route, Router, split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.checks import example_name
 from ws_artifacts.lifecycle.quarantine import Place, place_of
-from ws_artifacts.storage.keys import KeyStore, store_for
+from ws_artifacts.storage.base import Backend
+from ws_artifacts.storage.registry import backend_for
 
 __all__ = [
     "SKILL_MIN_AGE",
@@ -131,7 +132,7 @@ def discover_places(router: Router, destination: str, names: Iterable[str]) -> l
 
 def _listed(route: Route, prefix: str) -> set[str]:
     try:
-        return set(store_for(route, prefix).children(prefix))
+        return set(backend_for(route).children(prefix, prefix))
     except WsArtifactsError as err:
         _logger.warning("cannot list %s on route %s: %s", prefix, route.name, err)
         return set()
@@ -180,15 +181,15 @@ def find_orphans(
     version = mlflow_version or _mlflow_version()
     owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
     orphans: list[Orphan] = []
-    skill_places: list[tuple[Place, KeyStore, list[tuple[str, int]]]] = []
+    skill_places: list[tuple[Place, Backend, list[tuple[str, int]]]] = []
     for place in places:
         store = place.store()
         known = truth.get(place.workspace)
-        for child in store.children(place.scope):
+        for child in store.children(place.base, place.scope):
             kind = layout.kind_of(child, version)
             if kind is layout.Kind.EXPERIMENT and known is not None and child in known:
                 continue
-            keys = _keys(store, join(place.scope, child))
+            keys = _keys(store, place.base, join(place.scope, child))
             if not keys:
                 continue
             if kind is layout.Kind.UNKNOWN:
@@ -202,7 +203,7 @@ def find_orphans(
     if skill_places:
         live = skills() if skills is not None else None
         for place, store, keys in skill_places:
-            ages = _Ages(store, skill_min_age, now())
+            ages = _Ages(store, place.base, skill_min_age, now())
             orphans.extend(_skill_orphans(place, store, keys, live, ages))
     return sorted(orphans, key=lambda o: (o.workspace, o.kept, o.child))
 
@@ -214,14 +215,15 @@ _UNKNOWN = "unknown, kept"
 class _Ages:
     """Whether a skill upload is old enough to be judged (see :data:`SKILL_MIN_AGE`)."""
 
-    store: KeyStore
+    store: Backend
+    base: str
     min_age: float
     now: float
 
     def too_new(self, prefix: str) -> bool:
         if self.min_age <= 0:
             return False
-        newest = self.store.newest(prefix)
+        newest = self.store.newest(self.base, prefix)
         return newest is None or self.now - newest < self.min_age
 
 
@@ -231,17 +233,17 @@ def _mlflow_version() -> str:
     return MLFLOW_VERSION
 
 
-def _keys(store: KeyStore, prefix: str) -> list[tuple[str, int]]:
-    keys = list(store.walk(prefix))
+def _keys(store: Backend, base: str, prefix: str) -> list[tuple[str, int]]:
+    keys = list(store.walk_keys(base, prefix))
     if not keys:
-        size = store.size(prefix)
+        size = store.key_size(base, prefix)
         keys = [(prefix, size)] if size is not None else []
     return keys
 
 
 def _orphan(
     place: Place,
-    store: KeyStore,
+    store: Backend,
     child: str,
     keys: list[tuple[str, int]],
     kind: layout.Kind | str,
@@ -249,13 +251,13 @@ def _orphan(
     moved_to: str | None = None,
 ) -> Orphan:
     kept = reason == _UNKNOWN
-    uri = store.uri(join(place.scope, child))
+    uri = store.key_uri(join(place.scope, child))
     return Orphan(place.workspace, child, reason, uri, keys, moved_to, str(kind), kept)
 
 
 def _experiment_orphan(
     place: Place,
-    store: KeyStore,
+    store: Backend,
     child: str,
     keys: list[tuple[str, int]],
     known: set[str] | None,
@@ -277,7 +279,7 @@ def _experiment_orphan(
 
 def _skill_orphans(
     place: Place,
-    store: KeyStore,
+    store: Backend,
     keys: list[tuple[str, int]],
     live: Mapping[str, set[str]] | None,
     ages: _Ages,

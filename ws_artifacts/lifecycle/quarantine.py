@@ -38,7 +38,8 @@ from ws_artifacts.core.paths import (
     split_logical,
 )
 from ws_artifacts.core.routing import Route, Router, split_url
-from ws_artifacts.storage.keys import KeyStore, store_for
+from ws_artifacts.storage.base import Backend
+from ws_artifacts.storage.registry import backend_for
 
 __all__ = [
     "MANIFEST",
@@ -77,13 +78,13 @@ class Place:
         """The key prefix the workspace owns."""
         return join(self.base, WORKSPACES_SEGMENT, self.workspace)
 
-    def store(self) -> KeyStore:
-        """The route's key store."""
-        return store_for(self.route, self.base)
+    def store(self) -> Backend:
+        """The route's backend (its lifecycle work stays inside :attr:`base`)."""
+        return backend_for(self.route)
 
     def uri(self) -> str:
         """The place as a URL, for messages."""
-        return self.store().uri(self.scope)
+        return self.store().key_uri(self.scope)
 
 
 def place_of(router: Router, destination: str, workspace: str) -> Place:
@@ -142,9 +143,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _write_manifest(store: KeyStore, entry: Entry) -> None:
+def _write_manifest(store: Backend, entry: Entry) -> None:
     fields = {k: v for k, v in entry.as_dict().items() if k != "root"}
-    store.put_bytes(join(entry.root, MANIFEST), json.dumps(fields, indent=2).encode())
+    store.write_bytes(entry.base, join(entry.root, MANIFEST), json.dumps(fields, indent=2).encode())
 
 
 @dataclass(frozen=True)
@@ -163,13 +164,13 @@ class Suspicious:
 suspicious: list[Suspicious] = []
 
 
-def _read_manifest(store: KeyStore, base: str, workspace: str, stamp: str) -> Entry | None:
+def _read_manifest(store: Backend, base: str, workspace: str, stamp: str) -> Entry | None:
     """The entry whose manifest is at ``<base>/.ws-quarantine/<workspace>/<stamp>/``, trusted
     only when what it says matches that key and this store: anyone who could write a manifest
     elsewhere must not steer purge or restore to another entry. Untrusted ones are logged,
     kept in :data:`suspicious` and left alone (None)."""
     key = join(base, QUARANTINE_SEGMENT, workspace, stamp, MANIFEST)
-    raw = store.get_bytes(key)
+    raw = store.read_bytes(base, key)
     if raw is None:
         return None
     try:
@@ -178,7 +179,7 @@ def _read_manifest(store: KeyStore, base: str, workspace: str, stamp: str) -> En
     except (ValueError, TypeError):
         entry, problem = None, "it is not a readable manifest"
     if problem:
-        found = Suspicious(store.uri(key), problem)
+        found = Suspicious(store.key_uri(key), problem)
         suspicious.append(found)
         _logger.warning("suspicious quarantine manifest at %s: %s; ignored", found.uri, problem)
         return None
@@ -214,16 +215,19 @@ def entries_of(place: Place) -> list[Entry]:
     store = place.store()
     prefix = join(place.base, QUARANTINE_SEGMENT, place.workspace)
     found = []
-    for stamp in store.children(prefix):
+    for stamp in store.children(place.base, prefix):
         entry = _read_manifest(store, place.base, place.workspace, stamp)
         if entry is not None:
             found.append(entry)
     return sorted(found, key=lambda e: e.stamp)
 
 
-def move(store: KeyStore, pairs: Iterable[tuple[str, str, int]], workspace: str) -> tuple[int, int]:
-    """Move objects within one store: copy each (unless its copy is already there with the same
-    size), check the copy's size, and only then delete the sources, in batches.
+def move(
+    store: Backend, base: str, pairs: Iterable[tuple[str, str, int]], workspace: str
+) -> tuple[int, int]:
+    """Move objects within one store's area ``base``: copy each (unless its copy is already
+    there with the same size), check the copy's size, and only then delete the sources, in
+    batches.
 
     Returns:
         (objects, bytes) moved.
@@ -236,12 +240,12 @@ def move(store: KeyStore, pairs: Iterable[tuple[str, str, int]], workspace: str)
 
     def one(item: tuple[str, str, int]) -> str:
         src, dst, size = item
-        if store.size(dst) != size:
-            store.copy(src, dst, size, workspace)
-            copied = store.size(dst)
+        if store.key_size(base, dst) != size:
+            store.copy_key(base, src, dst, size, workspace)
+            copied = store.key_size(base, dst)
             if copied != size:
                 raise StorageError(
-                    f"copy of {store.uri(src)} to {store.uri(dst)} has {copied} bytes, not "
+                    f"copy of {store.key_uri(src)} to {store.key_uri(dst)} has {copied} bytes, not "
                     f"{size}; the source was kept. Run the command again."
                 )
         return src
@@ -255,7 +259,9 @@ def move(store: KeyStore, pairs: Iterable[tuple[str, str, int]], workspace: str)
                 verified.append(future.result())
             except WsArtifactsError as err:
                 error = error or err
-    store.delete(verified, workspace)  # only what was verified, even when another copy failed
+    store.delete_keys(
+        base, verified, workspace
+    )  # only what was verified, even when another copy failed
     if error is not None:
         raise error
     return len(todo), sum(size for _, _, size in todo)
@@ -274,7 +280,7 @@ def quarantine_place(
     nothing to move.
     """
     store = place.store()
-    objects = list(store.walk(place.scope))
+    objects = list(store.walk_keys(place.base, place.scope))
     if only is not None:
         chosen = [path.strip("/") for path in only]
         objects = [o for o in objects if _below_any(o[0][len(place.scope) + 1 :], chosen)]
@@ -299,11 +305,11 @@ def quarantine_place(
         "quarantining workspace=%s: %d object(s) from %s to %s",
         place.workspace,
         len(objects),
-        store.uri(place.scope),
-        store.uri(entry.data),
+        store.key_uri(place.scope),
+        store.key_uri(entry.data),
     )
     pairs = [(key, join(entry.data, key[len(place.scope) + 1 :]), size) for key, size in objects]
-    count, size = move(store, pairs, place.workspace)
+    count, size = move(store, place.base, pairs, place.workspace)
     entry.objects, entry.bytes = _totals(store, entry)
     entry.state = "quarantined"
     _write_manifest(store, entry)
@@ -324,8 +330,8 @@ def _free_stamp(place: Place, moment: dt.datetime) -> str:
     return stamp
 
 
-def _totals(store: KeyStore, entry: Entry) -> tuple[int, int]:
-    sizes = [size for _, size in store.walk(entry.data)]
+def _totals(store: Backend, entry: Entry) -> tuple[int, int]:
+    sizes = [size for _, size in store.walk_keys(entry.base, entry.data)]
     return len(sizes), sum(sizes)
 
 
@@ -339,28 +345,28 @@ def restore(entry: Entry, place: Place) -> int:
     if place.route.url != entry.route_url or place.base != entry.base:
         raise ConfigError(
             f"Workspace '{entry.workspace}' is now routed to {place.uri()}, but its quarantine "
-            f"from {entry.deleted_at} is at {store.uri(entry.root)}; restore it with the "
+            f"from {entry.deleted_at} is at {store.key_uri(entry.root)}; restore it with the "
             "configuration it was quarantined under, or copy it by hand."
         )
-    if next(iter(store.walk(place.scope)), None) is not None:
+    if next(iter(store.walk_keys(place.base, place.scope)), None) is not None:
         raise ConfigError(
             f"Cannot restore workspace '{entry.workspace}' (quarantined {entry.deleted_at}): "
             f"its place {place.uri()} is not empty. Quarantine or remove what is there first "
             "(ws-artifacts orphans --quarantine, or delete the workspace again)."
         )
-    objects = list(store.walk(entry.data))
+    objects = list(store.walk_keys(place.base, entry.data))
     pairs = [(key, join(place.scope, key[len(entry.data) + 1 :]), size) for key, size in objects]
-    count, _ = move(store, pairs, entry.workspace)
-    store.delete([join(entry.root, MANIFEST)])
+    count, _ = move(store, place.base, pairs, entry.workspace)
+    store.delete_keys(place.base, [join(entry.root, MANIFEST)])
     _logger.info("restored workspace=%s: %d object(s) to %s", entry.workspace, count, place.uri())
     return count
 
 
-def purge(entry: Entry, store: KeyStore) -> int:
+def purge(entry: Entry, store: Backend) -> int:
     """Delete a quarantined entry's objects, then its manifest. Returns the objects deleted."""
-    keys = [key for key, _ in store.walk(entry.data)]
-    store.delete(keys, entry.workspace)
-    store.delete([join(entry.root, MANIFEST)])
+    keys = [key for key, _ in store.walk_keys(entry.base, entry.data)]
+    store.delete_keys(entry.base, keys, entry.workspace)
+    store.delete_keys(entry.base, [join(entry.root, MANIFEST)])
     _logger.info("purged quarantine of workspace=%s from %s", entry.workspace, entry.deleted_at)
     return len(keys)
 
@@ -373,10 +379,10 @@ def list_entries(bases: Iterable[tuple[Route, str]]) -> Iterator[Entry]:
         if (route.url, base) in seen:
             continue
         seen.add((route.url, base))
-        store = store_for(route, base)
+        store = backend_for(route)
         top = join(base, QUARANTINE_SEGMENT)
-        for workspace in store.children(top):
-            for stamp in store.children(join(top, workspace)):
+        for workspace in store.children(base, top):
+            for stamp in store.children(base, join(top, workspace)):
                 entry = _read_manifest(store, base, workspace, stamp)
                 if entry is not None:
                     yield entry

@@ -14,10 +14,8 @@ destination's ``workspaces/``, and, given a tracking server, the workspaces it k
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import posixpath
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,22 +24,19 @@ from ws_artifacts.core import routing
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import (
     PathError,
-    StorageError,
     UnroutedWorkspaceError,
     WsArtifactsError,
 )
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
 from ws_artifacts.core.routing import Route, Router, Target, WorkspaceRoot, split_url
 from ws_artifacts.lifecycle import layout
-from ws_artifacts.storage.base import is_temporary
+from ws_artifacts.storage.base import Backend, Piece
 from ws_artifacts.storage.registry import backend_for
 
 __all__ = ["Place", "Row", "Usage", "discover", "measure", "measure_scope"]
 
 #: Listing threads of one measurement.
 DEFAULT_PARALLEL = 16
-#: Keys asked for in a listing's first page; a listing that does not end there is split.
-PAGE_KEYS = 1000
 
 
 @dataclass
@@ -219,34 +214,7 @@ def _children_of(place: Any, pattern: str, base: Any, prefix: str) -> list[str]:
 
 def _children(route: Route, prefix: str) -> list[str]:
     """Names of the directories directly below ``prefix`` in ``route.location``."""
-    backend: Any = backend_for(route)
-    if route.backend == "s3":
-        names = []
-        with _boto_errors(route, prefix, "list"):
-            client = _discovery_client(backend, route)
-            pages = client.get_paginator("list_objects_v2").paginate(
-                Bucket=backend.bucket, Prefix=prefix + "/" if prefix else "", Delimiter="/"
-            )
-            for page in pages:
-                for common in page.get("CommonPrefixes", []):
-                    names.append(common["Prefix"].rstrip("/").rsplit("/", 1)[-1])
-        return names
-    path = _fs_path(backend, prefix)
-    try:
-        items = backend.fs.ls(path, detail=True)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except OSError as err:
-        raise StorageError(f"list failed at {route.url}/{prefix}: {type(err).__name__}.") from None
-    return [
-        item["name"].rstrip("/").rsplit("/", 1)[-1] for item in items if item["type"] == "directory"
-    ]
-
-
-def _discovery_client(backend: Any, route: Route) -> Any:
-    from ws_artifacts.storage.clients import client_for
-
-    return client_for(route.settings, backend.bucket, "")
+    return backend_for(route).subdirs(prefix)
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -325,142 +293,25 @@ def measure_scope(place: Place, *, parallel: int = 8) -> Usage:
 
 
 def _root_job(index: int, place: Place) -> _Job:
-    backend: Any = backend_for(place.route)
-    target = place.target
-    if place.route.backend == "s3":
-        # A workspace's place nearly always holds experiment directories: split at once.
-        return lambda: _s3_job(index, backend, target, target.key + "/", "", split=True)
-    return lambda: _fs_dir_job(index, backend, target, _fs_path(backend, target.key), None)
+    return _job(index, backend_for(place.route), place.target, None)
 
 
-def _add(counts: dict[str, list[int]], exp: str, size: int) -> None:
-    entry = counts.get(exp)
-    if entry is None:
-        counts[exp] = [1, size]
-    else:
-        entry[0] += 1
-        entry[1] += size
+def _job(index: int, backend: Backend, target: Target, piece: Piece | None) -> _Job:
+    """Walk one piece of a place (the whole place for None), counting what it finds to the
+    experiment (the first path segment) and handing on the pieces it leaves."""
 
+    def run() -> tuple[int, dict[str, list[int]], list[Any]]:
+        found, pieces = backend.walk_split(target, piece)
+        counts: dict[str, list[int]] = {}
+        for name, size in found:
+            slash = name.find("/")
+            exp = name[:slash] if slash > 0 else ""
+            entry = counts.get(exp)
+            if entry is None:
+                counts[exp] = [1, size]
+            else:
+                entry[0] += 1
+                entry[1] += size
+        return index, counts, [_job(index, backend, target, p) for p in pieces]
 
-def _s3_job(
-    index: int, backend: Any, target: Target, prefix: str, start_after: str, split: bool = False
-) -> tuple[int, dict[str, list[int]], list[Any]]:
-    """One page of ``prefix`` after ``start_after``; when there is more, split at the next
-    ``/`` and hand each part after this page's last key to a job of its own (``split``: split
-    without reading a first page)."""
-    cut = len(target.key) + 1
-    counts: dict[str, list[int]] = {}
-    with _boto_errors(target.route, prefix, "list", target.workspace):
-        client = backend.client(target)
-        last = start_after
-        if not split:
-            args: dict[str, Any] = {"Bucket": backend.bucket, "Prefix": prefix}
-            args["MaxKeys"] = PAGE_KEYS
-            if start_after:
-                args["StartAfter"] = start_after
-            page = client.list_objects_v2(**args)
-            contents = page.get("Contents", [])
-            for obj in contents:
-                _add(counts, _experiment(obj["Key"], cut), int(obj["Size"]))
-            if not page.get("IsTruncated") or not contents:
-                return index, counts, []
-            last = contents[-1]["Key"]
-        more: list[Any] = []
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=backend.bucket, Prefix=prefix, Delimiter="/"
-        )
-        for listing in pages:
-            for obj in listing.get("Contents", []):
-                if obj["Key"] > last:
-                    _add(counts, _experiment(obj["Key"], cut), int(obj["Size"]))
-            for common in listing.get("CommonPrefixes", []):
-                child = common["Prefix"]
-                if last and last.startswith(child):
-                    more.append(_bind_s3(index, backend, target, child, last))
-                elif child > last:
-                    more.append(_bind_s3(index, backend, target, child, ""))
-                # else: every key of child sorts before last, so this page counted it
-    return index, counts, more
-
-
-def _bind_s3(index: int, backend: Any, target: Target, prefix: str, after: str) -> _Job:
-    return lambda: _s3_job(index, backend, target, prefix, after)
-
-
-def _experiment(key: str, cut: int) -> str:
-    rel = key[cut:]
-    slash = rel.find("/")
-    return rel[:slash] if slash > 0 else ""
-
-
-def _fs_path(backend: Any, key: str) -> str:
-    joined = join(backend.route.location, key)
-    return "/" + joined if backend.local else joined
-
-
-def _fs_dir_job(
-    index: int, backend: Any, target: Target, path: str, experiment: str | None
-) -> tuple[int, dict[str, list[int]], list[Any]]:
-    """The workspace's directory: its files, and one job per experiment directory."""
-    counts: dict[str, list[int]] = {}
-    more: list[Any] = []
-    for item in _fs_call(target, lambda: backend.fs.ls(path, detail=True), []):
-        name = item["name"].rstrip("/").rsplit("/", 1)[-1]
-        if is_temporary(name):  # an upload in flight on an fsspec route
-            continue
-        if item["type"] == "directory":
-            child = posixpath.join(path, name)
-            more.append(_bind_fs(index, backend, target, child, experiment or name))
-        else:
-            _add(counts, experiment or "", int(item.get("size") or 0))
-    return index, counts, more
-
-
-def _bind_fs(index: int, backend: Any, target: Target, path: str, experiment: str) -> _Job:
-    return lambda: _fs_tree_job(index, backend, target, path, experiment)
-
-
-def _fs_tree_job(
-    index: int, backend: Any, target: Target, path: str, experiment: str
-) -> tuple[int, dict[str, list[int]], list[Any]]:
-    counts: dict[str, list[int]] = {}
-    found = _fs_call(target, lambda: backend.fs.find(path, detail=True), {})
-    for name, item in found.items():
-        if item["type"] != "directory" and not is_temporary(name.rsplit("/", 1)[-1]):
-            _add(counts, experiment, int(item.get("size") or 0))
-    return index, counts, []
-
-
-def _fs_call(target: Target, call: Callable[[], Any], empty: Any) -> Any:
-    try:
-        return call()
-    except (FileNotFoundError, NotADirectoryError):
-        return empty
-    except OSError as err:
-        raise StorageError(
-            f"list failed for workspace '{target.workspace}' at {target.uri}: "
-            f"{type(err).__name__}; check the route's url and storage_options."
-        ) from None
-
-
-@contextlib.contextmanager
-def _boto_errors(
-    route: Route, prefix: str, operation: str, workspace: str | None = None
-) -> Iterator[None]:
-    """Translate botocore errors of a listing through the one table."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (ClientError, BotoCoreError) as err:
-        from ws_artifacts.core.errors import translate_boto_error
-        from ws_artifacts.storage.clients import describe_credentials
-
-        raise translate_boto_error(
-            err,
-            workspace=workspace,
-            location=f"s3://{join(route.location, prefix)}",
-            operation=operation,
-            bucket=route.location,
-            credentials=describe_credentials(route.settings),
-        ) from err
+    return run

@@ -46,7 +46,7 @@ from ws_artifacts.core.routing import Target
 from ws_artifacts.serving import quota
 
 if TYPE_CHECKING:
-    from ws_artifacts.storage.s3.backend import S3Backend
+    from ws_artifacts.storage.base import Backend
 
 __all__ = [
     "MAX_DOWNLOAD_URL_SECONDS",
@@ -85,7 +85,7 @@ class _Held:
     """One presigned PUT URL or multipart upload this worker handed out."""
 
     target: Target
-    backend: S3Backend
+    backend: Backend
     expires: float  # time.monotonic()
     size: int | None  # bytes held (None: no byte quota, any size)
     etag: str | None = None  # presigned PUT: the key's ETag before the URL (None: no object)
@@ -124,7 +124,7 @@ def check_expiration(target: Target, expiration: int, limit: int = MAX_URL_SECON
 
 
 # -- presigned PUT URLs -----------------------------------------------------------------------
-def grant_put(target: Target, backend: S3Backend, expiration: int) -> None:
+def grant_put(target: Target, backend: Backend, expiration: int) -> None:
     """Before presigning a PUT: hold the workspace's headroom for the URL, or refuse."""
     check_expiration(target, expiration)
     if not quota.limited(target):
@@ -192,11 +192,11 @@ def _list_pending(target: Target) -> None:
     now = time.monotonic()
     if settings is None or now - _listed.get(place, -1e18) < settings.remeasure_seconds:
         return
+    from ws_artifacts.storage.base import Capability
     from ws_artifacts.storage.registry import backend_for
-    from ws_artifacts.storage.s3.backend import S3Backend
 
     backend = backend_for(target.route)
-    if not isinstance(backend, S3Backend):
+    if not backend.supports(Capability.MULTIPART_UPLOADS):
         return
     scope = Target(target.route, target.scope, target.workspace, target.scope)
     found = backend.pending_uploads(scope)
@@ -242,7 +242,7 @@ def _settle_put(hold_id: str, held: _Held) -> None:
 
 
 # -- multipart uploads ------------------------------------------------------------------------
-def create(target: Target, backend: S3Backend, num_parts: int) -> tuple[str, list[str]]:
+def create(target: Target, backend: Backend, num_parts: int) -> tuple[str, list[str]]:
     """Start a multipart upload of ``num_parts`` parts, its smallest possible size held."""
     check_parts(target, num_parts)
     if not quota.limited(target):
@@ -299,7 +299,7 @@ def _settle_upload(hold_id: str, held: _Held) -> None:
 
 
 def complete(
-    target: Target, backend: S3Backend, upload_id: str, etags: list[tuple[int, str]]
+    target: Target, backend: Backend, upload_id: str, etags: list[tuple[int, str]]
 ) -> None:
     """Complete an upload of the caller's key, admitting exactly the parts it names."""
     stale = backend.check_upload(target, upload_id)
@@ -322,7 +322,7 @@ def complete(
 
 
 def _named_size(
-    target: Target, backend: S3Backend, upload_id: str, etags: list[tuple[int, str]]
+    target: Target, backend: Backend, upload_id: str, etags: list[tuple[int, str]]
 ) -> int:
     parts = backend.parts_of(target, upload_id)
     size = 0
@@ -338,7 +338,7 @@ def _named_size(
     return size
 
 
-def _recheck(target: Target, backend: S3Backend, admitted: int) -> None:
+def _recheck(target: Target, backend: Backend, admitted: int) -> None:
     """After completion: the object must be what was admitted; one that breaks the quota
     (a store that assembled more than the named parts) is removed."""
     seen = backend.look(target)
@@ -358,7 +358,7 @@ def _forget_upload(target: Target, upload_id: str) -> None:
         _held.get(_place(target), {}).pop(upload_id, None)
 
 
-def abort(target: Target, backend: S3Backend, upload_id: str) -> None:
+def abort(target: Target, backend: Backend, upload_id: str) -> None:
     """Abort an upload of the caller's key, giving back what it held."""
     backend.check_upload(target, upload_id)
     backend.abort_multipart(target, upload_id)

@@ -219,7 +219,7 @@ class _Provider:
                     place.uri(),
                     entry.objects,
                     entry.bytes,
-                    place.store().uri(entry.root),
+                    place.store().key_uri(entry.root),
                 )
         try:
             created = self.inner.create_workspace(workspace)  # MLflow refuses an existing name
@@ -347,7 +347,7 @@ class _Provider:
                     "workspace %s was not deleted, and moving its artifacts back from %s failed "
                     "(%s); they are safe there: run `ws-artifacts restore %s` to move them back",
                     entry.workspace,
-                    place.store().uri(entry.root),
+                    place.store().key_uri(entry.root),
                     err,
                     entry.workspace,
                 )

@@ -62,7 +62,7 @@ from ws_artifacts.core.routing import (
 from ws_artifacts.lifecycle import places, roots
 from ws_artifacts.serving import audit, bounds, experiments, quota, refusals
 from ws_artifacts.serving.live_config import config_from_env
-from ws_artifacts.storage.base import Backend
+from ws_artifacts.storage.base import Backend, Capability
 from ws_artifacts.storage.registry import backend_for
 
 __all__ = ["WorkspaceArtifactRepository"]
@@ -508,10 +508,9 @@ class WorkspaceArtifactRepository(
         check_mlflow_path(artifact_path, kind="read")
         target = self._resolve(artifact_path, "read")
         bounds.check_expiration(target, expiration, bounds.MAX_DOWNLOAD_URL_SECONDS)
-        from ws_artifacts.storage.s3.backend import S3Backend
 
         def presign(backend: Backend, place: Target) -> PresignedDownloadUrlResponse:
-            if isinstance(backend, S3Backend) and backend.transfer.presigned_downloads:
+            if backend.supports(Capability.PRESIGNED_READS):
                 url, size = backend.presign_get(place, expiration)
                 audit.note(size=size)
                 return PresignedDownloadUrlResponse(url=url, headers={}, file_size=size)
@@ -531,11 +530,10 @@ class WorkspaceArtifactRepository(
             raise PathError("A presigned upload needs a file path, e.g. 'models/model.pkl'.")
         target = self._resolve(artifact_path, "write")
         backend = backend_for(target.route)
-        from ws_artifacts.storage.s3.backend import S3Backend
-
-        if not isinstance(backend, S3Backend) and _mlflow.presigned_only():
+        presigns = backend.supports(Capability.PRESIGNED_WRITES)
+        if not presigns and _mlflow.presigned_only():
             raise _presigned_only_error(target, "uploaded to")
-        if not isinstance(backend, S3Backend):
+        if not presigns:
             raise PathError(
                 f"Workspace '{target.workspace}' stores its artifacts at {target.uri}, which "
                 "has no presigned uploads; upload through the server or with the route's own "
@@ -577,14 +575,13 @@ def _transfer(target: Target) -> Transfer:
     return target.route.settings.transfer or Transfer()
 
 
-def _s3(target: Target, *, presigning: str = "") -> Any:
-    """The route's S3 backend. Elsewhere MLflow's client falls back to a proxied upload on the
-    "unsupported" answer; a presigned-only server has no such fallback, so when
-    ``presigning`` says what the client wanted, it gets an error that names the fix."""
-    from ws_artifacts.storage.s3.backend import S3Backend
-
+def _s3(target: Target, *, presigning: str = "") -> Backend:
+    """The route's backend, when it has client-driven multipart uploads (S3). Elsewhere
+    MLflow's client falls back to a proxied upload on the "unsupported" answer; a
+    presigned-only server has no such fallback, so when ``presigning`` says what the client
+    wanted, it gets an error that names the fix."""
     backend = backend_for(target.route)
-    if not isinstance(backend, S3Backend):
+    if not backend.supports(Capability.MULTIPART_UPLOADS):
         if presigning and _mlflow.presigned_only():
             raise _presigned_only_error(target, presigning)
         raise _mlflow.unsupported_multipart_upload()
@@ -594,9 +591,7 @@ def _s3(target: Target, *, presigning: str = "") -> Any:
 def _presigned_only_error(target: Target, action: str) -> PresignedOnlyError:
     """Why a presigned-only server cannot serve ``target``, and what to change."""
     backend = backend_for(target.route)
-    from ws_artifacts.storage.s3.backend import S3Backend
-
-    if isinstance(backend, S3Backend):
+    if backend.supports(Capability.PRESIGNED_WRITES):  # an S3 place: presigns, reads turned off
         why = "its route has transfer.presigned_downloads: false"
         fix = f"set presigned_downloads: true in the route of workspace '{target.workspace}'"
     else:

@@ -347,7 +347,7 @@ def _parts(etag: str) -> str:
 
 def _stat(target: Target) -> Listed:
     if target.route.backend != "s3":
-        size = backend_for(target.route).size(target)  # type: ignore[attr-defined]
+        size = backend_for(target.route).size(target)
         return Listed(target.key, int(size), None)
     size, etag = s3_copy.stat(target)
     return Listed(target.key, size, etag)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import shutil
 import tempfile
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 from ws_artifacts.core.errors import (
     AccessDeniedError,
-    CredentialsError,
     NotFoundError,
     OwnershipError,
     StorageError,
@@ -25,16 +24,17 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
-from ws_artifacts.storage.base import TEMP_PREFIX, Entry, is_temporary
+from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Entry, Piece, Split, is_temporary
 from ws_artifacts.storage.content import content_args
+from ws_artifacts.storage.local_files import CHUNK, copy_times, write_local
+from ws_artifacts.storage.s3fs_options import s3fs_options
 
 __all__ = ["FsspecBackend"]
 
-_CHUNK = 1024 * 1024
 
-
-class FsspecBackend:
-    """One route's fsspec file system and root."""
+class FsspecBackend(Backend):
+    """One route's fsspec file system and root (no presigned URLs, no client-driven multipart
+    uploads: it declares no :class:`~ws_artifacts.storage.base.Capability`)."""
 
     def __init__(self, route: Route) -> None:
         import fsspec
@@ -43,7 +43,7 @@ class FsspecBackend:
         self.local = route.scheme in ("file", "local")
         options = dict(route.settings.storage_options)
         if route.scheme == "s3":
-            options = _s3fs_options(route, options)
+            options = s3fs_options(route, options)
         try:
             # Our backend cache is bounded; fsspec's instance cache would keep one file system
             # per distinct route for the life of the process.
@@ -105,7 +105,7 @@ class FsspecBackend:
         with self._errors("upload", target):
             if self.local:
                 with open(local_path, "rb") as src:
-                    self._write_local(path, src, times_of=local_path)
+                    write_local(path, src, times_of=local_path)
             else:
                 self.fs.put_file(local_path, path, **self._content(target))
 
@@ -114,12 +114,12 @@ class FsspecBackend:
         path = self._checked(target)
         with self._errors("upload", target):
             if self.local:
-                self._write_local(path, stream)
+                write_local(path, stream)
                 return
             # Not `with`: fsspec files commit on close even after an error.
             out = self.fs.open(path, "wb", **self._content(target))
             try:
-                shutil.copyfileobj(stream, out, _CHUNK)
+                shutil.copyfileobj(stream, out, CHUNK)
             except BaseException:
                 _discard(out)
                 with contextlib.suppress(Exception):
@@ -141,24 +141,6 @@ class FsspecBackend:
             with self._errors("upload", target):
                 os.makedirs(path, exist_ok=True)
 
-    def _write_local(self, path: str, stream: BinaryIO, times_of: str | None = None) -> None:
-        """Write to a temporary name beside ``path``, then rename; with ``times_of``, the new
-        file keeps that file's access and modification times (as MLflow's copy does)."""
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        # Not mkstemp: its 0600 mode would stay on the artifact; "x" still never overwrites.
-        tmp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "xb") as out:
-                shutil.copyfileobj(stream, out, _CHUNK)
-            if times_of is not None:
-                _copy_times(times_of, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
     # -- reads ----------------------------------------------------------------------------
     def get_file(self, target: Target, local_path: str) -> None:
         """Copy to a temporary file beside ``local_path``, then rename it into place."""
@@ -172,14 +154,14 @@ class FsspecBackend:
                     raise IsADirectoryError(path)
                 self.fs.get_file(path, tmp)
                 if self.local:
-                    _copy_times(path, tmp)
+                    copy_times(path, tmp)
             os.replace(tmp, local_path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
 
-    def read_chunks(self, target: Target, size: int = _CHUNK) -> Iterator[bytes]:
+    def read_chunks(self, target: Target, size: int = CHUNK) -> Iterator[bytes]:
         """The file's bytes, ``size`` at a time, read as they are asked for (close the
         generator to stop early). A file that cannot be opened or read raises ours
         (NotFoundError, AccessDeniedError, StorageError), never an OSError."""
@@ -204,33 +186,90 @@ class FsspecBackend:
             entries.append(Entry(name, is_dir, None if is_dir else int(item.get("size") or 0)))
         return entries
 
+    def _find(self, path: str) -> dict[str, Any]:
+        """Every entry below ``path`` with its details (empty when it is no directory): the
+        one listing that walks, sizes, times and key walks read."""
+        if not self.fs.isdir(path):
+            return {}
+        found: dict[str, Any] = self.fs.find(path, detail=True)
+        return found
+
+    def _files(
+        self, path: str, found: Iterable[tuple[str, Any]], *, ours: bool = False
+    ) -> Iterator[tuple[str, Any]]:
+        """The files among ``found`` (a ``find`` below ``path``), named relative to ``path``;
+        our temporary files left out unless ``ours``."""
+        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+        for name, item in found:
+            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
+            if item["type"] != "directory" and (ours or not is_temporary(rel.rsplit("/", 1)[-1])):
+                yield rel, item
+
     def walk(self, target: Target) -> Iterator[Entry]:
         """Every file below ``target``."""
         path = self._checked(target)
         with self._errors("list", target):
-            if not self.fs.isdir(path):
-                return
-            found = self.fs.find(path, detail=True)
-        base = self.fs._strip_protocol(path).rstrip("/") + "/"
-        for name, item in sorted(found.items()):
-            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
-            if item["type"] != "directory" and not is_temporary(rel.rsplit("/", 1)[-1]):
-                yield Entry(rel, False, int(item.get("size") or 0))
+            found = self._find(path)
+        for rel, item in self._files(path, sorted(found.items())):
+            yield Entry(rel, False, int(item.get("size") or 0))
+
+    def walk_split(self, target: Target, piece: Piece | None = None) -> Split:
+        """The whole target (``piece`` None) is its directory's files and one piece per
+        directory in it; such a piece is that directory's whole tree, from one ``find``."""
+        if piece is None:
+            found: list[tuple[str, int]] = []
+            more: list[Piece] = []
+            path = self._path(target.key)
+            for item in self._listing(target, lambda: self.fs.ls(path, detail=True), []):
+                name = item["name"].rstrip("/").rsplit("/", 1)[-1]
+                if is_temporary(name):  # an upload in flight
+                    continue
+                if item["type"] == "directory":
+                    more.append(Piece(posixpath.join(path, name), split=True, rel=name))
+                else:
+                    found.append((name, int(item.get("size") or 0)))
+            return found, more
+        tree = self._listing(target, lambda: self.fs.find(piece.prefix, detail=True), {})
+        return [
+            (f"{piece.rel}/{rel}", int(item.get("size") or 0))
+            for rel, item in self._files(piece.prefix, tree.items())
+        ], []
+
+    def _listing(self, target: Target, call: Callable[[], Any], empty: Any) -> Any:
+        """A listing for :meth:`walk_split`: ``empty`` when there is nothing at its path."""
+        try:
+            return call()
+        except (FileNotFoundError, NotADirectoryError):
+            return empty
+        except OSError as err:
+            raise StorageError(
+                f"list failed for workspace '{target.workspace}' at {target.uri}: "
+                f"{type(err).__name__}; check the route's url and storage_options."
+            ) from None
+
+    def subdirs(self, prefix: str) -> list[str]:
+        try:
+            items = self.fs.ls(self._path(prefix), detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise StorageError(
+                f"list failed at {self.route.url}/{prefix}: {type(err).__name__}."
+            ) from None
+        return [
+            item["name"].rstrip("/").rsplit("/", 1)[-1]
+            for item in items
+            if item["type"] == "directory"
+        ]
 
     def modified_times(self, target: Target) -> dict[str, float | None]:
         """Every file below ``target`` with its modification time (POSIX seconds), None where
         the store does not say."""
         path = self._checked(target)
         with self._errors("list", target):
-            if not self.fs.isdir(path):
-                return {}
-            found = self.fs.find(path, detail=True)
-        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+            found = self._find(path)
         out: dict[str, float | None] = {}
-        for name, item in found.items():
-            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
-            if item["type"] == "directory" or is_temporary(rel.rsplit("/", 1)[-1]):
-                continue
+        for rel, item in self._files(path, found.items()):
             when = item.get("mtime", item.get("created"))
             if hasattr(when, "timestamp"):
                 when = when.timestamp()
@@ -258,6 +297,21 @@ class FsspecBackend:
         with self._errors("stat", target):
             return int(self.fs.size(path))
 
+    def look(self, target: Target) -> tuple[str, int] | None:
+        """``("", size)`` of the file at ``target``, or None when there is none (file
+        systems have no ETags)."""
+        path = self._checked(target)
+        with self._errors("stat", target):
+            if not self.fs.isfile(path):
+                return None
+            return "", int(self.fs.size(path))
+
+    def remove(self, target: Target) -> None:
+        """Delete exactly the file at ``target`` (a missing one is no error)."""
+        path = self._checked(target)
+        with self._errors("delete", target), contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
     def delete(self, target: Target) -> int:
         """Delete the file or directory tree; return how many files went."""
         path = self._checked(target)
@@ -268,11 +322,95 @@ class FsspecBackend:
             self.fs.rm(path, recursive=True)
         return count
 
+    # -- lifecycle work by key (see Backend; no symlink check: keys are not user paths) -----
+    @contextlib.contextmanager
+    def _key_errors(self, operation: str, key: str) -> Iterator[None]:
+        try:
+            yield
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"{operation} failed: {self.key_uri(key)} does not exist."
+            ) from None
+        except OSError as err:
+            raise StorageError(
+                f"{operation} failed at {self.key_uri(key)}: {type(err).__name__}: "
+                f"{err.strerror or 'I/O error'}; check the route's location and permissions."
+            ) from None
 
-def _copy_times(source: str, path: str) -> None:
-    """Give ``path`` the access and modification times of ``source``."""
-    stat = os.stat(source)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:
+        self._inside(base, prefix)
+        path = self._path(prefix)
+        with self._key_errors("list", prefix):
+            found = self._find(path)
+        for rel, item in self._files(path, sorted(found.items()), ours=True):
+            yield join(prefix, rel), int(item.get("size") or 0)
+
+    def children(self, base: str, prefix: str) -> list[str]:
+        self._inside(base, prefix)
+        path = self._path(prefix)
+        with self._key_errors("list", prefix):
+            if not self.fs.isdir(path):
+                return []
+            items = self.fs.ls(path, detail=False)
+        return sorted(str(i).rstrip("/").rsplit("/", 1)[-1] for i in items)
+
+    def newest(self, base: str, prefix: str) -> float | None:
+        self._inside(base, prefix)
+        path = self._path(prefix)
+        with self._key_errors("list", prefix):
+            found = self._find(path)
+        times = [_modified(item) for _, item in self._files(path, found.items(), ours=True)]
+        if not times or None in times:
+            return None  # a store that does not tell cannot show an object to be old
+        return max(t for t in times if t is not None)
+
+    def key_size(self, base: str, key: str) -> int | None:
+        self._inside(base, key)
+        path = self._path(key)
+        with self._key_errors("stat", key):
+            if not self.fs.isfile(path):
+                return None
+            return int(self.fs.size(path))
+
+    def copy_key(self, base: str, src: str, dst: str, size: int, workspace: str) -> None:
+        self._inside(base, src, dst)
+        with self._key_errors("copy", src):
+            self.fs.makedirs(self.fs._parent(self._path(dst)), exist_ok=True)
+            self.fs.cp_file(self._path(src), self._path(dst))
+
+    def delete_keys(self, base: str, keys: list[str], workspace: str | None = None) -> None:
+        self._inside(base, *keys)
+        for key in keys:
+            with self._key_errors("delete", key), contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self._path(key))
+
+    def write_bytes(self, base: str, key: str, data: bytes) -> None:
+        self._inside(base, key)
+        with self._key_errors("upload", key):
+            self.fs.makedirs(self.fs._parent(self._path(key)), exist_ok=True)
+            self.fs.pipe_file(self._path(key), data)
+
+    def read_bytes(self, base: str, key: str) -> bytes | None:
+        self._inside(base, key)
+        path = self._path(key)
+        with self._key_errors("download", key):
+            if not self.fs.isfile(path):
+                return None
+            data: bytes = self.fs.cat_file(path)
+        return data
+
+
+def _modified(item: dict[str, Any]) -> float | None:
+    """An fsspec listing entry's modification time (local: mtime, memory: created, s3fs:
+    LastModified), in seconds since the epoch."""
+    for name in ("mtime", "LastModified", "last_modified", "created"):
+        value = item.get(name)
+        if isinstance(value, int | float):
+            return float(value)
+        timestamp = getattr(value, "timestamp", None)
+        if callable(timestamp):
+            return float(timestamp())
+    return None
 
 
 def _discard(out: Any) -> None:
@@ -282,41 +420,3 @@ def _discard(out: Any) -> None:
     if isinstance(out, AbstractBufferedFile):  # s3fs & co: aborts the multipart upload
         out.discard()
         out.closed = True  # else its __del__ would close, and so commit, it
-
-
-def _s3fs_options(route: Route, options: dict[str, Any]) -> dict[str, Any]:
-    """s3fs takes the route's S3 settings too, so ``backend: fsspec`` routes behave like boto3
-    ones: endpoint, region and static keys (literal or from files) or a profile."""
-    from ws_artifacts.storage.credentials import read_secret
-    from ws_artifacts.storage.mlflow_settings import s3_defaults
-
-    settings = route.settings
-    env = s3_defaults()  # MLflow's S3 variables, under the file's own settings
-    client_kwargs = dict(options.pop("client_kwargs", {}))
-    if endpoint := settings.endpoint_url or env.endpoint_url:
-        client_kwargs.setdefault("endpoint_url", endpoint)
-    if region := settings.region or env.region:
-        client_kwargs.setdefault("region_name", region)
-    if not env.verify:
-        client_kwargs.setdefault("verify", False)
-    if client_kwargs:
-        options["client_kwargs"] = client_kwargs
-    creds = settings.credentials
-    if creds is None:
-        return options
-    if creds.role_arn is not None:
-        raise CredentialsError(
-            f"Route '{route.name}' uses backend: fsspec with role_arn, which s3fs cannot assume "
-            "with refresh; use backend: s3 (the default for s3:// urls) for assumed roles."
-        )
-    if creds.profile:
-        options.setdefault("profile", creds.profile)
-    for option, name in (
-        ("key", "access_key_id"),
-        ("secret", "secret_access_key"),
-        ("token", "session_token"),
-    ):
-        value = read_secret(creds, name)
-        if value is not None:
-            options.setdefault(option, value)
-    return options

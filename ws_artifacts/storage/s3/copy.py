@@ -22,7 +22,8 @@ from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.mlflow_settings import expected_bucket_owner
-from ws_artifacts.storage.s3.backend import S3Backend, put_args
+from ws_artifacts.storage.s3.backend import S3Backend
+from ws_artifacts.storage.s3.upload_args import put_args
 
 __all__ = [
     "copy_object",
