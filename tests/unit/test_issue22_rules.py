@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.security.spellings import IDS, SPELLINGS, Spelling
-from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import ConfigError, OwnershipError
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import in_quarantine
 from ws_artifacts.core.routing import Router
 

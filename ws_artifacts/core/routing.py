@@ -31,14 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ws_artifacts.core.config import (
-    Config,
-    Credentials,
-    LocationConfig,
-    PlaceConfig,
-    RouteConfig,
-    Settings,
-)
+from ws_artifacts.core.config import Config, LocationConfig, PlaceConfig, RouteConfig
 from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
@@ -52,6 +45,7 @@ from ws_artifacts.core.paths import (
     reads_as_workspaces,
     split_logical,
 )
+from ws_artifacts.core.settings import Credentials, Settings
 
 __all__ = [
     "DESTINATION",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ws_artifacts.core.config import Config, Settings
+from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
@@ -32,6 +32,7 @@ from ws_artifacts.core.routing import (
     routes_by_root,
     split_url,
 )
+from ws_artifacts.core.settings import Settings
 from ws_artifacts.storage.registry import backend_for
 
 __all__ = ["RouteReport", "check_routes", "describe_route", "example_name", "quota_summary"]

@@ -33,7 +33,7 @@ from ws_artifacts._mlflow import (
     PresignedUploadMixin,
     StreamUploadMixin,
 )
-from ws_artifacts.core.config import CONFIG_ENV_VAR, Config, Transfer
+from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import (
     ConfigError,
     NotFoundError,
@@ -42,6 +42,7 @@ from ws_artifacts.core.errors import (
     QuotaExceededError,
     WsArtifactsError,
 )
+from ws_artifacts.core.loading import CONFIG_ENV_VAR
 from ws_artifacts.core.paths import (
     check_mlflow_path,
     check_owner,
@@ -59,6 +60,7 @@ from ws_artifacts.core.routing import (
     destinations_from_env,
     split_url,
 )
+from ws_artifacts.core.settings import Transfer
 from ws_artifacts.lifecycle import places, roots
 from ws_artifacts.serving import audit, bounds, experiments, quota, refusals
 from ws_artifacts.serving.live_config import config_from_env

@@ -32,10 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ws_artifacts.core.config import Transfer
 from ws_artifacts.core.errors import StorageError, WsArtifactsError, translate_boto_error
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
+from ws_artifacts.core.settings import Transfer
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.registry import backend_for
 from ws_artifacts.storage.s3.backend import put_args

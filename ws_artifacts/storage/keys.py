@@ -14,10 +14,10 @@ import math
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from ws_artifacts.core.config import Transfer
 from ws_artifacts.core.errors import NotFoundError, StorageError, boto_code, translate_boto_error
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route
+from ws_artifacts.core.settings import Transfer
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.s3.backend import put_args
 

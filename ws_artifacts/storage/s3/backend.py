@@ -12,10 +12,10 @@ from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, BinaryIO
 
-from ws_artifacts.core.config import WORKSPACE_TAG, Transfer
 from ws_artifacts.core.errors import NotFoundError, StorageError, boto_code, translate_boto_error
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Route, Target
+from ws_artifacts.core.settings import WORKSPACE_TAG, Transfer
 from ws_artifacts.storage.base import TEMP_PREFIX, Entry
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.content import PRESIGN_FALLBACK_TYPE, content_args, upload_headers
