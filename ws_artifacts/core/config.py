@@ -36,6 +36,7 @@ from pydantic import (
 
 from ws_artifacts.core.paths import is_valid_workspace_name
 from ws_artifacts.core.settings import SECRET_FIELDS, SECRET_OPTION, Settings, StrictModel
+from ws_artifacts.core.urls import url_within
 
 __all__ = [
     "Config",
@@ -254,7 +255,7 @@ class Config(StrictModel):
                     f"workspaces.{key}.location: no location named {route.location!r} "
                     f"(locations: {known})"
                 )
-            if not _url_within(location.url, route.url):
+            if not url_within(location.url, route.url):
                 raise ValueError(
                     f"workspaces.{key}.url: {route.url} is not inside location "
                     f"{route.location!r} ({location.url}); use a url below it"
@@ -280,16 +281,3 @@ def secret_values(config: Config) -> list[str]:
             if SECRET_OPTION.search(k) and isinstance(v, str)
         )
     return values
-
-
-def _url_within(outer: str, inner: str) -> bool:
-    """Whether URL ``inner`` is ``outer`` or below it (same scheme and location, segment-wise)."""
-    o_scheme, _, o_rest = outer.partition("://")
-    i_scheme, _, i_rest = inner.replace("{workspace}", "ws").partition("://")
-    o_parts = [p for p in o_rest.split("/") if p]
-    i_parts = [p for p in i_rest.split("/") if p]
-    if o_rest.startswith("/"):  # file:///srv: no location, keep the leading slash's meaning
-        o_parts.insert(0, "")
-    if i_rest.startswith("/"):
-        i_parts.insert(0, "")
-    return o_scheme == i_scheme and i_parts[: len(o_parts)] == o_parts

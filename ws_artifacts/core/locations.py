@@ -39,7 +39,9 @@ from ws_artifacts.core.paths import (
     normalize,
     reads_as_workspaces,
 )
-from ws_artifacts.core.routing import WorkspaceRoot, find_location, split_url
+from ws_artifacts.core.roots import find_location
+from ws_artifacts.core.routing import WorkspaceRoot
+from ws_artifacts.core.urls import split_url
 
 __all__ = ["approved_locations", "check_root"]
 

@@ -33,6 +33,7 @@ __all__ = [
     "is_valid_workspace_name",
     "is_within",
     "join",
+    "may_name_workspace",
     "normalize",
     "reads_as_quarantine",
     "reads_as_workspaces",
@@ -411,3 +412,13 @@ def check_owner(logical: LogicalPath, active: str | None, *, operation: str) -> 
         f"'{logical.owner}', but the request runs in workspace '{active}'. Artifacts are only "
         "reachable from their own workspace."
     )
+
+
+@functools.lru_cache(maxsize=65536)  # scopes repeat: one per workspace and route
+def may_name_workspace(key: str) -> bool:
+    """Whether ``key`` names a workspace's layout (``workspaces/<name>``), or is malformed
+    there and so might: containment never takes such a key for a legacy one."""
+    try:
+        return split_logical(key).workspace is not None
+    except PathError:
+        return True

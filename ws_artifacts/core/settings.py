@@ -29,6 +29,7 @@ __all__ = [
     "StoragePolicy",
     "StrictModel",
     "Transfer",
+    "merge_settings",
     "parse_size",
 ]
 
@@ -263,3 +264,22 @@ def _mask_options(options: dict[str, Any]) -> dict[str, Any]:
         else value
         for key, value in options.items()
     }
+
+
+def merge_settings(route: Settings, defaults: Settings, workspace: str) -> Settings:
+    """The route's settings over the defaults; nested blocks replace, not merge, except
+    ``storage_options``, which merges key by key."""
+    values = {name: getattr(defaults, name) for name in Settings.model_fields}
+    for name in route.model_fields_set & set(Settings.model_fields):
+        values[name] = getattr(route, name)
+    values["storage_options"] = {**defaults.storage_options, **route.storage_options}
+    credentials: Credentials | None = values["credentials"]
+    if credentials is not None and (credentials.role_arn or credentials.session_name):
+        values["credentials"] = credentials.model_copy(
+            update={
+                "role_arn": (credentials.role_arn or "").replace("{workspace}", workspace) or None,
+                "session_name": (credentials.session_name or "").replace("{workspace}", workspace)
+                or None,
+            }
+        )
+    return Settings.model_construct(**values)

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.core.routing import Route, Router
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.checks import example_name
 from ws_artifacts.lifecycle.quarantine import Place, place_of

@@ -37,7 +37,8 @@ from ws_artifacts.core.paths import (
     join,
     split_logical,
 )
-from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.core.routing import Route, Router
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.storage.keys import KeyStore, store_for
 
 __all__ = [

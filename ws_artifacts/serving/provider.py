@@ -27,7 +27,7 @@ MLflow's proxied layout (``resolve_artifact_root`` answers the server's default 
 need no credentials; ws-artifacts routes the bytes to the root.
 
 The artifact locations come from the server's environment: ``WS_ARTIFACTS_CONFIG`` and the
-destination ``mlflow server`` hands its workers (:func:`routing.destinations_from_env`).
+destination ``mlflow server`` hands its workers (:func:`destinations.destinations_from_env`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any
 
 from ws_artifacts import _mlflow
 from ws_artifacts.core.config import Config
+from ws_artifacts.core.destinations import destinations_from_env
 from ws_artifacts.core.errors import (
     ConfigError,
     StorageLocationError,
@@ -48,7 +49,8 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
-from ws_artifacts.core.routing import Router, WorkspaceRoot, destinations_from_env, routes_by_root
+from ws_artifacts.core.roots import routes_by_root
+from ws_artifacts.core.routing import Router, WorkspaceRoot
 from ws_artifacts.lifecycle import roots
 from ws_artifacts.lifecycle.quarantine import Entry, Place, places_of, quarantine_place, restore
 from ws_artifacts.serving import refusals

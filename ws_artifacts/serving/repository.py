@@ -34,6 +34,7 @@ from ws_artifacts._mlflow import (
     StreamUploadMixin,
 )
 from ws_artifacts.core.config import Config
+from ws_artifacts.core.destinations import check_destination, destinations_from_env
 from ws_artifacts.core.errors import (
     ConfigError,
     NotFoundError,
@@ -52,15 +53,9 @@ from ws_artifacts.core.paths import (
     split_logical,
     split_under,
 )
-from ws_artifacts.core.routing import (
-    Router,
-    Target,
-    WorkspaceRoot,
-    check_destination,
-    destinations_from_env,
-    split_url,
-)
+from ws_artifacts.core.routing import Router, Target, WorkspaceRoot
 from ws_artifacts.core.settings import Transfer
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import places, roots
 from ws_artifacts.serving import audit, bounds, experiments, quota, refusals
 from ws_artifacts.serving.live_config import config_from_env

@@ -17,6 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from ws_artifacts.core.destinations import destinations_from_env
 from ws_artifacts.core.errors import WsArtifactsError
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
@@ -25,7 +26,6 @@ from ws_artifacts.core.paths import (
     is_valid_workspace_name,
     normalize,
 )
-from ws_artifacts.core.routing import destinations_from_env
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 from ws_artifacts.serving.live_config import config_from_env
 

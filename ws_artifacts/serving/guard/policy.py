@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ws_artifacts.core.config import Config
+from ws_artifacts.core.destinations import check_destination
 from ws_artifacts.core.errors import OwnershipError, StorageLocationError, WsArtifactsError
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.paths import (
@@ -47,7 +48,8 @@ from ws_artifacts.core.paths import (
     normalize,
     split_logical,
 )
-from ws_artifacts.core.routing import Router, check_destination, split_url
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.urls import split_url
 
 __all__ = ["LocationPolicy", "LocationRefused", "Place", "Resolver"]
 
