@@ -12,7 +12,7 @@ import pytest
 from tests.security.spellings import IDS, SPELLINGS, Spelling
 from ws_artifacts.core.errors import ConfigError, OwnershipError
 from ws_artifacts.core.loading import parse_config
-from ws_artifacts.core.paths import in_quarantine
+from ws_artifacts.core.quarantine_names import in_quarantine
 from ws_artifacts.core.routing import Router
 
 

@@ -3,7 +3,8 @@
 Owns routing from (workspace, path) to a place (:mod:`.routing`: start here), with a
 workspace's own root (:mod:`.roots`) and the server's destinations (:mod:`.destinations`); the
 configuration file's models (:mod:`.config`, each place's settings in :mod:`.settings`) and its
-loader (:mod:`.loading`); logical artifact paths (:mod:`.paths`) and place URLs (:mod:`.urls`);
+loader (:mod:`.loading`); logical artifact paths (:mod:`.paths`), the quarantine area's names
+(:mod:`.quarantine_names`) and place URLs (:mod:`.urls`);
 approved storage locations (:mod:`.locations`); the exception hierarchy (:mod:`.errors`) and
 secret redaction in logs (:mod:`.redact`).
 

@@ -22,20 +22,18 @@ from dataclasses import dataclass
 from ws_artifacts.core.errors import OwnershipError, PathError
 
 __all__ = [
+    "DECODE_ROUNDS",
     "DEFAULT_WORKSPACE",
     "MAX_PATH_LENGTH",
-    "QUARANTINE_SEGMENT",
     "WORKSPACES_SEGMENT",
     "LogicalPath",
     "check_mlflow_path",
     "check_owner",
-    "in_quarantine",
     "is_valid_workspace_name",
     "is_within",
     "join",
     "may_name_workspace",
     "normalize",
-    "reads_as_quarantine",
     "reads_as_workspaces",
     "split_logical",
     "split_under",
@@ -45,9 +43,6 @@ __all__ = [
 DEFAULT_WORKSPACE = "default"
 #: The segment MLflow puts before a workspace's name in every artifact location.
 WORKSPACES_SEGMENT = "workspaces"
-#: Where quarantined workspaces are kept, beside every place (``<base>/.ws-quarantine/...``, see
-#: :mod:`ws_artifacts.lifecycle.quarantine`): nobody's place, so no artifact path may name it.
-QUARANTINE_SEGMENT = ".ws-quarantine"
 #: Longest path accepted (Linux PATH_MAX; S3 keys stop at 1024 bytes anyway).
 MAX_PATH_LENGTH = 4096
 
@@ -63,7 +58,8 @@ _DANGEROUS_ESCAPE = re.compile(r"%(?:2[ef]|5c|00|0[0-9a-f]|1[0-9a-f]|7f)", re.IG
 _REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 # Bidirectional overrides and isolates: they make a message show another path than the real one.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_DECODE_ROUNDS = 4
+#: How many rounds of percent-decoding a path is read through (deeper encodings are refused).
+DECODE_ROUNDS = 4
 
 
 def is_valid_workspace_name(name: str) -> bool:
@@ -103,18 +99,31 @@ def normalize(path: str | None) -> str:
     """
     if not path:
         return ""
+    _check_length(path)
+    parts = [segment for segment in path.split("/") if segment not in ("", ".")]
+    if path.isascii() and _ASCII_PLAIN.fullmatch(path):
+        # Fast path, same result: plain ASCII has no escapes to decode, and NFC and NFKC leave it
+        # unchanged, so only empty, "." and ".." segments matter.
+        if ".." in parts:
+            _check_segment("..", path)
+        return "/".join(parts)
+    _check_text(path)
+    for segment in parts:
+        _check_segment(segment, path)
+        _check_decoded(segment, path)
+    return "/".join(parts)
+
+
+def _check_length(path: str) -> None:
     if len(path) > MAX_PATH_LENGTH:
         raise PathError(
             f"Artifact path of {len(path)} characters is longer than the {MAX_PATH_LENGTH} "
             "allowed; use a shorter path."
         )
-    if path.isascii() and _ASCII_PLAIN.fullmatch(path):
-        # Fast path, same result: plain ASCII has no escapes to decode, and NFC and NFKC leave it
-        # unchanged, so only empty, "." and ".." segments matter.
-        parts = [segment for segment in path.split("/") if segment not in ("", ".")]
-        if ".." in parts:
-            _check_segment("..", path)
-        return "/".join(parts)
+
+
+def _check_text(path: str) -> None:
+    """The checks on the whole path: characters, escapes of separators, NFC form."""
     _check_characters(path, path)
     _check_invisible_and_lookalikes(path, path)
     if _DANGEROUS_ESCAPE.search(path):
@@ -124,23 +133,21 @@ def normalize(path: str | None) -> str:
         )
     if unicodedata.normalize("NFC", path) != path:
         raise PathError(f"Artifact path {path!r} is not in Unicode NFC form.")
-    parts = []
-    for segment in path.split("/"):
-        if segment in ("", "."):
-            continue
-        _check_segment(segment, path)
-        decoded = _unquote_fully(segment, path)
-        if decoded != segment:  # what a layer that decodes (once or more) would see
-            _check_characters(decoded, path)
-            _check_invisible_and_lookalikes(decoded, path)
-            if decoded in (".", "..") or "/" in decoded:
-                raise PathError(
-                    f"Artifact path {path!r} has a segment {segment!r} that decodes to "
-                    f"{decoded!r}; use plain characters instead of percent-escapes."
-                )
-            _check_segment(decoded, path)
-        parts.append(segment)
-    return "/".join(parts)
+
+
+def _check_decoded(segment: str, path: str) -> None:
+    """Check ``segment`` as a layer that decodes percent-escapes (once or more) would see it."""
+    decoded = _unquote_fully(segment, path)
+    if decoded == segment:
+        return
+    _check_characters(decoded, path)
+    _check_invisible_and_lookalikes(decoded, path)
+    if decoded in (".", "..") or "/" in decoded:
+        raise PathError(
+            f"Artifact path {path!r} has a segment {segment!r} that decodes to "
+            f"{decoded!r}; use plain characters instead of percent-escapes."
+        )
+    _check_segment(decoded, path)
 
 
 def check_mlflow_path(path: str | None, *, kind: str) -> None:
@@ -232,13 +239,13 @@ def _check_segment(segment: str, path: str) -> None:
 
 def _unquote_fully(segment: str, path: str) -> str:
     text = segment
-    for _ in range(_DECODE_ROUNDS):
+    for _ in range(DECODE_ROUNDS):
         decoded = urllib.parse.unquote(text) if "%" in text else text
         if decoded == text:
             return text
         text = decoded
     raise PathError(
-        f"Artifact path {path!r} is percent-encoded more than {_DECODE_ROUNDS} times; use plain "
+        f"Artifact path {path!r} is percent-encoded more than {DECODE_ROUNDS} times; use plain "
         "characters."
     )
 
@@ -322,40 +329,8 @@ def reads_as_workspaces(segment: str) -> bool:
     """Whether a store or layer that folds case, Unicode compatibility forms or percent-escapes
     could read ``segment`` as ``workspaces`` (the exact segment included)."""
     form = segment
-    for _ in range(_DECODE_ROUNDS + 1):
+    for _ in range(DECODE_ROUNDS + 1):
         if unicodedata.normalize("NFKC", form).casefold() == WORKSPACES_SEGMENT:
-            return True
-        decoded = urllib.parse.unquote(form)
-        if decoded == form:
-            return False
-        form = decoded
-    return True  # still encoded after every round: normalize() refuses such paths anyway
-
-
-def in_quarantine(path: str) -> bool:
-    """Whether any segment of ``path`` (a key, a prefix or a request's path, at any depth)
-    could be read as the quarantine area :data:`QUARANTINE_SEGMENT` by this or another layer.
-
-    The one rule that keeps quarantine nobody's place: routing refuses a target whose key or
-    scope is in it, and listings leave it out. Spellings that count: other letter case,
-    percent-escapes (also repeated), Unicode compatibility forms and dash look-alikes,
-    surrounding whitespace and trailing dots (file systems that drop them).
-    """
-    if not path:
-        return False
-    if path.isascii() and "%" not in path and "ws-quarantine" not in path.lower():
-        return False  # fast path: no spelling of the segment can be in it
-    return any(reads_as_quarantine(segment) for segment in path.split("/") if segment)
-
-
-def reads_as_quarantine(segment: str) -> bool:
-    """Whether ``segment`` is :data:`QUARANTINE_SEGMENT` in any spelling (see
-    :func:`in_quarantine`)."""
-    form = segment
-    for _ in range(_DECODE_ROUNDS + 1):
-        folded = unicodedata.normalize("NFKC", form).casefold()
-        folded = "".join("-" if unicodedata.category(ch) == "Pd" else ch for ch in folded)
-        if folded.strip().rstrip(". ") == QUARANTINE_SEGMENT:
             return True
         decoded = urllib.parse.unquote(form)
         if decoded == form:

@@ -34,16 +34,15 @@ from ws_artifacts.core.config import Config, PlaceConfig, RouteConfig
 from ws_artifacts.core.errors import OwnershipError, PathError, UnroutedWorkspaceError
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
-    QUARANTINE_SEGMENT,
     WORKSPACES_SEGMENT,
     LogicalPath,
-    in_quarantine,
     is_within,
     join,
     may_name_workspace,
     normalize,
     split_logical,
 )
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
 from ws_artifacts.core.roots import find_location, routes_by_root
 from ws_artifacts.core.settings import Settings, merge_settings
 from ws_artifacts.core.urls import check_route_prefix, split_url

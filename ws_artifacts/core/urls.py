@@ -7,13 +7,8 @@ from __future__ import annotations
 import urllib.parse
 
 from ws_artifacts.core.errors import ConfigError, PathError
-from ws_artifacts.core.paths import (
-    QUARANTINE_SEGMENT,
-    WORKSPACES_SEGMENT,
-    in_quarantine,
-    normalize,
-    reads_as_workspaces,
-)
+from ws_artifacts.core.paths import WORKSPACES_SEGMENT, normalize, reads_as_workspaces
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
 
 __all__ = ["check_route_prefix", "split_url", "url_within"]
 

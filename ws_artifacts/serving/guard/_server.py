@@ -19,13 +19,8 @@ from typing import Any
 
 from ws_artifacts.core.destinations import destinations_from_env
 from ws_artifacts.core.errors import WsArtifactsError
-from ws_artifacts.core.paths import (
-    DEFAULT_WORKSPACE,
-    QUARANTINE_SEGMENT,
-    in_quarantine,
-    is_valid_workspace_name,
-    normalize,
-)
+from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name, normalize
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 from ws_artifacts.serving.live_config import config_from_env
 
@@ -300,7 +295,7 @@ QUARANTINE_REFUSAL = (
 
 def names_quarantine(path: str, query: str) -> bool:
     """Whether a request's (decoded) URL path or any query value names the quarantine area,
-    in any spelling (:func:`ws_artifacts.core.paths.in_quarantine`)."""
+    in any spelling (:func:`ws_artifacts.core.quarantine_names.in_quarantine`)."""
     if in_quarantine(path):
         return True
     if not query:
