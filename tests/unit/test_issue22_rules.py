@@ -152,7 +152,7 @@ def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
         asked.append(experiment)
         return owner.get(experiment, "")
 
-    monkeypatch.setattr(experiments._mlflow, "experiment_workspace", workspace_of)
+    monkeypatch.setattr(experiments.tracking_db, "experiment_workspace", workspace_of)
     monkeypatch.setattr(experiments.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(experiments, "_owned", type(experiments._owned)())
 
@@ -180,7 +180,7 @@ def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     config = parse_config({"workspaces": {}}, source="unit")
     route = Router(config, "s3://root").destination
-    monkeypatch.setattr(experiments._mlflow, "experiment_workspace", lambda e: "team-a")
+    monkeypatch.setattr(experiments.tracking_db, "experiment_workspace", lambda e: "team-a")
     monkeypatch.setattr(experiments, "_owned", type(experiments._owned)())
     monkeypatch.setattr(experiments, "OWNER_CACHE_SIZE", 3)
     for experiment in range(5):

@@ -308,7 +308,7 @@ def measure(
 
 
 def _mlflow_version() -> str:
-    from ws_artifacts._mlflow import MLFLOW_VERSION
+    from ws_artifacts._mlflow.environment import MLFLOW_VERSION
 
     return MLFLOW_VERSION
 

@@ -1,6 +1,6 @@
 """The guard's MLflow side: read the locations each request sets, the way MLflow reads them.
 
-Like ``ws_artifacts/_mlflow.py`` for the repository, this is the one guard module that imports
+Like ``ws_artifacts/_mlflow/`` for the repository, this is the one guard module that imports
 MLflow's server internals (its request parsers, protobuf messages, stores and routes), so a
 change in MLflow shows up here and nowhere else. Requests are parsed with MLflow's own
 functions (``_get_request_message``, ``_get_workspace_request_message``, the OTLP decoder),
