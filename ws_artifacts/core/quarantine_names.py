@@ -5,9 +5,8 @@ another layer could read as it (:func:`in_quarantine`). Pure: no I/O.
 from __future__ import annotations
 
 import unicodedata
-import urllib.parse
 
-from ws_artifacts.core.paths import DECODE_ROUNDS
+from ws_artifacts.core.path_characters import reads_as
 
 __all__ = ["QUARANTINE_SEGMENT", "in_quarantine", "reads_as_quarantine"]
 
@@ -35,14 +34,10 @@ def in_quarantine(path: str) -> bool:
 def reads_as_quarantine(segment: str) -> bool:
     """Whether ``segment`` is :data:`QUARANTINE_SEGMENT` in any spelling (see
     :func:`in_quarantine`)."""
-    form = segment
-    for _ in range(DECODE_ROUNDS + 1):
-        folded = unicodedata.normalize("NFKC", form).casefold()
-        folded = "".join("-" if unicodedata.category(ch) == "Pd" else ch for ch in folded)
-        if folded.strip().rstrip(". ") == QUARANTINE_SEGMENT:
-            return True
-        decoded = urllib.parse.unquote(form)
-        if decoded == form:
-            return False
-        form = decoded
-    return True  # still encoded after every round: normalize() refuses such paths anyway
+    return reads_as(segment, _spells_quarantine)
+
+
+def _spells_quarantine(form: str) -> bool:
+    folded = unicodedata.normalize("NFKC", form).casefold()
+    folded = "".join("-" if unicodedata.category(ch) == "Pd" else ch for ch in folded)
+    return folded.strip().rstrip(". ") == QUARANTINE_SEGMENT
