@@ -32,14 +32,11 @@ def _all_experiments(client: Any) -> list[Any]:
     """Every experiment of the current workspace, active and deleted, page after page."""
     from mlflow.entities import ViewType
 
-    found: list[Any] = []
-    token = None
-    while True:
-        page = client.search_experiments(view_type=ViewType.ALL, max_results=1000, page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
+    return _pages(
+        lambda token: client.search_experiments(
+            view_type=ViewType.ALL, max_results=1000, page_token=token
+        )
+    )
 
 
 def _client(tracking_uri: str) -> Any:
@@ -103,6 +100,7 @@ def _skill_paths(client: Any) -> set[str]:
 
 
 def _pages(search: Any) -> list[Any]:
+    """Every item of a paged MLflow search (``search(page_token)``), page after page."""
     found: list[Any] = []
     token = None
     while True:
