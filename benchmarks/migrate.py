@@ -131,7 +131,7 @@ def parallel_list(s3: Any, bucket: str, prefixes: list[str]) -> int:
 
 
 def router_for(url: str, workdir: Path) -> Any:
-    from ws_artifacts.core.config import load_config
+    from ws_artifacts.core.loading import load_config
     from ws_artifacts.core.routing import Router
 
     entries = "".join(

@@ -155,7 +155,7 @@ def main() -> None:
         all_keys = [k for ks in plan.values() for k in ks]
         fill = populate(s3, all_keys)
 
-        from ws_artifacts.core.config import parse_config
+        from ws_artifacts.core.loading import parse_config
 
         config = parse_config(
             {

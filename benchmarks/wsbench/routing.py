@@ -36,7 +36,7 @@ def routing_benchmark(scratch: Path, calls: int = 100_000) -> dict[str, Any]:
     """Median ns per ``_resolve`` call with 10 and 10 000 configured workspaces."""
     from mlflow.utils.workspace_context import WorkspaceContext
 
-    from ws_artifacts.core.config import load_config
+    from ws_artifacts.core.loading import load_config
     from ws_artifacts.serving.repository import WorkspaceArtifactRepository
 
     out: dict[str, Any] = {"calls": calls, "path": "workspaces/team-x/1/run/artifacts/model.pkl"}

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.contract.base import RUN, Rig, write_tree
-from ws_artifacts.core.config import load_config
 from ws_artifacts.core.errors import OwnershipError
+from ws_artifacts.core.loading import load_config
 from ws_artifacts.core.paths import LogicalPath
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.storage.base import Backend, Capability, CapabilityError

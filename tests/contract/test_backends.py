@@ -219,8 +219,8 @@ class TestMemoryContract(RepositoryContract, StorageContract, KeyContract):
 
 
 def test_s3fs_route_reads_static_keys_from_files_and_refuses_roles(tmp_path: Path) -> None:
-    from ws_artifacts.core.config import parse_config
     from ws_artifacts.core.errors import CredentialsError
+    from ws_artifacts.core.loading import parse_config
     from ws_artifacts.core.routing import Router
     from ws_artifacts.storage.fs import FsspecBackend
 

@@ -41,7 +41,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from tests.conftest import MlflowServer, in_workspace, keys, unique
 from tests.servers import Server, start_mlflow, start_moto
-from ws_artifacts.core.config import load_config
+from ws_artifacts.core.loading import load_config
 from ws_artifacts.core.routing import Router
 from ws_artifacts.storage import clients, credentials
 from ws_artifacts.storage.clients import ClientCache, client_for

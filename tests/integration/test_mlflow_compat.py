@@ -16,8 +16,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from tests.conftest import keys, unique
-from ws_artifacts.core.config import Settings
 from ws_artifacts.core.errors import AuthenticationError, ConfigError
+from ws_artifacts.core.settings import Settings
 from ws_artifacts.serving import refusals
 from ws_artifacts.storage.base import TEMP_PREFIX
 from ws_artifacts.storage.clients import ClientKey, client_for

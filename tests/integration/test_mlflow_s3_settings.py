@@ -18,7 +18,7 @@ import requests
 from tests.conftest import DIRECT_ARGS, WORKSPACES, MlflowServer, unique
 from tests.integration.test_proxied import header, make_run
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
-from ws_artifacts import _mlflow
+from ws_artifacts._mlflow import environment
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_presigned_upload_carries_the_workspace_route_and_policy(
 ) -> None:
     exp, run = make_run(env_server, "team-a")
     response = _presign(env_server, "team-a", run, "models/model.json")
-    if not _mlflow.HAS_PRESIGNED_UPLOADS:  # MLflow 3.10: no such endpoint, nothing advertised
+    if not environment.HAS_PRESIGNED_UPLOADS:  # MLflow 3.10: no such endpoint, nothing advertised
         assert response.status_code == 404
         assert (
             s3.list_objects_v2(Bucket="team-a-artifacts", Prefix=f"workspaces/team-a/{exp}/")[
@@ -129,7 +129,7 @@ def test_presigned_upload_carries_the_workspace_route_and_policy(
 def test_presigned_upload_refuses_a_path_mlflow_refuses(env_server: MlflowServer, s3: Any) -> None:
     exp, run = make_run(env_server, "team-a")
     response = _presign(env_server, "team-a", run, "/" + unique("abs"))
-    if not _mlflow.HAS_PRESIGNED_UPLOADS:
+    if not environment.HAS_PRESIGNED_UPLOADS:
         assert response.status_code == 404
     else:
         assert response.status_code == 400

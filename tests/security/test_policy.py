@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import is_within
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused, Place
 

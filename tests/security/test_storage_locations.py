@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import unique
 from tests.servers import MOTO_KEY, MOTO_SECRET, Server
-from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import StorageLocationError
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.routing import WorkspaceRoot
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused

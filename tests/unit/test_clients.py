@@ -19,7 +19,6 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 from mlflow.exceptions import MlflowException
 
-from ws_artifacts.core.config import Credentials, Settings, StoragePolicy, parse_config
 from ws_artifacts.core.errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -28,7 +27,9 @@ from ws_artifacts.core.errors import (
     StorageError,
     translate_boto_error,
 )
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.settings import Credentials, Settings, StoragePolicy
 from ws_artifacts.serving import refusals
 from ws_artifacts.storage import clients, credentials
 from ws_artifacts.storage.clients import ClientCache, ClientKey, client_for, describe_credentials

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ws_artifacts.core.config import load_config, parse_config
 from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.loading import load_config, parse_config
 from ws_artifacts.core.routing import Router
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import AccessDeniedError
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.storage import clients

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.security.spellings import IDS, SPELLINGS, Spelling
-from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import ConfigError, OwnershipError
-from ws_artifacts.core.paths import in_quarantine
+from ws_artifacts.core.loading import parse_config
+from ws_artifacts.core.quarantine_names import in_quarantine
 from ws_artifacts.core.routing import Router
 
 
@@ -152,7 +152,7 @@ def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
         asked.append(experiment)
         return owner.get(experiment, "")
 
-    monkeypatch.setattr(experiments._mlflow, "experiment_workspace", workspace_of)
+    monkeypatch.setattr(experiments.tracking_db, "experiment_workspace", workspace_of)
     monkeypatch.setattr(experiments.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(experiments, "_owned", type(experiments._owned)())
 
@@ -180,7 +180,7 @@ def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     config = parse_config({"workspaces": {}}, source="unit")
     route = Router(config, "s3://root").destination
-    monkeypatch.setattr(experiments._mlflow, "experiment_workspace", lambda e: "team-a")
+    monkeypatch.setattr(experiments.tracking_db, "experiment_workspace", lambda e: "team-a")
     monkeypatch.setattr(experiments, "_owned", type(experiments._owned)())
     monkeypatch.setattr(experiments, "OWNER_CACHE_SIZE", 3)
     for experiment in range(5):

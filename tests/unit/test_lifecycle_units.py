@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.lifecycle.orphans import SKILL_MIN_AGE, discover_places, find_orphans, router_for
 from ws_artifacts.lifecycle.quarantine import (
     entries_of,
@@ -335,7 +335,7 @@ def test_experiments_are_read_page_after_page() -> None:
 
     from mlflow.store.entities.paged_list import PagedList
 
-    from ws_artifacts._mlflow import _all_experiments
+    from ws_artifacts._mlflow.tracking_client import _all_experiments
 
     pages = {
         None: PagedList([SimpleNamespace(experiment_id=str(i)) for i in range(1000)], "p2"),

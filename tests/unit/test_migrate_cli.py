@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ws_artifacts.cli.main import main
-from ws_artifacts.core.config import parse_config
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import split_logical
 from ws_artifacts.core.routing import Router
 from ws_artifacts.storage.copying import Listed, same_content, server_side
@@ -58,7 +58,7 @@ def test_bad_migrate_input_is_refused(
 
 
 def targets(config: Path) -> tuple[object, ...]:
-    from ws_artifacts.core.config import load_config
+    from ws_artifacts.core.loading import load_config
 
     router = Router(load_config(config), "s3://root")
     current = router.target(split_logical("workspaces/team-a/1/f"))

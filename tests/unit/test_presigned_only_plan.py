@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ws_artifacts import _mlflow
+from ws_artifacts._mlflow import environment
 from ws_artifacts.cli.main import main
 from ws_artifacts.core.errors import ConfigError
 from ws_artifacts.serving.server import PRESIGNED_ONLY_ENV, PRESIGNED_ONLY_OPTION, plan_command
@@ -64,7 +64,7 @@ def _plan(tmp_path: Path, *, presigned_only: bool) -> list[str]:
 def test_presigned_only_starts_mlflow_in_that_mode(
     config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, env: str | None
 ) -> None:
-    monkeypatch.setattr(_mlflow, "HAS_PRESIGNED_ONLY", True)
+    monkeypatch.setattr(environment, "HAS_PRESIGNED_ONLY", True)
     if env is not None:
         monkeypatch.setenv(PRESIGNED_ONLY_ENV, env)
     else:
@@ -100,8 +100,8 @@ def test_an_older_mlflow_refuses_presigned_only_at_once(
     config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, env: str | None
 ) -> None:
     """MLflow < 3.18 would ignore the variable and carry every byte: refuse before starting."""
-    monkeypatch.setattr(_mlflow, "HAS_PRESIGNED_ONLY", False)
-    monkeypatch.setattr(_mlflow, "MLFLOW_VERSION", "3.17.2")
+    monkeypatch.setattr(environment, "HAS_PRESIGNED_ONLY", False)
+    monkeypatch.setattr(environment, "MLFLOW_VERSION", "3.17.2")
     if env is not None:
         monkeypatch.setenv(PRESIGNED_ONLY_ENV, env)
     extra = [PRESIGNED_ONLY_OPTION] if how == "option" else []
@@ -117,6 +117,6 @@ def test_the_repository_reads_the_mode_mlflow_gives_its_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(PRESIGNED_ONLY_ENV, raising=False)
-    assert _mlflow.presigned_only() is False
+    assert environment.presigned_only() is False
     monkeypatch.setenv(PRESIGNED_ONLY_ENV, "true")
-    assert _mlflow.presigned_only() is _mlflow.HAS_PRESIGNED_ONLY
+    assert environment.presigned_only() is environment.HAS_PRESIGNED_ONLY

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import ConfigError, OwnershipError
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import split_logical
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.lifecycle.moves import retarget_uri

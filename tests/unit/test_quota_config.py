@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ws_artifacts.cli.usage import human
-from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.routing import Router
 
 

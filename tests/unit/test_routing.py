@@ -8,16 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ws_artifacts.core.config import Config, parse_config
+from ws_artifacts.core.config import Config
+from ws_artifacts.core.destinations import check_destination, destinations_from_env
 from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
+from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import LogicalPath, check_owner, normalize, split_under
-from ws_artifacts.core.routing import (
-    DESTINATION,
-    Router,
-    Target,
-    check_destination,
-    destinations_from_env,
-)
+from ws_artifacts.core.routing import DESTINATION, Router, Target
 
 
 def config(**extra: Any) -> Config:

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from ws_artifacts.core import redact as _redact
-from ws_artifacts.core.config import Credentials, load_config, parse_config, secret_values
+from ws_artifacts.core.config import secret_values
 from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.loading import load_config, parse_config
+from ws_artifacts.core.settings import Credentials
 from ws_artifacts.storage.clients import describe_credentials
 
 SECRETS = {

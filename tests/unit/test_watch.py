@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ws_artifacts.core.config import Config, load_config
+from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.loading import load_config
 from ws_artifacts.serving.live_config import SETTLE_SECONDS, LiveConfig
 
 GOOD = """

@@ -11,8 +11,9 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from ws_artifacts.core.config import CONFIG_ENV_VAR, Config, load_config
+from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
+from ws_artifacts.core.loading import CONFIG_ENV_VAR, load_config
 
 __all__ = [
     "DESTINATION_ENV",

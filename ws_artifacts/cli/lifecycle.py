@@ -19,7 +19,7 @@ from ws_artifacts.cli.common import load as _load
 from ws_artifacts.cli.common import out as _out
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
-from ws_artifacts.core.routing import split_url
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import quarantine as q
 from ws_artifacts.storage.registry import backend_for
 
@@ -40,7 +40,7 @@ def _setup(config_path: Path | None, destination: str) -> tuple[Config, Any]:
 
 
 def _truth(tracking_uri: str | None, backend_store_uri: str | None) -> dict[str, set[str]]:
-    from ws_artifacts._mlflow import tracking_truth
+    from ws_artifacts._mlflow.tracking_client import tracking_truth
 
     uri = tracking_uri or backend_store_uri
     if not uri or (tracking_uri and backend_store_uri):
@@ -257,7 +257,7 @@ def orphans(
     as_json: bool,
 ) -> None:
     """List objects whose workspace or experiment no longer exists (and quarantine them)."""
-    from ws_artifacts._mlflow import skill_truth
+    from ws_artifacts._mlflow.tracking_client import skill_truth
     from ws_artifacts.lifecycle.orphans import discover_places, find_orphans
 
     _, router = _setup(config_path, destination)

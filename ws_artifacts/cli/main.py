@@ -133,7 +133,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
             2,
         )
     if ctx.args:
-        from ws_artifacts._mlflow import server_usage_error
+        from ws_artifacts._mlflow.server_app import server_usage_error
 
         problem = server_usage_error(plan.argv[4:])
         if problem:
@@ -163,7 +163,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     _say_what_changed(data_dir, config, plan.destination)
     inner = plan.env.get(srv.INNER_APP_ENV)
     if inner:
-        from ws_artifacts._mlflow import bootstrap_server_app
+        from ws_artifacts._mlflow.server_app import bootstrap_server_app
 
         bootstrap_server_app(inner)
     sys.stdout.flush()

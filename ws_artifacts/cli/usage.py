@@ -43,9 +43,9 @@ def run_usage(
     roots: Any = None,
 ) -> list[Row]:
     """Discover, measure (showing progress on stderr for tables) and print."""
-    from ws_artifacts import _mlflow
+    from ws_artifacts._mlflow import tracking_client
 
-    known = _mlflow.tracking_workspaces(tracking_uri) if tracking_uri else []
+    known = tracking_client.tracking_workspaces(tracking_uri) if tracking_uri else []
     places = discover(
         config, destination, workspaces, known=() if workspaces else known, roots=roots
     )
@@ -75,7 +75,7 @@ def run_usage(
     if tracking_uri and by_experiment:
         # Only the tracking server's own workspaces have names there (stores may hold others).
         for workspace in sorted({r.place.workspace for r in rows if r.experiments} & set(known)):
-            names[workspace] = _mlflow.experiment_names(tracking_uri, workspace)
+            names[workspace] = tracking_client.experiment_names(tracking_uri, workspace)
     if output == "json":
         click.echo(json.dumps(_as_json(rows, names), indent=2))
     elif output == "prometheus":

@@ -1,9 +1,12 @@
 """The core: what a workspace's artifacts are and where they go, with no I/O and no MLflow.
 
-Owns the configuration file's models and loader (:mod:`.config`), logical artifact paths
-(:mod:`.paths`), routing from (workspace, path) to a place (:mod:`.routing`: start here),
-approved storage locations (:mod:`.locations`), the exception hierarchy (:mod:`.errors`) and
-secret redaction in logs (:mod:`.redact`).
+Owns routing from (workspace, path) to a place (:mod:`.routing`: start here), with a
+workspace's own root (:mod:`.roots`) and the server's destinations (:mod:`.destinations`); the
+configuration file's models (:mod:`.config`, each place's settings in :mod:`.settings`) and its
+loader (:mod:`.loading`); logical artifact paths (:mod:`.paths`), what a path may hold
+(:mod:`.path_characters`), the quarantine area's names (:mod:`.quarantine_names`) and place
+URLs (:mod:`.urls`); approved storage locations (:mod:`.locations`); the exception hierarchy
+(:mod:`.errors`) and secret redaction in logs (:mod:`.redact`).
 
 May import: the standard library, pydantic and PyYAML. Nothing else of ws_artifacts.
 """

@@ -31,15 +31,11 @@ from collections.abc import Mapping, Sequence
 
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import PathError, StorageLocationError
-from ws_artifacts.core.paths import (
-    QUARANTINE_SEGMENT,
-    WORKSPACES_SEGMENT,
-    in_quarantine,
-    is_within,
-    normalize,
-    reads_as_workspaces,
-)
-from ws_artifacts.core.routing import WorkspaceRoot, find_location, split_url
+from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_within, normalize, reads_as_workspaces
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
+from ws_artifacts.core.roots import find_location
+from ws_artifacts.core.routing import WorkspaceRoot
+from ws_artifacts.core.urls import split_url
 
 __all__ = ["approved_locations", "check_root"]
 

@@ -16,25 +16,28 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-import urllib.parse
 from dataclasses import dataclass
 
 from ws_artifacts.core.errors import OwnershipError, PathError
+from ws_artifacts.core.path_characters import (
+    check_decoded_segment,
+    check_segment,
+    check_text,
+    reads_as,
+)
 
 __all__ = [
     "DEFAULT_WORKSPACE",
     "MAX_PATH_LENGTH",
-    "QUARANTINE_SEGMENT",
     "WORKSPACES_SEGMENT",
     "LogicalPath",
     "check_mlflow_path",
     "check_owner",
-    "in_quarantine",
     "is_valid_workspace_name",
     "is_within",
     "join",
+    "may_name_workspace",
     "normalize",
-    "reads_as_quarantine",
     "reads_as_workspaces",
     "split_logical",
     "split_under",
@@ -44,9 +47,6 @@ __all__ = [
 DEFAULT_WORKSPACE = "default"
 #: The segment MLflow puts before a workspace's name in every artifact location.
 WORKSPACES_SEGMENT = "workspaces"
-#: Where quarantined workspaces are kept, beside every place (``<base>/.ws-quarantine/...``, see
-#: :mod:`ws_artifacts.lifecycle.quarantine`): nobody's place, so no artifact path may name it.
-QUARANTINE_SEGMENT = ".ws-quarantine"
 #: Longest path accepted (Linux PATH_MAX; S3 keys stop at 1024 bytes anyway).
 MAX_PATH_LENGTH = 4096
 
@@ -54,15 +54,6 @@ MAX_PATH_LENGTH = 4096
 # (MLflow's re.match with "$" also accepts a trailing newline).
 _WORKSPACE_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _RESERVED_NAMES = frozenset({"workspaces", "api", "ajax-api", "static-files"})
-# Percent-escapes that would turn into a separator, a dot or a control character if any layer
-# decoded the key: refused rather than guessed at.
-_DANGEROUS_ESCAPE = re.compile(r"%(?:2[ef]|5c|00|0[0-9a-f]|1[0-9a-f]|7f)", re.IGNORECASE)
-# Unicode categories refused anywhere in a path: controls (C0, DEL, C1 such as NEL), line and
-# paragraph separators, and lone surrogates (from broken decoding; no store can write them).
-_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
-# Bidirectional overrides and isolates: they make a message show another path than the real one.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_DECODE_ROUNDS = 4
 
 
 def is_valid_workspace_name(name: str) -> bool:
@@ -107,38 +98,17 @@ def normalize(path: str | None) -> str:
             f"Artifact path of {len(path)} characters is longer than the {MAX_PATH_LENGTH} "
             "allowed; use a shorter path."
         )
+    parts = [segment for segment in path.split("/") if segment not in ("", ".")]
     if path.isascii() and _ASCII_PLAIN.fullmatch(path):
         # Fast path, same result: plain ASCII has no escapes to decode, and NFC and NFKC leave it
         # unchanged, so only empty, "." and ".." segments matter.
-        parts = [segment for segment in path.split("/") if segment not in ("", ".")]
         if ".." in parts:
-            _check_segment("..", path)
+            check_segment("..", path)
         return "/".join(parts)
-    _check_characters(path, path)
-    _check_invisible_and_lookalikes(path, path)
-    if _DANGEROUS_ESCAPE.search(path):
-        raise PathError(
-            f"Artifact path {path!r} contains a percent-escaped separator, dot or control "
-            "character; use the plain character instead."
-        )
-    if unicodedata.normalize("NFC", path) != path:
-        raise PathError(f"Artifact path {path!r} is not in Unicode NFC form.")
-    parts = []
-    for segment in path.split("/"):
-        if segment in ("", "."):
-            continue
-        _check_segment(segment, path)
-        decoded = _unquote_fully(segment, path)
-        if decoded != segment:  # what a layer that decodes (once or more) would see
-            _check_characters(decoded, path)
-            _check_invisible_and_lookalikes(decoded, path)
-            if decoded in (".", "..") or "/" in decoded:
-                raise PathError(
-                    f"Artifact path {path!r} has a segment {segment!r} that decodes to "
-                    f"{decoded!r}; use plain characters instead of percent-escapes."
-                )
-            _check_segment(decoded, path)
-        parts.append(segment)
+    check_text(path)
+    for segment in parts:
+        check_segment(segment, path)
+        check_decoded_segment(segment, path)
     return "/".join(parts)
 
 
@@ -177,69 +147,6 @@ def check_mlflow_path(path: str | None, *, kind: str) -> None:
             f"Invalid artifact path: {path!r} names the artifact directory itself; pass None "
             "(or nothing) to log at the top, or name a directory such as 'models'."
         )
-
-
-def _check_characters(text: str, path: str) -> None:
-    if "\\" in text:
-        raise PathError(f"Artifact path {path!r} contains a backslash; use '/' as separator.")
-    for ch in text:
-        if unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _BIDI_CONTROLS:
-            raise PathError(
-                f"Artifact path {path!r} contains a control, line-separator or bidirectional "
-                f"character (U+{ord(ch):04X}); remove it."
-            )
-
-
-# Characters drawn like a slash or a backslash that are neither (Unicode's confusables of
-# U+002F and U+005C among symbols and punctuation; letters such as KATAKANA NO are left alone).
-# Unicode compatibility folding leaves these as they are, so a console shows a key such as
-# "workspaces\u2215team-b" as if it were another workspace's. (The fullwidth and small solidi
-# fold to "/" and "\\" and are refused by _check_segment.)
-_SLASH_LOOKALIKES = frozenset(
-    "\u1735\u2041\u2044\u2215\u2571\u27cb\u29f8\u2f03\u3033\U0001d23a"  # like "/"
-    "\u2216\u2572\u27cd\u29f5\u29f9"  # like "\\"
-)
-
-
-def _check_invisible_and_lookalikes(text: str, path: str) -> None:
-    """Refuse invisible format characters (category Cf: U+200B, U+FEFF, U+2060, ...) and slash
-    look-alikes: either makes a key read in a console as another key (another workspace's)."""
-    for ch in text:
-        if ch in _SLASH_LOOKALIKES:
-            raise PathError(
-                f"Artifact path {path!r} contains U+{ord(ch):04X} "
-                f"({unicodedata.name(ch, 'unnamed')}), which looks like a slash but is not one; "
-                "use '/' between directories and other characters in names."
-            )
-        if unicodedata.category(ch) == "Cf":
-            raise PathError(
-                f"Artifact path {path!r} contains the invisible character U+{ord(ch):04X} "
-                f"({unicodedata.name(ch, 'unnamed')}); remove it."
-            )
-
-
-def _check_segment(segment: str, path: str) -> None:
-    if segment == "..":
-        raise PathError(f"Artifact path {path!r} contains '..'; paths may not go upwards.")
-    folded = unicodedata.normalize("NFKC", segment)
-    if folded in (".", "..") or "/" in folded or "\\" in folded:
-        raise PathError(
-            f"Artifact path {path!r} has a segment {segment!r} that reads as {folded!r} after "
-            "Unicode compatibility folding; use plain ASCII dots and slashes."
-        )
-
-
-def _unquote_fully(segment: str, path: str) -> str:
-    text = segment
-    for _ in range(_DECODE_ROUNDS):
-        decoded = urllib.parse.unquote(text) if "%" in text else text
-        if decoded == text:
-            return text
-        text = decoded
-    raise PathError(
-        f"Artifact path {path!r} is percent-encoded more than {_DECODE_ROUNDS} times; use plain "
-        "characters."
-    )
 
 
 def join(*parts: str) -> str:
@@ -320,47 +227,11 @@ def split_logical(path: str) -> LogicalPath:
 def reads_as_workspaces(segment: str) -> bool:
     """Whether a store or layer that folds case, Unicode compatibility forms or percent-escapes
     could read ``segment`` as ``workspaces`` (the exact segment included)."""
-    form = segment
-    for _ in range(_DECODE_ROUNDS + 1):
-        if unicodedata.normalize("NFKC", form).casefold() == WORKSPACES_SEGMENT:
-            return True
-        decoded = urllib.parse.unquote(form)
-        if decoded == form:
-            return False
-        form = decoded
-    return True  # still encoded after every round: normalize() refuses such paths anyway
+    return reads_as(segment, _spells_workspaces)
 
 
-def in_quarantine(path: str) -> bool:
-    """Whether any segment of ``path`` (a key, a prefix or a request's path, at any depth)
-    could be read as the quarantine area :data:`QUARANTINE_SEGMENT` by this or another layer.
-
-    The one rule that keeps quarantine nobody's place: routing refuses a target whose key or
-    scope is in it, and listings leave it out. Spellings that count: other letter case,
-    percent-escapes (also repeated), Unicode compatibility forms and dash look-alikes,
-    surrounding whitespace and trailing dots (file systems that drop them).
-    """
-    if not path:
-        return False
-    if path.isascii() and "%" not in path and "ws-quarantine" not in path.lower():
-        return False  # fast path: no spelling of the segment can be in it
-    return any(reads_as_quarantine(segment) for segment in path.split("/") if segment)
-
-
-def reads_as_quarantine(segment: str) -> bool:
-    """Whether ``segment`` is :data:`QUARANTINE_SEGMENT` in any spelling (see
-    :func:`in_quarantine`)."""
-    form = segment
-    for _ in range(_DECODE_ROUNDS + 1):
-        folded = unicodedata.normalize("NFKC", form).casefold()
-        folded = "".join("-" if unicodedata.category(ch) == "Pd" else ch for ch in folded)
-        if folded.strip().rstrip(". ") == QUARANTINE_SEGMENT:
-            return True
-        decoded = urllib.parse.unquote(form)
-        if decoded == form:
-            return False
-        form = decoded
-    return True  # still encoded after every round: normalize() refuses such paths anyway
+def _spells_workspaces(form: str) -> bool:
+    return unicodedata.normalize("NFKC", form).casefold() == WORKSPACES_SEGMENT
 
 
 def split_under(base: str, path: str) -> LogicalPath:
@@ -411,3 +282,13 @@ def check_owner(logical: LogicalPath, active: str | None, *, operation: str) -> 
         f"'{logical.owner}', but the request runs in workspace '{active}'. Artifacts are only "
         "reachable from their own workspace."
     )
+
+
+@functools.lru_cache(maxsize=65536)  # scopes repeat: one per workspace and route
+def may_name_workspace(key: str) -> bool:
+    """Whether ``key`` names a workspace's layout (``workspaces/<name>``), or is malformed
+    there and so might: containment never takes such a key for a legacy one."""
+    try:
+        return split_logical(key).workspace is not None
+    except PathError:
+        return True

@@ -15,8 +15,9 @@ URL the repository was built with, minus its ``ws-`` prefix), :class:`Router` an
 
 Containment is checked here, once, for every operation: a :class:`Target` cannot be built
 unless its key lies inside the place its workspace owns (:meth:`Target.__post_init__`), a route
-may not place its files inside another workspace's layout, and :func:`check_destination` keeps a
-server's default-destination targets under the destinations it was started with.
+may not place its files inside another workspace's layout, and
+:func:`ws_artifacts.core.destinations.check_destination` keeps a server's default-destination
+targets under the destinations it was started with.
 
 No I/O and no MLflow import happen here.
 """
@@ -24,57 +25,39 @@ No I/O and no MLflow import happen here.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import threading
-import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ws_artifacts.core.config import (
-    Config,
-    Credentials,
-    LocationConfig,
-    PlaceConfig,
-    RouteConfig,
-    Settings,
-)
-from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
+from ws_artifacts.core.config import Config, PlaceConfig, RouteConfig
+from ws_artifacts.core.errors import OwnershipError, PathError, UnroutedWorkspaceError
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
-    QUARANTINE_SEGMENT,
     WORKSPACES_SEGMENT,
     LogicalPath,
-    in_quarantine,
     is_within,
     join,
+    may_name_workspace,
     normalize,
-    reads_as_workspaces,
     split_logical,
 )
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
+from ws_artifacts.core.roots import find_location, routes_by_root
+from ws_artifacts.core.settings import Settings, merge_settings
+from ws_artifacts.core.urls import check_route_prefix, split_url
 
 __all__ = [
     "DESTINATION",
-    "SERVER_DESTINATION_ENV_VARS",
     "Route",
     "Router",
     "Target",
     "WorkspaceRoot",
-    "check_destination",
-    "destinations_from_env",
-    "find_location",
-    "routes_by_root",
-    "split_url",
+    "root_route",
 ]
 
 #: ``Route.name`` of the default destination.
 DESTINATION = "(default destination)"
-#: The variables ``mlflow server`` hands its workers: ``--artifacts-destination`` and
-#: ``--default-artifact-root`` (names from ``mlflow/server/constants.py``, 3.10 to 3.17).
-SERVER_DESTINATION_ENV_VARS = (
-    "_MLFLOW_SERVER_ARTIFACT_DESTINATION",
-    "_MLFLOW_SERVER_ARTIFACT_ROOT",
-)
 _CACHE_LIMIT = 100_000
 #: Where a route came from (``Route.source``).
 SOURCE_FILE = "file"
@@ -196,10 +179,10 @@ def _containment_problem(target: Target) -> str:
         return "is not a normalised key"
     if in_quarantine(key) or in_quarantine(scope):
         return f"lies in the quarantine area '{QUARANTINE_SEGMENT}', which is nobody's place"
-    if not scope or not _names_workspace(scope):  # the default workspace's legacy layout
+    if not scope or not may_name_workspace(scope):  # the default workspace's legacy layout
         if not route.is_destination or workspace != DEFAULT_WORKSPACE:
             return "has no workspace layout"
-        if _names_workspace(key):
+        if may_name_workspace(key):
             return "names a workspace's layout in a legacy path"
         if not is_within(scope, key):
             return f"lies outside '{scope}'"
@@ -219,23 +202,6 @@ def _containment_problem(target: Target) -> str:
     if layout.workspace != workspace or layout.rest:
         return f"has scope '{scope}', which is not the layout of workspace '{workspace}'"
     return ""
-
-
-@functools.lru_cache(maxsize=65536)  # scopes repeat: one per workspace and route
-def _names_workspace(key: str) -> bool:
-    try:
-        return split_logical(key).workspace is not None
-    except PathError:
-        return True
-
-
-def split_url(url: str) -> tuple[str, str, str]:
-    """Split ``scheme://location/prefix`` into its three parts (location = bucket or host).
-
-    For ``file:///srv/x`` the location is empty and the prefix ``srv/x``.
-    """
-    parsed = urllib.parse.urlsplit(url)
-    return parsed.scheme, parsed.netloc, parsed.path.strip("/")
 
 
 class Router:
@@ -310,18 +276,11 @@ class Router:
         entry = self.config.workspaces[name]
         base = self.config.defaults
         if entry.location is not None:
-            base = _merge(self.config.locations[entry.location], base, workspace)
+            base = merge_settings(self.config.locations[entry.location], base, workspace)
         route = _build_route(name, entry, base, workspace)
         if name == workspace:
             return route
         return _with_source(route, SOURCE_GLOB)
-
-
-def routes_by_root(url: str | None) -> bool:
-    """Whether a workspace's root is a route of its own: not ``ws-``/``mlflow-artifacts:``,
-    which only name MLflow's own layout below the server's destination (the guard keeps those
-    inside the workspace)."""
-    return bool(url) and not str(url).startswith(("ws-", "mlflow-artifacts:"))
 
 
 def _with_source(route: Route, source: str) -> Route:
@@ -337,27 +296,6 @@ def _with_source(route: Route, source: str) -> Route:
         route.previous,
         source,
     )
-
-
-def find_location(config: Config, url: str) -> tuple[str, LocationConfig] | None:
-    """The approved location ``url`` lies in (the most specific one), or None.
-
-    The URL is compared part by part: same scheme, same bucket (or host), and a key prefix at
-    or below the location's, segment-wise (``s3://b/ab`` is not inside ``s3://b/a``).
-    """
-    scheme, location, prefix = split_url(url)
-    try:
-        clean = normalize(prefix)
-    except PathError:
-        return None
-    best: tuple[str, LocationConfig] | None = None
-    for name, entry in config.locations.items():
-        l_scheme, l_location, l_prefix = split_url(entry.url)
-        if (l_scheme, l_location) != (scheme, location) or not is_within(l_prefix, clean):
-            continue
-        if best is None or len(entry.url) > len(best[1].url):
-            best = (name, entry)
-    return best
 
 
 def root_route(config: Config, workspace: str, root: WorkspaceRoot) -> Route:
@@ -383,7 +321,7 @@ def root_route(config: Config, workspace: str, root: WorkspaceRoot) -> Route:
         _previous_root(config, f"location:{name}.previous.{index}", old, workspace)
         for index, old in enumerate(root.previous)
     )
-    settings = _merge(location, config.defaults, workspace)
+    settings = merge_settings(location, config.defaults, workspace)
     return _root_place(f"location:{name}", url, location.backend, settings, workspace, previous)
 
 
@@ -393,7 +331,7 @@ def _previous_root(config: Config, name: str, url: str, workspace: str) -> Route
         backend: Literal["s3", "fsspec"] = "s3" if url.startswith("s3://") else "fsspec"
         return _root_place(name, url, backend, config.defaults, workspace, ())
     location = found[1]
-    settings = _merge(location, config.defaults, workspace)
+    settings = merge_settings(location, config.defaults, workspace)
     return _root_place(name, url, location.backend, settings, workspace, ())
 
 
@@ -406,7 +344,7 @@ def _root_place(
     previous: tuple[Route, ...],
 ) -> Route:
     scheme, location, prefix = split_url(url)
-    _check_prefix(name, prefix, workspace)
+    check_route_prefix(name, prefix, workspace)
     return Route(
         name=name,
         url=url,
@@ -426,7 +364,7 @@ def _is_glob(key: str) -> bool:
 
 
 def _build_route(name: str, route: RouteConfig, defaults: Settings, workspace: str) -> Route:
-    settings = _merge(route, defaults, workspace)
+    settings = merge_settings(route, defaults, workspace)
     previous = tuple(
         _build_place(f"{name}.previous.{index}", place, settings, workspace)
         for index, place in enumerate(route.previous)
@@ -445,7 +383,7 @@ def _build_place(
     route's effective settings for one of its previous places)."""
     url = place.url.replace("{workspace}", workspace)
     scheme, location, prefix = split_url(url)
-    _check_prefix(name, prefix, workspace)
+    check_route_prefix(name, prefix, workspace)
     return Route(
         name=name,
         url=url,
@@ -453,105 +391,7 @@ def _build_place(
         location=location,
         prefix=prefix,
         backend=place.backend_kind,
-        settings=_merge(place, base, workspace),
+        settings=merge_settings(place, base, workspace),
         workspace=workspace,
         previous=previous,
     )
-
-
-def _check_prefix(name: str, prefix: str, workspace: str) -> None:
-    """A route's key prefix may not lie inside another workspace's layout: ``workspaces/<x>``
-    in it must name the workspace itself (else <x>'s scope would contain this route)."""
-    try:
-        clean = normalize(prefix)
-        segments = clean.split("/") if clean else []
-    except PathError as err:
-        raise ConfigError(f"workspaces.{name}.url: the path part is unsafe: {err}") from None
-    if in_quarantine(clean):
-        raise ConfigError(
-            f"workspaces.{name}.url: the path '{prefix}' lies in a quarantine area "
-            f"('{QUARANTINE_SEGMENT}'); give the route a place of its own."
-        )
-    for index, segment in enumerate(segments):
-        if not reads_as_workspaces(segment):
-            continue
-        following = segments[index + 1] if index + 1 < len(segments) else ""
-        if segment != WORKSPACES_SEGMENT or following != workspace:
-            raise ConfigError(
-                f"workspaces.{name}.url: for workspace '{workspace}' the path '{prefix}' lies "
-                f"inside the layout '{segment}/{following}' of another workspace; use a "
-                "prefix without a 'workspaces/<name>' part, or use {workspace}."
-            )
-
-
-def check_destination(target: Target, destinations: Sequence[str] | None) -> Target:
-    """Keep a default-destination target under one of the server's own destinations.
-
-    A repository takes its default destination from the URI it is built with, and some URIs
-    come from requests (a model version's source, a trace's artifact location). Routed
-    workspaces ignore that part, but the default workspace's legacy paths and unrouted
-    workspaces use it, so on a server the URI's location and root must be a destination the
-    server was started with.
-
-    Args:
-        target: The resolved target.
-        destinations: The server's ``ws-`` destinations (:func:`destinations_from_env`), or None
-            outside a server (a client reads with its own credentials: nothing to keep).
-
-    Returns:
-        The target; a legacy one is scoped to the destination's root, so that backends which
-        resolve links (local files) keep it inside the destination.
-
-    Raises:
-        OwnershipError: The target is at a default destination the server does not serve.
-    """
-    route = target.route
-    if destinations is None or not route.is_destination:
-        return target
-    for url in destinations:
-        scheme, location, prefix = split_url(url.removeprefix("ws-"))
-        if (scheme, location) != (route.scheme, route.location):
-            continue
-        try:
-            root = normalize(prefix)
-        except PathError:
-            continue
-        if target.workspace != DEFAULT_WORKSPACE or _names_workspace(target.scope):
-            if split_logical(target.scope).root == root:
-                return target
-        elif is_within(root, target.key):
-            return Target(route, target.key, target.workspace, root)
-    served = ", ".join(destinations) or "no ws- destination"
-    raise OwnershipError(
-        f"Refused: {target.uri} is not under this server's artifact destination ({served}), and "
-        f"workspace '{target.workspace}' has no route of its own. Add a route for the workspace "
-        "to the ws-artifacts configuration, or keep its artifacts under the destination."
-    )
-
-
-def destinations_from_env(environ: Mapping[str, str]) -> tuple[str, ...] | None:
-    """The ``ws-`` locations an ``mlflow server`` worker was started with; None when the process
-    is not such a worker (neither variable of :data:`SERVER_DESTINATION_ENV_VARS` is set)."""
-    values = [environ.get(name, "").strip() for name in SERVER_DESTINATION_ENV_VARS]
-    if not any(values):
-        return None
-    return tuple(value for value in values if value.startswith("ws-"))
-
-
-def _merge(route: Settings, defaults: Settings, workspace: str) -> Settings:
-    """The route's settings over the defaults; nested blocks replace, not merge, except
-    ``storage_options``, which merges key by key."""
-    values = {name: getattr(defaults, name) for name in Settings.model_fields}
-    for name in route.model_fields_set & set(Settings.model_fields):
-        values[name] = getattr(route, name)
-    values["storage_options"] = {**defaults.storage_options, **route.storage_options}
-    credentials: Credentials | None = values["credentials"]
-    if credentials is not None and (credentials.role_arn or credentials.session_name):
-        values["credentials"] = credentials.model_copy(
-            update={
-                "role_arn": (credentials.role_arn or "").replace("{workspace}", workspace) or None,
-                "session_name": (credentials.session_name or "").replace("{workspace}", workspace)
-                or None,
-            }
-        )
-    return Settings.model_construct(**values)

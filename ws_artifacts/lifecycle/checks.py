@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ws_artifacts.core.config import Config, Settings
+from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
@@ -23,15 +23,10 @@ from ws_artifacts.core.paths import (
     normalize,
     split_logical,
 )
-from ws_artifacts.core.routing import (
-    DESTINATION,
-    Route,
-    Router,
-    Target,
-    WorkspaceRoot,
-    routes_by_root,
-    split_url,
-)
+from ws_artifacts.core.roots import routes_by_root
+from ws_artifacts.core.routing import DESTINATION, Route, Router, Target, WorkspaceRoot
+from ws_artifacts.core.settings import Settings
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.storage.registry import backend_for
 
 __all__ = ["RouteReport", "check_routes", "describe_route", "example_name", "quota_summary"]

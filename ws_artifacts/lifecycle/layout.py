@@ -5,7 +5,7 @@ module what a child of ``workspaces/<ws>/`` is, instead of assuming that every c
 experiment id. The others never need to: quarantine, restore, migrate and the provider move a
 workspace's whole place (whatever it holds goes along), and moves rewrite experiment ids only.
 Pure: no I/O, no MLflow import; the MLflow version it is
-asked about comes from the caller (:func:`ws_artifacts._mlflow.mlflow_version`).
+asked about comes from the caller (:data:`ws_artifacts._mlflow.environment.MLFLOW_VERSION`).
 
 What the supported MLflow versions write below a workspace's place (read in their sources,
 ``mlflow/store/tracking/sqlalchemy_store.py`` and ``.../skill_registry/artifact_paths.py``):

@@ -106,12 +106,12 @@ def workspaces_with_previous(router: Router) -> list[str]:
 
 def glob_workspaces_in_previous(router: Router, pattern: str) -> set[str]:
     """The workspaces of the glob route ``pattern`` that its previous places hold."""
-    from ws_artifacts.core import routing
+    from ws_artifacts.core.settings import merge_settings
     from ws_artifacts.lifecycle.usage import workspaces_in_place
 
     config = router.config
     entry = config.workspaces[pattern]
-    base = routing._merge(entry, config.defaults, "")
+    base = merge_settings(entry, config.defaults, "")
     names: set[str] = set()
     for place in entry.previous:
         names |= workspaces_in_place(router, pattern, place, base)

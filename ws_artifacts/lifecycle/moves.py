@@ -4,12 +4,13 @@
 repointing each experiment's own location), but their runs, logged models and traces keep their
 stored ``.../workspaces/X/<experiment>/...`` URIs, which Y's requests are refused. This module:
 
-1. reads, through MLflow's own database models (:func:`ws_artifacts._mlflow.stored_locations`),
+1. reads, through MLflow's own database models
+   (:func:`ws_artifacts._mlflow.tracking_db.stored_locations`),
    every location stored for Y's experiments that still names ``workspaces/X/<experiment>``;
 2. copies each such experiment's tree from X's place (and X's previous places) to Y's place
    with the verified copy engine (:func:`ws_artifacts.lifecycle.migrate.migrate_places`);
 3. only when every object is verified, rewrites those locations to ``workspaces/Y/...`` in one
-   transaction (:func:`ws_artifacts._mlflow.update_locations`);
+   transaction (:func:`ws_artifacts._mlflow.tracking_db.update_locations`);
 4. with ``delete_source``, and only after the transaction committed, deletes the verified
    copies at X's place.
 
@@ -30,10 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ws_artifacts import _mlflow
+from ws_artifacts._mlflow import tracking_db
 from ws_artifacts.core.errors import ConfigError, PathError, StorageError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join, split_logical
-from ws_artifacts.core.routing import Router, Target, split_url
+from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle.migrate import PlaceResult, migrate_places
 from ws_artifacts.storage.copying import Outcome, delete_objects, modified_after
 
@@ -106,7 +108,7 @@ def plan_move(store_uri: str, source: str, target: str) -> MovePlan:
         raise PathError(f"--moved-from and --to are both '{source}'; give two workspaces.")
     plan = MovePlan(source, target)
     experiments: set[str] = set()
-    for loc in _mlflow.stored_locations(store_uri, target):
+    for loc in tracking_db.stored_locations(store_uri, target):
         new = retarget_uri(loc.uri, source, target)
         if new is None:
             continue
@@ -179,7 +181,7 @@ def migrate_moved(
             f"were not copied and verified (first: {failed[0].name}: {why}); the database "
             "was not changed. Fix the cause and run again."
         )
-    result.updated = _mlflow.update_locations(
+    result.updated = tracking_db.update_locations(
         store_uri, {key: new for key, (_old, new) in plan.changes.items()}
     )
     if delete_source:

@@ -5,7 +5,8 @@ does not know is never an orphan (listed as "unknown, kept", with its size).
 
 The truth is MLflow's: every workspace and every experiment id (active or deleted, since a
 deleted experiment can still be restored), read through MLflow's client on the server's REST
-API or on the tracking database (:func:`ws_artifacts._mlflow.tracking_truth`). The stores are
+API or on the tracking database (:func:`ws_artifacts._mlflow.tracking_client.tracking_truth`). The
+stores are
 scanned where routing puts workspaces: the destination's ``workspaces/``, each route's prefix,
 and, for routes whose URL ends in ``{workspace}``, the directories beside it.
 """
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 
 from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.core.routing import Route, Router
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.checks import example_name
 from ws_artifacts.lifecycle.quarantine import Place, place_of
@@ -138,7 +140,8 @@ def _listed(route: Route, prefix: str) -> set[str]:
         return set()
 
 
-#: Reads the skill truth (see :func:`ws_artifacts._mlflow.skill_truth`), once, after listing.
+#: Reads the skill truth (see :func:`ws_artifacts._mlflow.tracking_client.skill_truth`), once,
+#: after listing.
 SkillTruth = Callable[[], Mapping[str, set[str]] | None]
 
 
@@ -228,7 +231,7 @@ class _Ages:
 
 
 def _mlflow_version() -> str:
-    from ws_artifacts._mlflow import MLFLOW_VERSION
+    from ws_artifacts._mlflow.environment import MLFLOW_VERSION
 
     return MLFLOW_VERSION
 

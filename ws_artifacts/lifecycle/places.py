@@ -8,7 +8,7 @@ Writes are not here: they only ever go to the current place.
 
 Every place is a :class:`~ws_artifacts.core.routing.Target` built by routing, so every one has
 passed the same containment check. The quarantine area
-(:func:`ws_artifacts.core.paths.in_quarantine`)
+(:func:`ws_artifacts.core.quarantine_names.in_quarantine`)
 is left out of every list and walk, and a delete whose tree holds any of it is refused whole.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from ws_artifacts.core.errors import NotFoundError, OwnershipError
-from ws_artifacts.core.paths import QUARANTINE_SEGMENT, in_quarantine
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
 from ws_artifacts.core.routing import Target
 from ws_artifacts.storage.base import Backend, Entry
 from ws_artifacts.storage.registry import backend_for

@@ -8,8 +8,8 @@ prefix, or the destination's root for workspaces without a route). Its quarantin
 
 No request can reach it, whatever workspace it runs in (the default workspace's legacy paths
 included): routing refuses every target whose key or scope has a segment that reads as
-``.ws-quarantine`` in any spelling (:func:`ws_artifacts.core.paths.in_quarantine`), listings and
-tree
+``.ws-quarantine`` in any spelling
+(:func:`ws_artifacts.core.quarantine_names.in_quarantine`), listings and tree
 downloads leave it out, a tree delete that holds any of it is refused whole, and the guard
 refuses such paths and locations before MLflow handles them.
 
@@ -30,14 +30,15 @@ from dataclasses import asdict, dataclass
 
 from ws_artifacts.core.errors import ConfigError, StorageError, WsArtifactsError
 from ws_artifacts.core.paths import (
-    QUARANTINE_SEGMENT,
     WORKSPACES_SEGMENT,
     LogicalPath,
     is_valid_workspace_name,
     join,
     split_logical,
 )
-from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT
+from ws_artifacts.core.routing import Route, Router
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.storage.base import Backend
 from ws_artifacts.storage.registry import backend_for
 

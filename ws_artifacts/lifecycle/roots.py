@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from ws_artifacts import _mlflow
+from ws_artifacts._mlflow import workspace_store
 from ws_artifacts.core.errors import ConfigError, StorageError
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE
 from ws_artifacts.core.routing import WorkspaceRoot
@@ -151,10 +151,10 @@ def roots_cache(tracking_uri: str | None, *, on_server: bool) -> RootsCache:
             cache = _caches.get(key)
             if cache is None:
                 if on_server:
-                    load: Loader = _mlflow.server_workspace_roots
+                    load: Loader = workspace_store.server_workspace_roots
                     where = "this server's workspace database"
                 else:
-                    load = functools.partial(_mlflow.client_workspace_roots, tracking_uri)
+                    load = functools.partial(workspace_store.client_workspace_roots, tracking_uri)
                     where = f"the tracking server's workspaces ({tracking_uri or 'default'})"
                 cache = _caches[key] = RootsCache(load, where, ttl=roots_ttl())
     return cache
@@ -174,7 +174,7 @@ def database_roots(db_uri: str) -> dict[str, WorkspaceRoot]:
         StorageError: The database cannot be read.
     """
     try:
-        rows = _mlflow.database_workspace_roots(db_uri)
+        rows = workspace_store.database_workspace_roots(db_uri)
     except Exception as err:
         raise StorageError(
             f"The workspaces' artifact roots cannot be read from the tracking database "

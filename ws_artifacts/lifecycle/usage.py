@@ -28,7 +28,10 @@ from ws_artifacts.core.errors import (
     WsArtifactsError,
 )
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.routing import Route, Router, Target, WorkspaceRoot, split_url
+from ws_artifacts.core.roots import routes_by_root
+from ws_artifacts.core.routing import Route, Router, Target, WorkspaceRoot
+from ws_artifacts.core.settings import merge_settings
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.storage.base import Backend, Piece
 from ws_artifacts.storage.registry import backend_for
@@ -147,7 +150,7 @@ def discover(
     else:
         names = {k for k in config.workspaces if not routing._is_glob(k)}
         names |= _glob_names(config, router) | at_destination | set(known)
-        names |= {n for n, root in (roots or {}).items() if routing.routes_by_root(root.url)}
+        names |= {n for n, root in (roots or {}).items() if routes_by_root(root.url)}
     places: list[Place] = []
     for name in sorted(n for n in names if is_valid_workspace_name(n)):
         try:
@@ -206,7 +209,7 @@ def _children_of(place: Any, pattern: str, base: Any, prefix: str) -> list[str]:
         location=location,
         prefix="",
         backend=place.backend_kind,
-        settings=routing._merge(place, base, ""),
+        settings=merge_settings(place, base, ""),
         workspace=None,
     )
     return _children(route, prefix)
@@ -273,7 +276,7 @@ def measure(
 
 
 def _mlflow_version() -> str:
-    from ws_artifacts._mlflow import MLFLOW_VERSION
+    from ws_artifacts._mlflow.environment import MLFLOW_VERSION
 
     return MLFLOW_VERSION
 

@@ -377,9 +377,9 @@ def _user(request: RequestInfo | None) -> str | None:
         if isinstance(username, str) and username:
             return username
     if "flask" in sys.modules:  # a server; a client has no Flask request to look at
-        from ws_artifacts import _mlflow
+        from ws_artifacts._mlflow import request_context
 
-        flask_user = _mlflow.authenticated_user()
+        flask_user = request_context.authenticated_user()
         if flask_user:
             return flask_user
     return request.basic_user if request else None

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from ws_artifacts import _mlflow
+from ws_artifacts._mlflow import tracking_db
 from ws_artifacts.core.errors import OwnershipError
 from ws_artifacts.core.paths import split_logical
 from ws_artifacts.core.routing import Target
@@ -65,7 +65,7 @@ def check_writable(target: Target) -> None:
         if since is not None and now - since < OWNER_TTL_SECONDS:
             _owned.move_to_end(key)
             return
-    owner = _mlflow.experiment_workspace(experiment)
+    owner = tracking_db.experiment_workspace(experiment)
     if not owner:  # not a server (a client writes with its own credentials), or no such id
         return
     if owner != target.workspace:

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ws_artifacts.core.config import CONFIG_ENV_VAR, Config, load_config
+from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import ConfigError
+from ws_artifacts.core.loading import CONFIG_ENV_VAR, load_config
 
 __all__ = [
     "CHECK_EVERY",

@@ -27,7 +27,7 @@ MLflow's proxied layout (``resolve_artifact_root`` answers the server's default 
 need no credentials; ws-artifacts routes the bytes to the root.
 
 The artifact locations come from the server's environment: ``WS_ARTIFACTS_CONFIG`` and the
-destination ``mlflow server`` hands its workers (:func:`routing.destinations_from_env`).
+destination ``mlflow server`` hands its workers (:func:`destinations.destinations_from_env`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ws_artifacts import _mlflow
+from ws_artifacts._mlflow import exceptions, workspace_store
 from ws_artifacts.core.config import Config
+from ws_artifacts.core.destinations import destinations_from_env
 from ws_artifacts.core.errors import (
     ConfigError,
     StorageLocationError,
@@ -48,7 +49,8 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
-from ws_artifacts.core.routing import Router, WorkspaceRoot, destinations_from_env, routes_by_root
+from ws_artifacts.core.roots import routes_by_root
+from ws_artifacts.core.routing import Router, WorkspaceRoot
 from ws_artifacts.lifecycle import roots
 from ws_artifacts.lifecycle.quarantine import Entry, Place, places_of, quarantine_place, restore
 from ws_artifacts.serving import refusals
@@ -88,7 +90,7 @@ _CLASS: type | None = None
 def _provider_class() -> type:
     global _CLASS
     if _CLASS is None:
-        base = _mlflow.workspace_store_base()
+        base = workspace_store.workspace_store_base()
         _CLASS = type("QuarantiningWorkspaceStore", (_Provider, base), {})
     return _CLASS
 
@@ -105,8 +107,8 @@ class _Provider:
     """Delegates to MLflow's SQL provider; see the module docstring for what differs."""
 
     def __init__(self, workspace_uri: str) -> None:
-        self.inner = _mlflow.sql_workspace_store(inner_uri(workspace_uri))
-        _mlflow.ensure_previous_roots_table(self.inner)
+        self.inner = workspace_store.sql_workspace_store(inner_uri(workspace_uri))
+        workspace_store.ensure_previous_roots_table(self.inner)
 
     def __getattr__(self, name: str) -> Any:  # methods MLflow adds in later versions
         return getattr(self.inner, name)
@@ -151,11 +153,11 @@ class _Provider:
             previous = tuple(dict.fromkeys(u for u in (was, *old.previous) if u.rstrip("/") != new))
         # The old place is recorded first: from now on every worker that still routes to it
         # routes to a place the workspace owns, and reads fall back to it after the change.
-        _mlflow.write_previous_roots(self.inner, name, previous)
+        workspace_store.write_previous_roots(self.inner, name, previous)
         try:
             updated = self.inner.update_workspace(workspace)
         except Exception:
-            _mlflow.write_previous_roots(self.inner, name, old.previous)
+            workspace_store.write_previous_roots(self.inner, name, old.previous)
             raise
         finally:
             roots.forget_all()
@@ -166,7 +168,7 @@ class _Provider:
         """Every workspace's current and previous roots, from the database."""
         return {
             name: WorkspaceRoot(url, previous)
-            for name, (url, previous) in _mlflow.read_workspace_roots(self.inner).items()
+            for name, (url, previous) in workspace_store.read_workspace_roots(self.inner).items()
         }
 
     def get_default_workspace(self) -> Any:
@@ -224,7 +226,9 @@ class _Provider:
         try:
             created = self.inner.create_workspace(workspace)  # MLflow refuses an existing name
             # Only now: a refused create must not erase an existing workspace's previous roots.
-            _mlflow.write_previous_roots(self.inner, name, ())  # none left by an earlier owner
+            workspace_store.write_previous_roots(
+                self.inner, name, ()
+            )  # none left by an earlier owner
             return created
         except Exception:
             self._put_back(moved)  # e.g. created meanwhile by another
@@ -237,21 +241,23 @@ class _Provider:
         if workspace_name == DEFAULT_WORKSPACE or not self._exists(workspace_name):
             try:
                 self.inner.delete_workspace(workspace_name, *args)  # MLflow's own refusal
-            except _mlflow.MlflowException as err:
+            except exceptions.MlflowException as err:
                 _refused(err, workspace_name)
                 raise
             return
         try:
-            _mlflow.check_workspace_deletable(self.inner, workspace_name, mode or "RESTRICT")
-        except _mlflow.MlflowException as err:  # INVALID_STATE: MLflow would answer 500
+            workspace_store.check_workspace_deletable(
+                self.inner, workspace_name, mode or "RESTRICT"
+            )
+        except exceptions.MlflowException as err:  # INVALID_STATE: MLflow would answer 500
             _refused(err, workspace_name)
             raise
         places = self._places(workspace_name, required=True)
-        reason = f"delete_workspace {_mlflow.deletion_mode_name(mode or 'RESTRICT')}"
+        reason = f"delete_workspace {workspace_store.deletion_mode_name(mode or 'RESTRICT')}"
         moved = self._move_all(places, reason)
         try:
             self.inner.delete_workspace(workspace_name, *args)
-        except _mlflow.MlflowException as err:
+        except exceptions.MlflowException as err:
             self._put_back(moved)
             _refused(err, workspace_name)
             raise
@@ -259,7 +265,7 @@ class _Provider:
             self._put_back(moved)
             raise
         self._move_all(places, reason)  # written between the move and the row delete
-        _mlflow.write_previous_roots(self.inner, workspace_name, ())
+        workspace_store.write_previous_roots(self.inner, workspace_name, ())
         roots.forget_all()
 
     # -- helpers ------------------------------------------------------------------------
@@ -267,7 +273,7 @@ class _Provider:
         try:
             self.inner.get_workspace(name)
         except Exception as err:
-            if _mlflow.is_not_found(err):
+            if exceptions.is_not_found(err):
                 return False
             raise
         return True

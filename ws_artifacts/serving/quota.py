@@ -35,10 +35,10 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from ws_artifacts.core.config import Quota
 from ws_artifacts.core.errors import QuotaExceededError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT
 from ws_artifacts.core.routing import DESTINATION, Target
+from ws_artifacts.core.settings import Quota
 
 __all__ = [
     "admit",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from ws_artifacts import _mlflow
-from ws_artifacts._mlflow import REFUSAL_STATUS, MlflowException, Refusal
+from ws_artifacts._mlflow import request_context
+from ws_artifacts._mlflow.exceptions import REFUSAL_STATUS, MlflowException, Refusal
 from ws_artifacts.core.errors import WsArtifactsError
 from ws_artifacts.serving import audit
 
@@ -42,7 +42,7 @@ def mlflow_error(
 
     A refusal is logged (one line: workspace and reason; our messages hold no secret) unless
     ``log`` is False (the caller logged it), and answered with a status the client does not
-    retry (:data:`ws_artifacts._mlflow.REFUSAL_STATUS`).
+    retry (:data:`ws_artifacts._mlflow.exceptions.REFUSAL_STATUS`).
     """
     code = err.mlflow_code
     if log and code in REFUSAL_CODES:
@@ -69,7 +69,7 @@ def log_refusal(
     and the reason), and one count in ``ws_artifacts_refusals_total``."""
     from ws_artifacts.serving import metrics as serving_metrics
 
-    workspace = workspace or _mlflow.active_workspace()
+    workspace = workspace or request_context.active_workspace()
     operation = operation or audit.current_operation() or "request"
     _refusals.warning(
         "refused %s for workspace %s (%s): %s", operation, workspace or "-", code, reason

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
-from ws_artifacts import _mlflow
-from ws_artifacts._mlflow import (
+from ws_artifacts._mlflow import artifact_repo, environment, exceptions, request_context
+from ws_artifacts._mlflow.artifact_repo import (
     ArtifactRepository,
     CreateMultipartUploadResponse,
     FileInfo,
@@ -33,7 +33,8 @@ from ws_artifacts._mlflow import (
     PresignedUploadMixin,
     StreamUploadMixin,
 )
-from ws_artifacts.core.config import CONFIG_ENV_VAR, Config, Transfer
+from ws_artifacts.core.config import Config
+from ws_artifacts.core.destinations import check_destination, destinations_from_env
 from ws_artifacts.core.errors import (
     ConfigError,
     NotFoundError,
@@ -42,6 +43,7 @@ from ws_artifacts.core.errors import (
     QuotaExceededError,
     WsArtifactsError,
 )
+from ws_artifacts.core.loading import CONFIG_ENV_VAR
 from ws_artifacts.core.paths import (
     check_mlflow_path,
     check_owner,
@@ -51,14 +53,9 @@ from ws_artifacts.core.paths import (
     split_logical,
     split_under,
 )
-from ws_artifacts.core.routing import (
-    Router,
-    Target,
-    WorkspaceRoot,
-    check_destination,
-    destinations_from_env,
-    split_url,
-)
+from ws_artifacts.core.routing import Router, Target, WorkspaceRoot
+from ws_artifacts.core.settings import Transfer
+from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import places, roots
 from ws_artifacts.serving import audit, bounds, experiments, quota, refusals
 from ws_artifacts.serving.live_config import config_from_env
@@ -198,7 +195,7 @@ class WorkspaceArtifactRepository(
 
     # -- resolution -----------------------------------------------------------------------
     def _active(self) -> str | None:
-        return _mlflow.active_workspace() or self._pinned
+        return request_context.active_workspace() or self._pinned
 
     def _router(self, active: str | None = None) -> Router:
         on_server = destinations_from_env(os.environ) is not None
@@ -369,7 +366,7 @@ class WorkspaceArtifactRepository(
         its ``--artifacts-destination``: MLflow's handlers send what it downloads as one file
         (and refuse a directory only after copying the tree), and its clients fetch trees file
         by file, so a directory is refused before anything is copied."""
-        destination = os.environ.get(_mlflow.ARTIFACTS_DESTINATION_ENV_VAR, "")
+        destination = os.environ.get(environment.ARTIFACTS_DESTINATION_ENV_VAR, "")
         return bool(destination) and destination.rstrip("/") == self.artifact_uri.rstrip("/")
 
     @audit.audited("delete")
@@ -392,13 +389,13 @@ class WorkspaceArtifactRepository(
     @audit.audited("read")
     def download_trace_data(self) -> Any:
         """As MLflow's, after the ownership check."""
-        self._check_readable(_mlflow.TRACE_DATA_FILE_NAME)
+        self._check_readable(artifact_repo.TRACE_DATA_FILE_NAME)
         return super().download_trace_data()
 
     @audit.audited("read")
     def download_trace_data_to_file(self, dst_path: Any) -> Any:
         """As MLflow's (3.17+), after the ownership check."""
-        self._check_readable(_mlflow.TRACE_DATA_FILE_NAME)
+        self._check_readable(artifact_repo.TRACE_DATA_FILE_NAME)
         return super().download_trace_data_to_file(dst_path)
 
     @_boundary
@@ -514,7 +511,7 @@ class WorkspaceArtifactRepository(
                 url, size = backend.presign_get(place, expiration)
                 audit.note(size=size)
                 return PresignedDownloadUrlResponse(url=url, headers={}, file_size=size)
-            if _mlflow.presigned_only():
+            if environment.presigned_only():
                 raise _presigned_only_error(place, "downloaded from")
             return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
 
@@ -531,7 +528,7 @@ class WorkspaceArtifactRepository(
         target = self._resolve(artifact_path, "write")
         backend = backend_for(target.route)
         presigns = backend.supports(Capability.PRESIGNED_WRITES)
-        if not presigns and _mlflow.presigned_only():
+        if not presigns and environment.presigned_only():
             raise _presigned_only_error(target, "uploaded to")
         if not presigns:
             raise PathError(
@@ -543,7 +540,7 @@ class WorkspaceArtifactRepository(
         # expires, and what it stores is checked against that (see ws_artifacts.serving.bounds).
         bounds.grant_put(target, backend, expiration)
         url, headers = backend.presign_put(target, expiration)
-        return _mlflow.CreatePresignedUploadResponse(presigned_url=url, headers=headers)
+        return artifact_repo.CreatePresignedUploadResponse(presigned_url=url, headers=headers)
 
 
 def _server_config() -> Config | None:
@@ -582,9 +579,9 @@ def _s3(target: Target, *, presigning: str = "") -> Backend:
     wanted, it gets an error that names the fix."""
     backend = backend_for(target.route)
     if not backend.supports(Capability.MULTIPART_UPLOADS):
-        if presigning and _mlflow.presigned_only():
+        if presigning and environment.presigned_only():
             raise _presigned_only_error(target, presigning)
-        raise _mlflow.unsupported_multipart_upload()
+        raise exceptions.unsupported_multipart_upload()
     return backend
 
 
@@ -606,7 +603,7 @@ def _presigned_only_error(target: Target, action: str) -> PresignedOnlyError:
 
 def _destination_dir(dst_path: str | None) -> str:
     if not dst_path:
-        return _mlflow.temporary_directory()
+        return artifact_repo.temporary_directory()
     dst = os.path.abspath(dst_path)
     if not os.path.isdir(dst):
         raise NotFoundError(

@@ -158,13 +158,13 @@ def plan_command(
 def check_presigned_only_supported() -> None:
     """Fail fast when this MLflow cannot serve presigned-only: an older ``mlflow server`` would
     ignore the variable and carry every byte, which is what the operator asked it not to do."""
-    from ws_artifacts import _mlflow
+    from ws_artifacts._mlflow import environment
     from ws_artifacts.core.errors import ConfigError
 
-    if not _mlflow.HAS_PRESIGNED_ONLY:
+    if not environment.HAS_PRESIGNED_ONLY:
         raise ConfigError(
             f"{PRESIGNED_ONLY_OPTION} (or {PRESIGNED_ONLY_ENV}=true) needs MLflow 3.18 or newer; "
-            f"this is MLflow {_mlflow.MLFLOW_VERSION}, whose server would carry every artifact "
+            f"this is MLflow {environment.MLFLOW_VERSION}, whose server would carry every artifact "
             "byte. Upgrade MLflow (pip install 'mlflow>=3.18,<3.19'), or start without "
             f"{PRESIGNED_ONLY_OPTION} and unset {PRESIGNED_ONLY_ENV}."
         )
@@ -251,7 +251,7 @@ def create_app() -> Any:
     _warm_up()
     inner = os.environ.get(INNER_APP_ENV, "").strip()
     app = _inner_app(inner)
-    from ws_artifacts._mlflow import build_proxied_repository
+    from ws_artifacts._mlflow.server_app import build_proxied_repository
 
     build_proxied_repository()  # else the first /server-info pays for it
     if os.environ.get(GUARD_ENV, "0") == "1":
@@ -325,7 +325,7 @@ class DeclaredLength:
 def _refuse_declared(scope: dict[str, Any], length: int) -> Any:
     """The quota's refusal of this upload, judged from its Content-Length (MLflow 3.10 reads
     the whole body before the repository sees it); None: let it through."""
-    from ws_artifacts._mlflow import proxied_repository
+    from ws_artifacts._mlflow.server_app import proxied_repository
     from ws_artifacts.core.paths import DEFAULT_WORKSPACE, WORKSPACES_SEGMENT
     from ws_artifacts.serving.repository import WorkspaceArtifactRepository
 
@@ -490,10 +490,10 @@ def _warm_up() -> None:
 
 def _inner_app(name: str) -> Any:
     if not name:
-        from ws_artifacts._mlflow import default_server_app
+        from ws_artifacts._mlflow.server_app import default_server_app
 
         return default_server_app()
-    from ws_artifacts._mlflow import find_server_app
+    from ws_artifacts._mlflow.server_app import find_server_app
 
     target = find_server_app(name)
     module, attr = target.split(":", 1)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ws_artifacts.core import redact as _redact
-from ws_artifacts.core.config import Credentials, Settings
+from ws_artifacts.core.settings import Credentials, Settings
 from ws_artifacts.storage.credentials import botocore_session
 from ws_artifacts.storage.mlflow_settings import s3_defaults
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ws_artifacts.core import redact as _redact
-from ws_artifacts.core.config import Credentials
 from ws_artifacts.core.errors import CredentialsError
+from ws_artifacts.core.settings import Credentials
 
 __all__ = ["botocore_session", "read_secret", "session_policy"]
 

@@ -1,6 +1,6 @@
 """The guard's MLflow side: read the locations each request sets, the way MLflow reads them.
 
-Like ``ws_artifacts/_mlflow.py`` for the repository, this is the one guard module that imports
+Like ``ws_artifacts/_mlflow/`` for the repository, this is the one guard module that imports
 MLflow's server internals (its request parsers, protobuf messages, stores and routes), so a
 change in MLflow shows up here and nowhere else. Requests are parsed with MLflow's own
 functions (``_get_request_message``, ``_get_workspace_request_message``, the OTLP decoder),
@@ -17,15 +17,10 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from ws_artifacts.core.destinations import destinations_from_env
 from ws_artifacts.core.errors import WsArtifactsError
-from ws_artifacts.core.paths import (
-    DEFAULT_WORKSPACE,
-    QUARANTINE_SEGMENT,
-    in_quarantine,
-    is_valid_workspace_name,
-    normalize,
-)
-from ws_artifacts.core.routing import destinations_from_env
+from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name, normalize
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 from ws_artifacts.serving.live_config import config_from_env
 
@@ -300,7 +295,7 @@ QUARANTINE_REFUSAL = (
 
 def names_quarantine(path: str, query: str) -> bool:
     """Whether a request's (decoded) URL path or any query value names the quarantine area,
-    in any spelling (:func:`ws_artifacts.core.paths.in_quarantine`)."""
+    in any spelling (:func:`ws_artifacts.core.quarantine_names.in_quarantine`)."""
     if in_quarantine(path):
         return True
     if not query:

@@ -35,19 +35,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ws_artifacts.core.config import Config
+from ws_artifacts.core.destinations import check_destination
 from ws_artifacts.core.errors import OwnershipError, StorageLocationError, WsArtifactsError
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
-    QUARANTINE_SEGMENT,
     LogicalPath,
-    in_quarantine,
     is_valid_workspace_name,
     is_within,
     normalize,
     split_logical,
 )
-from ws_artifacts.core.routing import Router, check_destination, split_url
+from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.urls import split_url
 
 __all__ = ["LocationPolicy", "LocationRefused", "Place", "Resolver"]
 

@@ -7,7 +7,7 @@ import contextlib
 import math
 from typing import Any
 
-from ws_artifacts.core.config import Transfer
+from ws_artifacts.core.settings import Transfer
 
 __all__ = ["copy_key"]
 
