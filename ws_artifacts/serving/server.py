@@ -428,12 +428,11 @@ def _install_audit(app: Any, inner: str) -> None:
         return
     from starlette.middleware import Middleware
 
+    from ws_artifacts.serving.request_info import BASIC_AUTH_APPS, AuditMiddleware
+
     app.user_middleware.insert(
         0,
-        Middleware(
-            audit.AuditMiddleware,
-            trust_basic_header=inner in audit.BASIC_AUTH_APPS,
-        ),
+        Middleware(AuditMiddleware, trust_basic_header=inner in BASIC_AUTH_APPS),
     )
 
 
