@@ -21,10 +21,10 @@ from ws_artifacts.serving import audit, transfers
 from ws_artifacts.storage.base import Entry
 from ws_artifacts.storage.registry import backend_for
 
-__all__ = ["download"]
+__all__ = ["download", "serves_files_only"]
 
 
-def download(target: Target, rel: str, dst_path: str | None, *, files_only: bool) -> str:
+def download(target: Target, rel: str, dst_path: str | None, artifact_uri: str) -> str:
     """Download ``target`` (``rel`` below the repository) into ``dst_path`` (a temporary
     directory when None); the local path of what was downloaded.
 
@@ -32,13 +32,13 @@ def download(target: Target, rel: str, dst_path: str | None, *, files_only: bool
         target: The resolved target.
         rel: Its normalised path relative to the repository: where it lands below ``dst_path``.
         dst_path: An existing directory, or None.
-        files_only: Refuse a directory before anything is copied (the server's proxied
-            artifact serving sends what it downloads as one file).
+        artifact_uri: The repository's URI: the server's proxied artifact serving refuses a
+            directory before anything is copied (see :func:`serves_files_only`).
     """
     dst = _destination_dir(dst_path)
     files = places.walk_union(target)  # each file from the newest place that has it
     local_root = os.path.join(dst, *rel.split("/")) if rel else dst
-    if files and files_only:
+    if files and serves_files_only(artifact_uri):
         raise PathError(
             f"Artifact path refers to a directory, not a file: '{rel or '/'}' in workspace "
             f"'{target.workspace}'; list it (GET .../artifacts?path=...) and download its "
@@ -55,6 +55,15 @@ def download(target: Target, rel: str, dst_path: str | None, *, files_only: bool
         return local_root
     _download_tree(target, files, empty_dirs, local_root)
     return local_root
+
+
+def serves_files_only(artifact_uri: str) -> bool:
+    """Whether a repository at ``artifact_uri`` is the server's proxied artifact serving, built
+    from its ``--artifacts-destination``: MLflow's handlers send what it downloads as one file
+    (and refuse a directory only after copying the tree), and its clients fetch trees file by
+    file, so a directory is refused before anything is copied."""
+    destination = os.environ.get(_mlflow.ARTIFACTS_DESTINATION_ENV_VAR, "")
+    return bool(destination) and destination.rstrip("/") == artifact_uri.rstrip("/")
 
 
 def _download_tree(

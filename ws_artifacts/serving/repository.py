@@ -154,7 +154,7 @@ class WorkspaceArtifactRepository(
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         """Upload one local file to ``artifact_path/<file name>``."""
         check_mlflow_path(artifact_path, kind="write")
-        target = self._resolve(resolution.file_path(artifact_path, local_file), "write")
+        target = self._resolve(_file_path(artifact_path, local_file), "write")
         quota.admit(target, os.path.getsize(local_file))
         backend_for(target.route).put_file(target, local_file)
         audit.note(files=[local_file])
@@ -195,15 +195,7 @@ class WorkspaceArtifactRepository(
         check_mlflow_path(artifact_path, kind="read")
         rel = normalize(artifact_path)
         target = self._resolve(rel, "read")
-        return downloads.download(target, rel, dst_path, files_only=self._serves_files_only())
-
-    def _serves_files_only(self) -> bool:
-        """Whether this is the repository of the server's proxied artifact serving, built from
-        its ``--artifacts-destination``: MLflow's handlers send what it downloads as one file
-        (and refuse a directory only after copying the tree), and its clients fetch trees file
-        by file, so a directory is refused before anything is copied."""
-        destination = os.environ.get(_mlflow.ARTIFACTS_DESTINATION_ENV_VAR, "")
-        return bool(destination) and destination.rstrip("/") == self.artifact_uri.rstrip("/")
+        return downloads.download(target, rel, dst_path, self.artifact_uri)
 
     @audit.audited("delete")
     @refusals.boundary
@@ -250,7 +242,7 @@ class WorkspaceArtifactRepository(
     ) -> None:
         """Upload a request body without a temporary file."""
         check_mlflow_path(artifact_path, kind="write")
-        target = self._resolve(resolution.file_path(artifact_path, artifact_file_name), "write")
+        target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
         stream = quota.metered(target, stream)
         backend_for(target.route).put_stream(target, audit.counted(stream))
 
@@ -264,7 +256,7 @@ class WorkspaceArtifactRepository(
         """Upload an ASGI request body: chunks flow through a bounded queue to a thread."""
         try:
             check_mlflow_path(artifact_path, kind="write")
-            target = self._resolve(resolution.file_path(artifact_path, artifact_file_name), "write")
+            target = self._resolve(_file_path(artifact_path, artifact_file_name), "write")
             chunks = quota.metered_chunks(target, chunks)
         except WsArtifactsError as err:
             raise refusals.mlflow_error(err) from err
@@ -279,7 +271,7 @@ class WorkspaceArtifactRepository(
         """Start a multipart upload in the workspace's bucket; presigned URLs for the parts.
         Bounded by :mod:`ws_artifacts.serving.bounds` (part count, pending parts, quota)."""
         check_mlflow_path(artifact_path, kind="write")
-        target = self._resolve(resolution.file_path(artifact_path, local_file), "write")
+        target = self._resolve(_file_path(artifact_path, local_file), "write")
         upload_id, urls = bounds.create(target, _s3(target, presigning="uploaded to"), num_parts)
         return CreateMultipartUploadResponse(
             upload_id=upload_id,
@@ -300,7 +292,7 @@ class WorkspaceArtifactRepository(
     ) -> None:
         """Assemble the parts the client uploaded: an upload of this key only, admitting
         exactly the parts named (see :mod:`ws_artifacts.serving.bounds`)."""
-        target = self._resolve(resolution.file_path(artifact_path, local_file), "write")
+        target = self._resolve(_file_path(artifact_path, local_file), "write")
         etags = [(p.part_number, p.etag or "") for p in sorted(parts, key=lambda p: p.part_number)]
         bounds.complete(target, _s3(target), upload_id, etags)
 
@@ -310,7 +302,7 @@ class WorkspaceArtifactRepository(
         self, local_file: str, upload_id: str, artifact_path: str | None = None
     ) -> None:
         """Abort an upload of this key only, leaving no parts behind."""
-        target = self._resolve(resolution.file_path(artifact_path, local_file), "write")
+        target = self._resolve(_file_path(artifact_path, local_file), "write")
         bounds.abort(target, _s3(target), upload_id)
 
     @audit.audited("presign_read")
@@ -362,6 +354,17 @@ class WorkspaceArtifactRepository(
         bounds.grant_put(target, backend, expiration)
         url, headers = backend.presign_put(target, expiration)
         return _mlflow.CreatePresignedUploadResponse(presigned_url=url, headers=headers)
+
+
+def _file_path(artifact_path: str | None, file_name: str) -> str:
+    name = normalize(os.path.basename(file_name))
+    if not name:
+        raise PathError(
+            f"File name {file_name!r} names no file (it would write to the directory "
+            f"'{normalize(artifact_path) or '/'}' itself); give the name of a file, such as "
+            "'model.pkl'."
+        )
+    return join(normalize(artifact_path), name)
 
 
 def _s3(target: Target, *, presigning: str = "") -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from ws_artifacts.core.config import CONFIG_ENV_VAR, Config
 from ws_artifacts.core.errors import ConfigError, PathError
-from ws_artifacts.core.paths import check_owner, join, normalize, split_logical, split_under
+from ws_artifacts.core.paths import check_owner, normalize, split_logical, split_under
 from ws_artifacts.core.routing import (
     Router,
     Target,
@@ -28,7 +28,7 @@ from ws_artifacts.core.routing import (
 from ws_artifacts.lifecycle import roots
 from ws_artifacts.serving.live_config import config_from_env
 
-__all__ = ["checked_target", "file_path", "router_for", "split_repository_uri"]
+__all__ = ["checked_target", "router_for", "split_repository_uri"]
 
 _logger = logging.getLogger(__name__)
 
@@ -80,22 +80,6 @@ def split_repository_uri(artifact_uri: str) -> tuple[str, str, str | None]:
         bool(base) and scheme[3:] in ("file", "local") and split_logical(base).workspace is None
     )
     return f"{scheme[3:]}://{location}", base, base if legacy else None
-
-
-def file_path(artifact_path: str | None, file_name: str) -> str:
-    """The path of the file ``file_name`` (its base name) below ``artifact_path``.
-
-    Raises:
-        PathError: ``file_name`` names no file.
-    """
-    name = normalize(os.path.basename(file_name))
-    if not name:
-        raise PathError(
-            f"File name {file_name!r} names no file (it would write to the directory "
-            f"'{normalize(artifact_path) or '/'}' itself); give the name of a file, such as "
-            "'model.pkl'."
-        )
-    return join(normalize(artifact_path), name)
 
 
 def router_for(
