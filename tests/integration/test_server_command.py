@@ -152,7 +152,7 @@ def test_file_destination_with_routes_to_other_stores(
 NODELAY_PROBE = textwrap.dedent(
     """
     import asyncio, socket, sys
-    from ws_artifacts.serving.server import enable_nodelay
+    from ws_artifacts.serving.worker_process import enable_nodelay
     if sys.argv[1] == "on":
         enable_nodelay()
     seen = []

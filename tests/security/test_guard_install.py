@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from flask import Flask
 
 from ws_artifacts.serving import guard
-from ws_artifacts.serving.guard._server import OtlpGuard, flask_guard
+from ws_artifacts.serving.guard._server import flask_guard
+from ws_artifacts.serving.guard.asgi import OtlpGuard
 from ws_artifacts.serving.guard.skills import SkillSourceGuard
 
 

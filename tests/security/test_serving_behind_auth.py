@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from ws_artifacts.serving import app_middleware
 from ws_artifacts.serving import metrics as serving_metrics
-from ws_artifacts.serving import server
+from ws_artifacts.serving.declared_length import DeclaredLength
 
 UPLOAD = "/api/2.0/mlflow-artifacts/artifacts/workspaces/team-b/1/run/artifacts/x.bin"
 
@@ -35,7 +36,7 @@ def _app_with_auth(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
     async def upload() -> dict[str, str]:
         return {}
 
-    server._install_serving(app)
+    app_middleware.install_serving(app)
     return app
 
 
@@ -80,5 +81,5 @@ def test_an_anonymous_oversized_upload_is_refused_by_the_login_not_the_quota(
     assert _status(app, "PUT", UPLOAD, headers) == 401
     # Our middleware is innermost: after the login (and MLflow's workspace middleware).
     order = [m.cls for m in app.user_middleware]
-    assert order.index(server.DeclaredLength) > 0
-    assert order[-2:] == [server.DeclaredLength, serving_metrics.MetricsEndpoint]
+    assert order.index(DeclaredLength) > 0
+    assert order[-2:] == [DeclaredLength, serving_metrics.MetricsEndpoint]

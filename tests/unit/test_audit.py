@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ws_artifacts.core.errors import ConfigError, NotFoundError
-from ws_artifacts.serving import audit
+from ws_artifacts.serving import audit, request_info
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def _basic(user: str, password: str) -> bytes:
 def test_the_middleware_gives_lines_a_request_id_user_and_remote(
     trail: Path, trusted: bool, user: str | None
 ) -> None:
-    app = audit.AuditMiddleware(_inner, trust_basic_header=trusted)
+    app = request_info.AuditMiddleware(_inner, trust_basic_header=trusted)
     sent = _asgi(
         app,
         [
@@ -160,7 +160,9 @@ def test_the_middleware_gives_lines_a_request_id_user_and_remote(
 
 
 def test_an_unusable_request_id_is_replaced(trail: Path) -> None:
-    sent = _asgi(audit.AuditMiddleware(_inner), [(b"x-request-id", b"has spaces\nand lines")])
+    sent = _asgi(
+        request_info.AuditMiddleware(_inner), [(b"x-request-id", b"has spaces\nand lines")]
+    )
     generated = dict(sent[0]["headers"])[b"x-request-id"].decode()
     assert len(generated) == 32
     assert _lines(trail)[0]["request_id"] == generated

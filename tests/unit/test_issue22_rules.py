@@ -202,6 +202,6 @@ def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     ids=["esc-sequence", "bel-del-c1", "separators-and-format", "nothing-left", "plain"],
 )
 def test_header_values_lose_their_control_characters(value: str, kept: str | None) -> None:
-    from ws_artifacts.serving.audit import _printable
+    from ws_artifacts.serving.request_info import printable
 
-    assert _printable(value) == kept
+    assert printable(value) == kept

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from ws_artifacts.serving.app_middleware import ReadyReporter
 from ws_artifacts.serving.launcher import mark_ready, wait_until_ready
-from ws_artifacts.serving.server import ReadyReporter, _with_worker_healthcheck
+from ws_artifacts.serving.server import _with_worker_healthcheck
 
 OURS = "--timeout-worker-healthcheck=30"
 

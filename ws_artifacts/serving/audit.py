@@ -9,9 +9,10 @@ credentials, no error messages.
 
 Two halves:
 
-* :class:`AuditMiddleware`, installed by the ``ws-artifacts`` server app, keeps the request's
-  id (``X-Request-ID`` when the client sent a sane one, else a new one, echoed in the response),
-  remote address and authentication hints in a ContextVar;
+* :class:`~ws_artifacts.serving.request_info.AuditMiddleware`, installed by the
+  ``ws-artifacts`` server app, keeps the request's id (``X-Request-ID`` when the client sent
+  a sane one, else a new one, echoed in the response), remote address and authentication
+  hints in a ContextVar;
 * the repository marks each operation with :func:`audited` and tells :func:`note` what it
   resolved. The line is written when the operation ends, with one ``write()`` on a descriptor
   opened with ``O_APPEND``, so lines of many processes never interleave.
@@ -21,6 +22,7 @@ Nothing happens at import.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime
 import functools
@@ -28,21 +30,18 @@ import inspect
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import time
-import unicodedata
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar, cast
 
 from ws_artifacts.core.errors import ConfigError, WsArtifactsError
+from ws_artifacts.serving.request_info import RequestInfo, current_request, printable
 
 __all__ = [
     "AUDIT_ENV",
-    "AuditMiddleware",
     "audited",
     "counted",
     "counted_chunks",
@@ -57,25 +56,7 @@ _logger = logging.getLogger(__name__)
 
 #: Where the audit lines go: a file path, or ``-`` for standard output. Unset or empty: off.
 AUDIT_ENV = "WS_ARTIFACTS_AUDIT"
-#: The apps whose Authorization header user is the authenticated user (they refuse otherwise).
-BASIC_AUTH_APPS = frozenset({"basic-auth", "ws-guard-basic-auth"})
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _F = TypeVar("_F", bound=Callable[..., Any])
-# What a terminal, ``jq -r`` or a log viewer could act on or show as another text: controls (C0
-# with ESC, DEL, C1), line and paragraph separators, bidirectional and other invisible format
-# characters (Cf). Stripped from every value a client's header puts into a line.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-
-
-@dataclass
-class RequestInfo:
-    """What the middleware learnt about the current request."""
-
-    request_id: str
-    remote: str | None
-    forwarded_for: str | None
-    scope: dict[str, Any]
-    basic_user: str | None  # only set when a basic-auth app checked that header
 
 
 @dataclass
@@ -90,9 +71,6 @@ class _Pending:
     counters: list[Any] = field(default_factory=list)
 
 
-_request: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar(
-    "ws_artifacts_audit_request", default=None
-)
 _pending: contextvars.ContextVar[_Pending | None] = contextvars.ContextVar(
     "ws_artifacts_audit_pending", default=None
 )
@@ -174,14 +152,8 @@ def audited(operation: str) -> Callable[[_F], _F]:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if not _recording() or _pending.get() is not None:
                     return await method(*args, **kwargs)
-                token = _pending.set(_Pending(operation, time.monotonic()))
-                try:
-                    result = await method(*args, **kwargs)
-                except BaseException as err:
-                    _finish(token, err)
-                    raise
-                _finish(token, None)
-                return result
+                with _operation(operation):
+                    return await method(*args, **kwargs)
 
             return cast(_F, async_wrapper)
 
@@ -189,18 +161,24 @@ def audited(operation: str) -> Callable[[_F], _F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not _recording() or _pending.get() is not None:
                 return method(*args, **kwargs)
-            token = _pending.set(_Pending(operation, time.monotonic()))
-            try:
-                result = method(*args, **kwargs)
-            except BaseException as err:
-                _finish(token, err)
-                raise
-            _finish(token, None)
-            return result
+            with _operation(operation):
+                return method(*args, **kwargs)
 
         return cast(_F, wrapper)
 
     return decorate
+
+
+@contextlib.contextmanager
+def _operation(operation: str) -> Iterator[None]:
+    """Follow one operation: its line is finished when the block ends, however it ends."""
+    token = _pending.set(_Pending(operation, time.monotonic()))
+    try:
+        yield
+    except BaseException as err:
+        _finish(token, err)
+        raise
+    _finish(token, None)
 
 
 def note(
@@ -326,7 +304,7 @@ def _finish(token: contextvars.Token[_Pending | None], err: BaseException | None
 
 
 def _line(pending: _Pending, err: BaseException | None) -> bytes:
-    request = _request.get()
+    request = current_request()
     size = pending.size
     if pending.counters:
         size = (size or 0) + sum(c.count for c in pending.counters)
@@ -334,7 +312,7 @@ def _line(pending: _Pending, err: BaseException | None) -> bytes:
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
         "workspace": pending.workspace,
         "operation": pending.operation,
-        "path": _printable(pending.path) if pending.path else pending.path,
+        "path": printable(pending.path) if pending.path else pending.path,
         "location": pending.location,
         "route_source": pending.route_source,
         "bytes": size,
@@ -342,21 +320,12 @@ def _line(pending: _Pending, err: BaseException | None) -> bytes:
         "error_code": None if err is None else _error_code(err),
         "duration_ms": round((time.monotonic() - pending.started) * 1000, 3),
         "request_id": request.request_id if request else None,
-        "user": _printable(_user(request)),
-        "remote": _printable(request.remote) if request else None,
-        "forwarded_for": _printable(request.forwarded_for) if request else None,
+        "user": printable(_user(request)),
+        "remote": printable(request.remote) if request else None,
+        "forwarded_for": printable(request.forwarded_for) if request else None,
         "pid": os.getpid(),
     }
     return (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
-
-
-def _printable(text: str | None) -> str | None:
-    """``text`` without control, separator and invisible format characters (None stays None;
-    nothing left is None too): header values reach the line as the client sent them."""
-    if text is None:
-        return None
-    kept = "".join(ch for ch in text if unicodedata.category(ch) not in _UNSAFE_CATEGORIES)
-    return kept or None
 
 
 def _error_code(err: BaseException) -> str:
@@ -383,71 +352,3 @@ def _user(request: RequestInfo | None) -> str | None:
         if flask_user:
             return flask_user
     return request.basic_user if request else None
-
-
-# -- the server's side ----------------------------------------------------------------------
-class AuditMiddleware:
-    """ASGI middleware: the request's id, remote address and user hints, for the audit lines.
-
-    Args:
-        app: The ASGI app it wraps.
-        trust_basic_header: The server runs a basic-auth app, which refuses requests whose
-            Authorization header does not authenticate, so that header's user is the
-            authenticated one.
-    """
-
-    def __init__(self, app: Any, trust_basic_header: bool = False) -> None:
-        self.app = app
-        self.trust_basic_header = trust_basic_header
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        given = headers.get(b"x-request-id", b"").decode("latin-1").strip()
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        client = scope.get("client")
-        forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1").split(",")[0].strip()
-        info = RequestInfo(
-            request_id=request_id,
-            remote=str(client[0]) if client else None,
-            forwarded_for=(_printable(forwarded) or "")[:64] or None,
-            scope=scope,
-            basic_user=_basic_user(headers.get(b"authorization"))
-            if self.trust_basic_header
-            else None,
-        )
-        scope.setdefault("state", {})
-        token = _request.set(info)
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message.get("type") == "http.response.start":
-                message = dict(message)
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            _request.reset(token)
-
-
-def _basic_user(header: bytes | None) -> str | None:
-    import base64
-    import binascii
-
-    if not header:
-        return None
-    scheme, _, value = header.decode("latin-1").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user = decoded.partition(":")[0]  # the password is dropped here and never kept
-    return user or None

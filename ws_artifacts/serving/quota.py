@@ -172,17 +172,31 @@ def admit(target: Target, size: int, objects: int = 1) -> None:
     Raises:
         QuotaExceededError: It would take the workspace beyond its quota.
     """
+    reason = _locked_refusal(target, size, objects, count=True)
+    if reason:
+        raise QuotaExceededError(reason)
+
+
+def _locked_refusal(target: Target, size: int, objects: int, *, count: bool) -> str:
+    """The reason to refuse an upload to ``target``'s workspace (empty: it fits, or no quota
+    applies), judged with the ledger's lock held; with ``count``, an upload that fits is
+    counted in that same locked step."""
     quota = _quota(target)
     if quota is None:
-        return
+        return ""
     ledger = _ledger(target, quota)
     with ledger.lock:
         reason = _refusal(target, quota, ledger, size, objects)
-        if reason:
-            raise QuotaExceededError(reason)
-        ledger.bytes += size
-        ledger.objects += objects
-        _report(target, quota, ledger)
+        if count and not reason:
+            _count(target, quota, ledger, size, objects)
+    return reason
+
+
+def _count(target: Target, quota: Quota, ledger: _Ledger, size: int, objects: int) -> None:
+    """Add a stored upload to the ledger (its lock held) and show it in the metrics."""
+    ledger.bytes += size
+    ledger.objects += objects
+    _report(target, quota, ledger)
 
 
 def admit_files(target: Target, local_files: list[str]) -> None:
@@ -220,16 +234,7 @@ def hold(target: Target, hold_id: str, size: int, objects: int = 1, *, check: bo
 
 def release(target: Target, hold_id: str, *, stored: tuple[int, int] | None = None) -> None:
     """Give back a hold; ``stored`` (bytes, objects) is what it turned into, now counted."""
-    quota = _quota(target)
-    if quota is None:
-        return
-    ledger = _ledger(target, quota)
-    with ledger.lock:
-        _holds.get((target.route.url, target.scope), {}).pop(hold_id, None)
-        if stored is not None:
-            ledger.bytes += stored[0]
-            ledger.objects += stored[1]
-            _report(target, quota, ledger)
+    _settle(target, hold_id, stored, check=False)
 
 
 def convert(target: Target, hold_id: str, size: int, objects: int = 1) -> None:
@@ -239,18 +244,24 @@ def convert(target: Target, hold_id: str, size: int, objects: int = 1) -> None:
     Raises:
         QuotaExceededError: It would take the workspace beyond its quota.
     """
+    _settle(target, hold_id, (size, objects), check=True)
+
+
+def _settle(target: Target, hold_id: str, stored: tuple[int, int] | None, *, check: bool) -> None:
+    """Drop a hold and count what it turned into (``stored``), in one locked step; with
+    ``check``, refuse what does not fit (the hold stays dropped)."""
     quota = _quota(target)
     if quota is None:
         return
     ledger = _ledger(target, quota)
     with ledger.lock:
         _holds.get((target.route.url, target.scope), {}).pop(hold_id, None)
-        reason = _refusal(target, quota, ledger, size, objects)
+        if stored is None:
+            return
+        reason = _refusal(target, quota, ledger, *stored) if check else ""
         if reason:
             raise QuotaExceededError(reason)
-        ledger.bytes += size
-        ledger.objects += objects
-        _report(target, quota, ledger)
+        _count(target, quota, ledger, *stored)
 
 
 def headroom(target: Target) -> int | None:
@@ -275,12 +286,7 @@ def check_declared(target: Target, size: int) -> None:
     Raises:
         QuotaExceededError: It would take the workspace beyond its quota.
     """
-    quota = _quota(target)
-    if quota is None:
-        return
-    ledger = _ledger(target, quota)
-    with ledger.lock:
-        reason = _refusal(target, quota, ledger, size, 1)
+    reason = _locked_refusal(target, size, 1, count=False)
     if reason:
         raise QuotaExceededError(
             reason.replace("Upload refused:", f"Upload of {size} bytes refused:", 1)
@@ -364,9 +370,7 @@ class _Meter:
                 self.ledger = None
                 raise QuotaExceededError(reason)
             self.counted += size
-            ledger.bytes += self.counted
-            ledger.objects += 1
-            _report(self.target, self.quota, ledger)
+            _count(self.target, self.quota, ledger, self.counted, 1)
 
 
 class _MeteredStream:

@@ -1,6 +1,6 @@
 """Refusals as the caller and the operator see them: the MlflowException a refusal of ours
-becomes (with a status MLflow's client does not retry), one server log line, one count in the
-metrics and one audit line for each.
+becomes (with a status MLflow's client does not retry; :func:`boundary` does it for a
+repository method), one server log line, one count in the metrics and one audit line for each.
 
 Imports :mod:`ws_artifacts._mlflow` (the exception types), :mod:`ws_artifacts.serving.audit` and
 :mod:`ws_artifacts.serving.metrics`; nothing below it imports this module.
@@ -8,16 +8,21 @@ Imports :mod:`ws_artifacts._mlflow` (the exception types), :mod:`ws_artifacts.se
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from ws_artifacts._mlflow import request_context
 from ws_artifacts._mlflow.exceptions import REFUSAL_STATUS, MlflowException, Refusal
 from ws_artifacts.core.errors import WsArtifactsError
 from ws_artifacts.serving import audit
 
-__all__ = ["REFUSAL_CODES", "as_refusal", "log_refusal", "mlflow_error"]
+__all__ = ["REFUSAL_CODES", "as_refusal", "boundary", "log_refusal", "mlflow_error"]
 
 _refusals = logging.getLogger("ws_artifacts.serving.refusals")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: The error codes of refusals (not of failures): logged once, counted, audited.
 REFUSAL_CODES = frozenset(
@@ -48,6 +53,20 @@ def mlflow_error(
     if log and code in REFUSAL_CODES:
         log_refusal(code, str(err), operation, workspace)
     return Refusal.of(str(err), code)
+
+
+def boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn our errors into MlflowExceptions with the right error code (a decorator for the
+    repository's methods, MLflow's boundary)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except WsArtifactsError as err:
+            raise mlflow_error(err) from err
+
+    return wrapper
 
 
 def as_refusal(

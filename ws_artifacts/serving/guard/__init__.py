@@ -65,7 +65,7 @@ def install(app: Any) -> Any:
             raise RuntimeError("Install the ws-artifacts guard before the app serves requests.")
         from starlette.middleware import Middleware
 
-        from ws_artifacts.serving.guard._server import OtlpGuard
+        from ws_artifacts.serving.guard.asgi import OtlpGuard
         from ws_artifacts.serving.guard.skills import SkillSourceGuard
 
         app.user_middleware.append(Middleware(OtlpGuard))  # innermost: after auth, workspace

@@ -5,16 +5,16 @@ MLflow's server internals (its request parsers, protobuf messages, stores and ro
 change in MLflow shows up here and nowhere else. Requests are parsed with MLflow's own
 functions (``_get_request_message``, ``_get_workspace_request_message``, the OTLP decoder),
 so the guard sees exactly the values the handler will store, whatever the spelling (snake or
-camel case, double-encoded JSON, compressed OTLP).
+camel case, double-encoded JSON, compressed OTLP). The ASGI middleware that hands it request
+bodies is in :mod:`ws_artifacts.serving.guard.asgi`.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ws_artifacts.core.destinations import destinations_from_env
@@ -24,14 +24,21 @@ from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 from ws_artifacts.serving.live_config import config_from_env
 
-__all__ = ["OtlpGuard", "flask_guard", "location_tags", "refusal_of"]
+__all__ = [
+    "check_all",
+    "flask_guard",
+    "location_tags",
+    "names_quarantine",
+    "otlp_traces_path",
+    "refusal_error",
+    "refusal_of",
+]
 
 _logger = logging.getLogger(__name__)
 
 #: Trace tags whose value is a location MLflow later reads from with the server's credentials.
 LOCATION_TAGS = ("mlflow.artifactLocation", "mlflow.trace.archiveLocation")
 _TRACE_TAG_ATTRIBUTE = "mlflow.traceTag."  # OTLP root-span attributes that become trace tags
-_BAD_OTLP = "Invalid OpenTelemetry format"
 _TRACE_TAG_FIELD = "trace tag "  # how checks of trace tags name their field
 
 # (field, uri, workspace to check against; None: the caller's)
@@ -58,6 +65,11 @@ def mlflow_server_app() -> Any:
     if sgi == "uvicorn":
         return _module("mlflow.server.fastapi_app").app
     return mlflow_flask_app()
+
+
+def otlp_traces_path() -> str:
+    """MLflow's native OTLP route (below the static prefix)."""
+    return str(_module("mlflow.tracing.utils.otlp").OTLP_TRACES_PATH)
 
 
 def basic_auth_app() -> Any:
@@ -278,7 +290,7 @@ def flask_guard() -> Any:
         return None
     except LocationRefused as err:
         _logger.debug("guard refused %s %s: %s", request.method, request.path, err)
-        error = _refusal(err)
+        error = refusal_error(err)
     except MlflowException as err:  # the handler would refuse the request the same way
         error = err
     response = Response(error.serialize_as_json(), mimetype="application/json")
@@ -314,7 +326,7 @@ def refusal_of(err: BaseException) -> tuple[int, bytes] | None:
 
     error: Any
     if isinstance(err, LocationRefused):
-        error = _refusal(err)
+        error = refusal_error(err)
     elif isinstance(err, MlflowException):
         error = err
     else:
@@ -322,7 +334,9 @@ def refusal_of(err: BaseException) -> tuple[int, bytes] | None:
     return error.get_http_status_code(), error.serialize_as_json().encode()
 
 
-def _refusal(err: LocationRefused) -> Any:
+def refusal_error(err: LocationRefused) -> Any:
+    """The MlflowException (HTTP 403) that refuses a location the policy refused; logged and
+    counted as a refusal of the guard."""
     from ws_artifacts.serving.refusals import mlflow_error
 
     return mlflow_error(err, operation="guard")
@@ -361,107 +375,3 @@ def location_tags(body: bytes, content_type: str, content_encoding: str) -> list
                         text = value if isinstance(value, str) else str(value)
                         checks.append((f"{_TRACE_TAG_FIELD}{tag} (OTLP)", text, None))
     return checks
-
-
-Asgi = Callable[
-    [dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-    Awaitable[None],
-]
-
-
-class OtlpGuard:
-    """ASGI middleware for MLflow's native OTLP route (``POST <prefix>/v1/traces``): the body
-    is read once, checked, and replayed to the route. It also refuses any request that names
-    the quarantine area (the FastAPI-native artifact routes included). Installed innermost, so
-    authentication and the workspace have been handled when it runs."""
-
-    def __init__(self, app: Asgi) -> None:
-        self.app = app
-        from mlflow.tracing.utils.otlp import OTLP_TRACES_PATH
-
-        prefix = os.environ.get("_MLFLOW_STATIC_PREFIX", "").rstrip("/")
-        self.path = f"{prefix}{OTLP_TRACES_PATH}"
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") == "http" and names_quarantine(
-            scope.get("path", ""), scope.get("query_string", b"").decode("latin-1")
-        ):
-            error = _refusal(LocationRefused(QUARANTINE_REFUSAL))
-            headers = [(b"content-type", b"application/json")]
-            status = error.get_http_status_code()
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": error.serialize_as_json().encode()})
-            return
-        if (
-            scope.get("type") != "http"
-            or scope.get("method") != "POST"
-            or (scope.get("path", "").rstrip("/") != self.path)
-        ):
-            await self.app(scope, receive, send)
-            return
-        await checked_body(self.app, scope, receive, send, lambda body: _check_otlp(scope, body))
-
-
-async def checked_body(
-    app: Any,
-    scope: dict[str, Any],
-    receive: Any,
-    send: Any,
-    check: Callable[[bytes], Awaitable[tuple[int, bytes] | None]],
-) -> None:
-    """Read a request's whole body, answer ``check``'s refusal (status, JSON) if it has one,
-    else hand the request on to ``app`` with the body replayed."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if message.get("type") != "http.request" or not message.get("more_body"):
-            break
-    body = b"".join(chunks)
-    refusal = await check(body)
-    if refusal is not None:
-        status, payload = refusal
-        headers = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-        return
-    sent = False
-
-    async def replay() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    await app(scope, replay, send)
-
-
-async def _check_otlp(scope: dict[str, Any], body: bytes) -> tuple[int, bytes] | None:
-    import anyio
-    from mlflow.exceptions import MlflowException
-
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-    def run() -> None:
-        checks = location_tags(
-            body, headers.get("content-type", ""), headers.get("content-encoding", "")
-        )
-        check_all(checks)
-
-    try:
-        await anyio.to_thread.run_sync(run)  # store look-ups block; context is copied
-    except LocationRefused as err:
-        _logger.debug("guard refused an OTLP export: %s", err)
-        error = _refusal(err)
-        return error.get_http_status_code(), error.serialize_as_json().encode()
-    except MlflowException as err:
-        mlflow_err: Any = err
-        return mlflow_err.get_http_status_code(), mlflow_err.serialize_as_json().encode()
-    except Exception:  # noqa: BLE001 - unparseable: MLflow answers 400 for these bodies too
-        payload = {
-            "error_code": "INVALID_PARAMETER_VALUE",
-            "message": "Invalid OpenTelemetry format",
-        }
-        return 400, json.dumps(payload).encode()
-    return None

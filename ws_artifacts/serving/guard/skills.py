@@ -104,7 +104,7 @@ class SkillSourceGuard:
         ):
             await self.app(scope, receive, send)
             return
-        from ws_artifacts.serving.guard._server import checked_body
+        from ws_artifacts.serving.guard.asgi import checked_body
 
         await checked_body(self.app, scope, receive, send, _check)
 
