@@ -22,7 +22,8 @@ from tests.servers import Server
 from ws_artifacts.cli.main import main
 from ws_artifacts.core.config import load_config
 from ws_artifacts.lifecycle import usage
-from ws_artifacts.lifecycle.usage import Row, discover, measure
+from ws_artifacts.lifecycle.usage import discover, measure
+from ws_artifacts.lifecycle.usage_report import Row
 from ws_artifacts.storage.base import TEMP_PREFIX
 
 pytestmark = pytest.mark.integration

@@ -107,6 +107,7 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
     Options it does not know go to `mlflow server` unchanged.
     """
     from ws_artifacts.serving import server as srv
+    from ws_artifacts.serving.launcher import run
 
     dry_run = options.pop("dry_run")
     if not dry_run:  # first: a busy port is said at once, not when MLflow fails to bind
@@ -116,6 +117,26 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
         if problem:
             _fail(problem, 1)
     config, path = _load(config_path)
+    plan = _server_plan(ctx, config, path, data_dir, options)
+    if plan.destination.startswith("ws-file://"):
+        Path(plan.destination.removeprefix("ws-file://")).mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _print_plan(plan, config)
+    if dry_run:
+        _print_command(plan)
+        return
+    _say_what_changed(data_dir, config, plan.destination)
+    srv.bootstrap_inner_app(plan)
+    sys.stdout.flush()
+    sys.exit(run(plan.argv, plan.env, url=plan.url, workers=options["workers"]))
+
+
+def _server_plan(
+    ctx: click.Context, config: Config, path: Path, data_dir: Path, options: dict[str, Any]
+) -> Any:
+    """The ``mlflow server`` command to run, or exit 2 on what it (or MLflow) would refuse."""
+    from ws_artifacts.serving import server as srv
+
     options["artifacts_destination"] = options["artifacts_destination"] or config.destination
     try:
         plan = srv.plan_command(
@@ -132,44 +153,30 @@ def server(ctx: click.Context, /, config_path: Path | None, data_dir: Path, **op
             "--artifacts-destination must be a ws-* URI (ws-s3://bucket[/prefix], ws-file:///dir).",
             2,
         )
-    if ctx.args:
-        from ws_artifacts._mlflow import server_usage_error
+    problem = srv.mlflow_usage_error(plan) if ctx.args else None
+    if problem:
+        _fail(
+            f"ws-artifacts server: {problem} Options that `ws-artifacts server` does not "
+            "know go to `mlflow server`: see `ws-artifacts server --help` and "
+            "`mlflow server --help`.",
+            2,
+        )
+    return plan
 
-        problem = server_usage_error(plan.argv[4:])
-        if problem:
-            _fail(
-                f"ws-artifacts server: {problem} Options that `ws-artifacts server` does not "
-                "know go to `mlflow server`: see `ws-artifacts server --help` and "
-                "`mlflow server --help`.",
-                2,
-            )
-    if plan.destination.startswith("ws-file://"):
-        Path(plan.destination.removeprefix("ws-file://")).mkdir(parents=True, exist_ok=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _print_plan(plan, config)
-    if dry_run:
-        from ws_artifacts.core.redact import hide_password
 
-        command = plan.shell_command()
-        shown = hide_password(command)
-        click.echo(shown)
-        if shown != command:
-            _err.print(
-                "note: the database password is shown masked; pass the URI in "
-                "MLFLOW_BACKEND_STORE_URI (or a .pgpass / PGPASSWORD) rather than on a "
-                "command line"
-            )
-        return
-    _say_what_changed(data_dir, config, plan.destination)
-    inner = plan.env.get(srv.INNER_APP_ENV)
-    if inner:
-        from ws_artifacts._mlflow import bootstrap_server_app
+def _print_command(plan: Any) -> None:
+    """The command a dry run shows, its database password masked."""
+    from ws_artifacts.core.redact import hide_password
 
-        bootstrap_server_app(inner)
-    sys.stdout.flush()
-    from ws_artifacts.serving.launcher import run
-
-    sys.exit(run(plan.argv, plan.env, url=plan.url, workers=options["workers"]))
+    command = plan.shell_command()
+    shown = hide_password(command)
+    click.echo(shown)
+    if shown != command:
+        _err.print(
+            "note: the database password is shown masked; pass the URI in "
+            "MLFLOW_BACKEND_STORE_URI (or a .pgpass / PGPASSWORD) rather than on a "
+            "command line"
+        )
 
 
 def _say_what_changed(data_dir: Path, config: Config, destination: str) -> None:
@@ -280,49 +287,29 @@ def check(
         payload = {"config": str(path), "ok": not failed, "routes": [r.as_dict() for r in reports]}
         click.echo(json.dumps(payload, indent=2))
     else:
-        table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
-        columns = (
-            "entry",
-            "source",
-            "example",
-            "url",
-            "backend",
-            "credentials",
-            "storage",
-            "quota",
-        )
-        for column in (*columns, "probe", "left in previous"):
-            table.add_column(column, overflow="fold")  # URLs wrap, never cut
-        for r in reports:
-            status = (
-                "-"
-                if r.ok is None
-                else ("[green]ok[/green]" if r.ok else f"[red]{escape(r.error or '')}[/red]")
-            )
-            table.add_row(
-                *(
-                    escape(v)
-                    for v in (
-                        r.entry,
-                        r.source,
-                        r.workspace,
-                        r.url,
-                        r.backend,
-                        r.credentials,
-                        r.storage,
-                        r.quota,
-                    )
-                ),
-                status,
-                _left(r),
-            )
-        _out.print(table)
+        _out.print(_check_table(path, reports))
         _out.print(
             "[green]configuration OK[/green]"
             if not failed
             else f"[red]{len(failed)} route(s) failed[/red]"
         )
     sys.exit(1 if failed else 0)
+
+
+def _check_table(path: Path, reports: list[Any]) -> Table:
+    table = Table(title=f"{path}: {len(reports)} route(s)", title_justify="left")
+    columns = ("entry", "source", "example", "url", "backend", "credentials", "storage", "quota")
+    for column in (*columns, "probe", "left in previous"):
+        table.add_column(column, overflow="fold")  # URLs wrap, never cut
+    for r in reports:
+        status = (
+            "-"
+            if r.ok is None
+            else ("[green]ok[/green]" if r.ok else f"[red]{escape(r.error or '')}[/red]")
+        )
+        cells = (r.entry, r.source, r.workspace, r.url, r.backend, r.credentials, r.storage)
+        table.add_row(*(escape(v) for v in (*cells, r.quota)), status, _left(r))
+    return table
 
 
 def _left(report: Any) -> str:

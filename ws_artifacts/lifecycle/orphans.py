@@ -24,16 +24,19 @@ from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name,
 from ws_artifacts.core.routing import Route, Router, split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.checks import example_name
-from ws_artifacts.lifecycle.quarantine import Place, place_of
+from ws_artifacts.lifecycle.quarantine import Place, place_of, quarantine_place
 from ws_artifacts.storage.keys import KeyStore, store_for
 
 __all__ = [
     "SKILL_MIN_AGE",
     "Orphan",
+    "OrphanScan",
     "SkillTruth",
     "discover_places",
     "find_orphans",
     "router_for",
+    "scan_orphans",
+    "workspace_experiments",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -312,3 +315,87 @@ def _skill_orphans(
     if unknown:
         found.append(_orphan(place, store, layout.SKILLS, unknown, layout.Kind.SKILLS, _UNKNOWN))
     return found
+
+
+def workspace_experiments(tracking_uri: str) -> dict[str, set[str]]:
+    """Every workspace and the ids of all its experiments (active and deleted), read from the
+    tracking server (URL) or database (URI): ``{workspace: {experiment_id, ...}}``."""
+    from ws_artifacts._mlflow import tracking_truth
+
+    return tracking_truth(tracking_uri)
+
+
+@dataclass
+class OrphanScan:
+    """What ``orphans`` found, and what it moved to quarantine.
+
+    Objects of an experiment moved to another workspace are migrate's to copy, not orphans'
+    to take away: ``held`` (listed, never quarantined unless ``include_moved``). Unknown
+    content is ``kept``: listed and always kept.
+    """
+
+    found: list[Orphan]
+    include_moved: bool = False
+    quarantined: bool = False
+
+    @property
+    def kept(self) -> list[Orphan]:
+        """Content nobody knows: listed, never quarantined."""
+        return [o for o in self.found if o.kept]
+
+    @property
+    def held(self) -> list[Orphan]:
+        """Objects of ids that are now another workspace's experiments, held back."""
+        return [
+            o
+            for o in self.found
+            if not o.kept and o.moved_to is not None and not self.include_moved
+        ]
+
+    @property
+    def movable(self) -> list[Orphan]:
+        """What ``--quarantine --yes`` moves."""
+        return [o for o in self.found if not o.kept and (o.moved_to is None or self.include_moved)]
+
+    def as_dict(self, *, dry_run: bool) -> dict[str, object]:
+        """The JSON form (``orphans --json``)."""
+        return {
+            "quarantined": self.quarantined,
+            "dry_run": dry_run,
+            "orphans": [o.as_dict() for o in self.found],
+            "objects": sum(o.objects for o in self.found if not o.kept),
+            "bytes": sum(o.bytes for o in self.found if not o.kept),
+            "held_back": sum(o.objects for o in self.held),
+            "kept": sum(o.objects for o in self.kept),
+        }
+
+
+def scan_orphans(
+    router: Router,
+    destination: str,
+    tracking_uri: str,
+    experiments: Mapping[str, set[str]],
+    *,
+    quarantine: bool = False,
+    include_moved: bool = False,
+    skill_min_age: float = SKILL_MIN_AGE,
+) -> OrphanScan:
+    """Find the orphans of every place (``experiments``: :func:`workspace_experiments` of
+    ``tracking_uri``) and, with ``quarantine``, move the movable ones to quarantine."""
+    from ws_artifacts._mlflow import skill_truth
+
+    places = discover_places(router, destination, set(experiments))
+    found = find_orphans(
+        places,
+        experiments,
+        lambda: skill_truth(tracking_uri, experiments),
+        skill_min_age=skill_min_age,
+    )
+    scan = OrphanScan(found, include_moved, quarantined=quarantine)
+    if quarantine:
+        movable = scan.movable
+        by_place = {p.workspace: p for p in places}
+        for name in sorted({o.workspace for o in movable}):
+            children = [o.child for o in movable if o.workspace == name]
+            quarantine_place(by_place[name], "orphans", only=children)
+    return scan

@@ -19,7 +19,7 @@ import fnmatch
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ws_artifacts.core import routing
@@ -33,28 +33,16 @@ from ws_artifacts.core.errors import (
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
 from ws_artifacts.core.routing import Route, Router, Target, WorkspaceRoot, split_url
 from ws_artifacts.lifecycle import layout
+from ws_artifacts.lifecycle.usage_report import Row, Usage
 from ws_artifacts.storage.base import is_temporary
 from ws_artifacts.storage.registry import backend_for
 
-__all__ = ["Place", "Row", "Usage", "discover", "measure", "measure_scope"]
+__all__ = ["Place", "discover", "measure", "measure_scope"]
 
 #: Listing threads of one measurement.
 DEFAULT_PARALLEL = 16
 #: Keys asked for in a listing's first page; a listing that does not end there is split.
 PAGE_KEYS = 1000
-
-
-@dataclass
-class Usage:
-    """Objects and bytes."""
-
-    objects: int = 0
-    bytes: int = 0
-
-    def add(self, objects: int, size: int) -> None:
-        """Count ``objects`` more objects of ``size`` bytes in all."""
-        self.objects += objects
-        self.bytes += size
 
 
 @dataclass(frozen=True)
@@ -74,50 +62,6 @@ class Place:
     def uri(self) -> str:
         """Where it is, for output (no secrets)."""
         return self.target.uri
-
-
-@dataclass
-class Row:
-    """The measured usage of one place, with its experiments' shares."""
-
-    place: Place
-    total: Usage
-    experiments: dict[str, Usage] = field(default_factory=dict)
-    #: Usage by what MLflow keeps there (:class:`ws_artifacts.lifecycle.layout.Kind`: experiment,
-    #: skills,
-    #: unknown); with ``by_experiment``, only the kinds that are not experiments.
-    kinds: dict[str, Usage] = field(default_factory=dict)
-
-    def as_dict(self, names: dict[str, str] | None = None) -> dict[str, Any]:
-        """JSON form; ``names`` maps experiment ids to names."""
-        out: dict[str, Any] = {
-            "workspace": self.place.workspace,
-            "route": self.place.route.name,
-            "source": self.place.route.source,
-            "url": self.place.uri,
-            "objects": self.total.objects,
-            "bytes": self.total.bytes,
-        }
-        if self.experiments:
-            out["experiments"] = [
-                {
-                    "experiment_id": exp,
-                    "name": (names or {}).get(exp),
-                    "objects": usage.objects,
-                    "bytes": usage.bytes,
-                }
-                for exp, usage in _largest_first(self.experiments)
-            ]
-        if self.kinds:
-            out["kinds"] = [
-                {"kind": kind, "objects": usage.objects, "bytes": usage.bytes}
-                for kind, usage in _largest_first(self.kinds)
-            ]
-        return out
-
-
-def _largest_first(items: dict[str, Usage]) -> list[tuple[str, Usage]]:
-    return sorted(items.items(), key=lambda kv: (-kv[1].bytes, -kv[1].objects, kv[0]))
 
 
 # -- which workspaces, where ----------------------------------------------------------------
