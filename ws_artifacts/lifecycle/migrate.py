@@ -21,7 +21,7 @@ from ws_artifacts.storage.copying import Listed, Mode, Outcome, copy_tree, delet
 from ws_artifacts.storage.copying import server_side as _server_side
 
 __all__ = [
-    "PlaceResult",
+    "MigrateOutcome",
     "glob_workspaces_in_previous",
     "migrate_places",
     "migrate_workspace",
@@ -32,7 +32,7 @@ _ACTIONS = ("planned", "copied", "present", "shadowed", "failed", "compare")
 
 
 @dataclass
-class PlaceResult:
+class MigrateOutcome:
     """What migrating one source place to its target did (or, in a dry run, would do)."""
 
     workspace: str
@@ -126,7 +126,7 @@ def migrate_workspace(
     delete_source: bool = False,
     on_listed: Callable[[int, int], None] | None = None,
     progress: Callable[[Outcome], None] | None = None,
-) -> list[PlaceResult]:
+) -> list[MigrateOutcome]:
     """Copy every previous place of ``workspace``'s route to its current place."""
     current = workspace_root(router, workspace)
     return migrate_places(
@@ -148,7 +148,7 @@ def migrate_places(
     on_listed: Callable[[int, int], None] | None = None,
     progress: Callable[[Outcome], None] | None = None,
     exclude: Mapping[str, Collection[str]] | None = None,
-) -> list[PlaceResult]:
+) -> list[MigrateOutcome]:
     """Copy each tree of ``sources`` (newest first) into ``target``, verified.
 
     Args:
@@ -173,7 +173,7 @@ def migrate_places(
     results = []
     for index, (source, objects) in enumerate(zip(sources, listed, strict=True)):
         mode: Mode = "server-side" if _server_side(source.route, target.route) else "streamed"
-        result = PlaceResult(target.workspace, source.uri, target.uri, mode)
+        result = MigrateOutcome(target.workspace, source.uri, target.uri, mode)
         result.outcomes = copy_tree(
             objects, source, target, existing=existing, dry_run=dry_run, progress=progress
         )

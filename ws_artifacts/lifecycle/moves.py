@@ -34,7 +34,7 @@ from ws_artifacts import _mlflow
 from ws_artifacts.core.errors import ConfigError, PathError, StorageError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join, split_logical
 from ws_artifacts.core.routing import Router, Target, split_url
-from ws_artifacts.lifecycle.migrate import PlaceResult, migrate_places
+from ws_artifacts.lifecycle.migrate import MigrateOutcome, migrate_places
 from ws_artifacts.storage.copying import Outcome, delete_objects, modified_after
 
 __all__ = ["MovePlan", "MoveResult", "migrate_moved", "plan_move", "retarget_uri"]
@@ -73,7 +73,7 @@ class MoveResult:
     """What ``migrate_moved`` did."""
 
     plan: MovePlan
-    places: list[PlaceResult]
+    places: list[MigrateOutcome]
     updated: int = 0
     deleted: int = 0
     refused: list[str] = field(default_factory=list)
@@ -157,28 +157,10 @@ def migrate_moved(
     prefix = split_url(destination.removeprefix("ws-"))[2]
     result = MoveResult(plan, [])
     for experiment in plan.experiments:
-        src = _tree(router, prefix, source, experiment)
-        dst = _tree(router, prefix, target, experiment)
-        newer = {p.uri: modified_after(p, moved_at) for p in src.places()} if moved_at else {}
-        result.refused += [f"{uri}/{name}" for uri, names in newer.items() for name in names]
-        result.places += migrate_places(
-            list(src.places()),
-            dst,
-            dry_run=dry_run,
-            on_listed=on_listed,
-            progress=progress,
-            exclude=newer,
-        )
+        _copy_experiment(router, prefix, experiment, result, moved_at, dry_run, on_listed, progress)
     if dry_run:
         return result
-    failed = [o for p in result.places for o in p.outcomes if not o.verified]
-    if failed:
-        why = failed[0].error or failed[0].action
-        raise StorageError(
-            f"{len(failed)} object(s) of the experiments moved from '{source}' to '{target}' "
-            f"were not copied and verified (first: {failed[0].name}: {why}); the database "
-            "was not changed. Fix the cause and run again."
-        )
+    _check_verified(result)
     result.updated = _mlflow.update_locations(
         store_uri, {key: new for key, (_old, new) in plan.changes.items()}
     )
@@ -189,12 +171,50 @@ def migrate_moved(
     return result
 
 
+def _copy_experiment(
+    router: Router,
+    prefix: str,
+    experiment: str,
+    result: MoveResult,
+    moved_at: dt.datetime | None,
+    dry_run: bool,
+    on_listed: Callable[[int, int], None] | None,
+    progress: Callable[[Outcome], None] | None,
+) -> None:
+    """Copy one moved experiment's tree from the source's places to the target's place,
+    leaving out (and listing as refused) what was written after ``moved_at``."""
+    src = _tree(router, prefix, result.plan.source, experiment)
+    dst = _tree(router, prefix, result.plan.target, experiment)
+    newer = {p.uri: modified_after(p, moved_at) for p in src.places()} if moved_at else {}
+    result.refused += [f"{uri}/{name}" for uri, names in newer.items() for name in names]
+    result.places += migrate_places(
+        list(src.places()),
+        dst,
+        dry_run=dry_run,
+        on_listed=on_listed,
+        progress=progress,
+        exclude=newer,
+    )
+
+
+def _check_verified(result: MoveResult) -> None:
+    """Refuse to touch the database unless every object was copied and verified."""
+    failed = [o for p in result.places for o in p.outcomes if not o.verified]
+    if failed:
+        why = failed[0].error or failed[0].action
+        raise StorageError(
+            f"{len(failed)} object(s) of the experiments moved from '{result.plan.source}' to "
+            f"'{result.plan.target}' were not copied and verified (first: {failed[0].name}: "
+            f"{why}); the database was not changed. Fix the cause and run again."
+        )
+
+
 def _tree(router: Router, prefix: str, workspace: str, experiment: str) -> Target:
     logical = split_logical(join(prefix, WORKSPACES_SEGMENT, workspace, experiment))
     return router.target(logical)
 
 
-def _root_of(router: Router, prefix: str, workspace: str, place: PlaceResult) -> Target:
+def _root_of(router: Router, prefix: str, workspace: str, place: MigrateOutcome) -> Target:
     experiment = place.target.rstrip("/").rsplit("/", 1)[1]
     for candidate in _tree(router, prefix, workspace, experiment).places():
         if candidate.uri == place.source:

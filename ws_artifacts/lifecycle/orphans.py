@@ -183,25 +183,9 @@ def find_orphans(
     version = mlflow_version or _mlflow_version()
     owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
     orphans: list[Orphan] = []
-    skill_places: list[tuple[Place, KeyStore, list[tuple[str, int]]]] = []
+    skill_places: list[_SkillContent] = []
     for place in places:
-        store = place.store()
-        known = truth.get(place.workspace)
-        for child in store.children(place.scope):
-            kind = layout.kind_of(child, version)
-            if kind is layout.Kind.EXPERIMENT and known is not None and child in known:
-                continue
-            keys = _keys(store, join(place.scope, child))
-            if not keys:
-                continue
-            if kind is layout.Kind.UNKNOWN:
-                orphans.append(_orphan(place, store, child, keys, kind, _UNKNOWN))
-            elif kind is layout.Kind.SKILLS and known is not None:
-                skill_places.append((place, store, keys))
-            elif kind is layout.Kind.SKILLS:
-                orphans.append(_orphan(place, store, child, keys, kind, "workspace does not exist"))
-            else:
-                orphans.append(_experiment_orphan(place, store, child, keys, known, owners))
+        orphans += _place_orphans(place, truth.get(place.workspace), owners, version, skill_places)
     if skill_places:
         live = skills() if skills is not None else None
         for place, store, keys in skill_places:
@@ -211,6 +195,37 @@ def find_orphans(
 
 
 _UNKNOWN = "unknown, kept"
+#: A live workspace's skill content, judged once every place is listed: (place, store, keys).
+_SkillContent = tuple[Place, KeyStore, list[tuple[str, int]]]
+
+
+def _place_orphans(
+    place: Place,
+    known: set[str] | None,
+    owners: Mapping[str, str],
+    version: str,
+    skill_places: list[_SkillContent],
+) -> list[Orphan]:
+    """The orphans among ``place``'s children (``known``: its workspace's experiment ids, None
+    when it does not exist); a live workspace's skill content goes to ``skill_places``."""
+    store = place.store()
+    orphans: list[Orphan] = []
+    for child in store.children(place.scope):
+        kind = layout.kind_of(child, version)
+        if kind is layout.Kind.EXPERIMENT and known is not None and child in known:
+            continue
+        keys = _keys(store, join(place.scope, child))
+        if not keys:
+            continue
+        if kind is layout.Kind.UNKNOWN:
+            orphans.append(_orphan(place, store, child, keys, kind, _UNKNOWN))
+        elif kind is layout.Kind.SKILLS and known is not None:
+            skill_places.append((place, store, keys))
+        elif kind is layout.Kind.SKILLS:
+            orphans.append(_orphan(place, store, child, keys, kind, "workspace does not exist"))
+        else:
+            orphans.append(_experiment_orphan(place, store, child, keys, known, owners))
+    return orphans
 
 
 @dataclass
