@@ -19,6 +19,7 @@ from ws_artifacts.cli.common import load as _load
 from ws_artifacts.cli.common import out as _out
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
+from ws_artifacts.core.place import Place
 from ws_artifacts.core.routing import split_url
 from ws_artifacts.lifecycle import quarantine as q
 from ws_artifacts.storage.keys import store_for
@@ -150,7 +151,7 @@ def purge(
             dest = destination.removeprefix("ws-")
             for e in entries:
                 place = q.owner_place(e, q.places_of(router, dest, e.workspace))
-                store = place.store() if place else store_for(router.destination, e.base)
+                store = q.store_of(place) if place else store_for(router.destination, e.base)
                 deleted += q.purge(e, store)
                 progress.advance(task)
     summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}
@@ -205,7 +206,7 @@ def restore(
     # One deletion quarantines each of the workspace's places (current and previous) with one
     # time; restore all of the chosen deletion's entries, each into the place it came from.
     chosen = [e for e in entries if e.deleted_at == entries[-1].deleted_at]
-    restored: list[tuple[q.Entry, q.Place, int]] = []
+    restored: list[tuple[q.Entry, Place, int]] = []
     try:
         places = q.places_of(router, destination.removeprefix("ws-"), workspace)
         for entry in chosen:
@@ -222,7 +223,7 @@ def restore(
         click.echo(json.dumps(payload, indent=2))
         return
     for _entry, place, count in restored:
-        _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri())}")
+        _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri)}")
 
 
 @click.command()

@@ -52,6 +52,7 @@ from ws_artifacts.core.paths import (
     reads_as_workspaces,
     split_logical,
 )
+from ws_artifacts.core.place import Place
 
 __all__ = [
     "DESTINATION",
@@ -81,6 +82,8 @@ SOURCE_FILE = "file"
 SOURCE_WORKSPACE = "workspace setting"
 SOURCE_GLOB = "glob"
 SOURCE_DEFAULT = "default"
+#: The workspace of :meth:`Router.entry_route` for a glob: the URL's placeholder, kept.
+ANY_WORKSPACE = "{workspace}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,13 @@ class Target:
             out.append(Target(route, join(scope, rest), self.workspace, scope))
         return tuple(out)
 
+    def place(self) -> Place:
+        """The place this target lies in: its workspace's scope on its route."""
+        scope = Target(self.route, self.scope, self.workspace, self.scope)
+        legacy = not self.scope or not _names_workspace(self.scope)
+        base = self.scope if legacy else split_logical(self.scope).root
+        return Place(scope, base, legacy=legacy)
+
 
 def _containment_problem(target: Target) -> str:
     """What is wrong with ``target``'s place (empty when nothing is)."""
@@ -292,6 +302,33 @@ class Router:
         scope = join(base, WORKSPACES_SEGMENT, logical.workspace)
         return Target(route, join(scope, logical.rest), logical.owner, scope)
 
+    def places(self, workspace: str, root: str = "") -> tuple[Place, ...]:
+        """The places of ``workspace``: its current place, then each previous place of its
+        route, newest first (reads fall back to those). ``root``: the default destination's
+        root, where a workspace without a route of its own has its place.
+
+        Raises:
+            UnroutedWorkspaceError: No route matches and unknown workspaces are denied.
+        """
+        current = self.target(LogicalPath(root, workspace, ""))
+        places = [Place(current, split_logical(current.scope).root)]
+        for route in current.route.previous:
+            scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
+            target = Target(route, scope, workspace, scope)
+            places.append(Place(target, route.prefix, current=False))
+        return tuple(places)
+
+    def destination_place(self, workspace: str, root: str) -> Place:
+        """``workspace``'s place at the default destination (``<root>/workspaces/<ws>``), where
+        its files lie while it has no route, whatever its route is now."""
+        scope = join(root, WORKSPACES_SEGMENT, workspace)
+        return Place(Target(self.destination, scope, workspace, scope), root)
+
+    def legacy_place(self, root: str) -> Place:
+        """The default workspace's legacy layout at the destination: keys below ``root`` that
+        name no workspace."""
+        return Place(Target(self.destination, root, DEFAULT_WORKSPACE, ""), root, legacy=True)
+
     def _resolve(self, workspace: str) -> Route:
         name = workspace if workspace in self._exact else None
         root = self.roots.get(workspace)
@@ -307,6 +344,19 @@ class Router:
                     "that matches it) to the configuration file."
                 )
             return self.destination
+        return self._entry_route(name, workspace)
+
+    def entry_route(self, name: str) -> Route:
+        """The route of the configuration entry ``name`` itself: an exact name's route, or a
+        glob's for no workspace in particular (``{workspace}`` left in its URL and prefix, and
+        in its settings), which says where that glob's workspaces have their places.
+
+        Raises:
+            ConfigError: The entry's URL is not a place a workspace may have.
+        """
+        return self._entry_route(name, name if not _is_glob(name) else ANY_WORKSPACE)
+
+    def _entry_route(self, name: str, workspace: str) -> Route:
         entry = self.config.workspaces[name]
         base = self.config.defaults
         if entry.location is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ws_artifacts.core.errors import ConfigError
-from ws_artifacts.core.paths import WORKSPACES_SEGMENT, join
+from ws_artifacts.core.place import Place
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.storage.copying import Listed, Mode, Outcome, copy_tree, delete_objects, list_tree
 from ws_artifacts.storage.copying import server_side as _server_side
@@ -73,8 +73,8 @@ class MigrateOutcome:
         }
 
 
-def workspace_root(router: Router, workspace: str) -> Target:
-    """The workspace's whole tree at its route's current place (previous ones via places()).
+def workspace_places(router: Router, workspace: str) -> tuple[Place, ...]:
+    """The workspace's places: the current one of its route, then the previous ones.
 
     Raises:
         ConfigError: The workspace has no route of its own (nothing can have moved).
@@ -86,8 +86,7 @@ def workspace_root(router: Router, workspace: str) -> Target:
             "no previous places to migrate; give it a route with 'previous: [...]' (or, for a "
             "workspace routed by its own default_artifact_root, give --backend-store-uri)."
         )
-    scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
-    return Target(route, scope, workspace, scope)
+    return router.places(workspace)
 
 
 def workspaces_with_previous(router: Router) -> list[str]:
@@ -128,10 +127,10 @@ def migrate_workspace(
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[MigrateOutcome]:
     """Copy every previous place of ``workspace``'s route to its current place."""
-    current = workspace_root(router, workspace)
+    current, *previous = workspace_places(router, workspace)
     return migrate_places(
-        list(current.places()[1:]),
-        current,
+        [place.target for place in previous],
+        current.target,
         dry_run=dry_run,
         delete_source=delete_source,
         on_listed=on_listed,

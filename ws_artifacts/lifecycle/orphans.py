@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
+from ws_artifacts.core.place import Place
 from ws_artifacts.core.routing import Route, Router, split_url
 from ws_artifacts.lifecycle import layout
-from ws_artifacts.lifecycle.checks import example_name
-from ws_artifacts.lifecycle.quarantine import Place, place_of, quarantine_place
+from ws_artifacts.lifecycle.quarantine import quarantine_place, store_of
 from ws_artifacts.storage.keys import KeyStore, store_for
 
 __all__ = [
@@ -106,27 +106,25 @@ def discover_places(router: Router, destination: str, names: Iterable[str]) -> l
     found |= _listed(router.destination, join(root, WORKSPACES_SEGMENT))
     for key, route_config in router.config.workspaces.items():
         try:
-            example = router.route_for(example_name(key))
+            route = router.entry_route(key)
         except WsArtifactsError:
-            continue
-        if example.name != key:
             continue
         if "{workspace}" in route_config.url:
             head, tail = route_config.url.split("{workspace}", 1)
             if tail.strip("/") or not head.endswith("/"):
                 _logger.warning("route %s: cannot list workspaces of url %s", key, route_config.url)
                 continue
-            parent = example.prefix.rsplit("/", 1)[0] if "/" in example.prefix else ""
-            candidates = _listed(example, parent)
+            parent = route.prefix.rsplit("/", 1)[0] if "/" in route.prefix else ""
+            candidates = _listed(route, parent)
         else:
-            candidates = _listed(example, join(example.prefix, WORKSPACES_SEGMENT))
+            candidates = _listed(route, join(route.prefix, WORKSPACES_SEGMENT))
         found |= {n for n in candidates if fnmatch.fnmatchcase(n, key)}
     places: dict[str, Place] = {}
     for name in sorted(found):
         if not is_valid_workspace_name(name):
             continue
         try:
-            places[name] = place_of(router, destination, name)
+            places[name] = router.places(name, root)[0]
         except UnroutedWorkspaceError:
             continue
     return list(places.values())
@@ -208,7 +206,7 @@ def _place_orphans(
 ) -> list[Orphan]:
     """The orphans among ``place``'s children (``known``: its workspace's experiment ids, None
     when it does not exist); a live workspace's skill content goes to ``skill_places``."""
-    store = place.store()
+    store = store_of(place)
     orphans: list[Orphan] = []
     for child in store.children(place.scope):
         kind = layout.kind_of(child, version)

@@ -32,11 +32,10 @@ from ws_artifacts.core.errors import ConfigError, StorageError, WsArtifactsError
 from ws_artifacts.core.paths import (
     QUARANTINE_SEGMENT,
     WORKSPACES_SEGMENT,
-    LogicalPath,
     is_valid_workspace_name,
     join,
-    split_logical,
 )
+from ws_artifacts.core.place import Place
 from ws_artifacts.core.routing import Route, Router, split_url
 from ws_artifacts.storage.keys import KeyStore, store_for
 
@@ -44,7 +43,6 @@ __all__ = [
     "MANIFEST",
     "QUARANTINE_SEGMENT",
     "Entry",
-    "Place",
     "Suspicious",
     "list_entries",
     "move",
@@ -55,6 +53,7 @@ __all__ = [
     "purge",
     "quarantine_place",
     "restore",
+    "store_of",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -64,41 +63,22 @@ _STAMP = "%Y%m%dT%H%M%SZ"
 _THREADS = 8
 
 
-@dataclass(frozen=True)
-class Place:
-    """Where one workspace's artifacts live: ``base/workspaces/<ws>`` on ``route``."""
-
-    workspace: str
-    route: Route
-    base: str
-
-    @property
-    def scope(self) -> str:
-        """The key prefix the workspace owns."""
-        return join(self.base, WORKSPACES_SEGMENT, self.workspace)
-
-    def store(self) -> KeyStore:
-        """The route's key store."""
-        return store_for(self.route, self.base)
-
-    def uri(self) -> str:
-        """The place as a URL, for messages."""
-        return self.store().uri(self.scope)
+def store_of(place: Place) -> KeyStore:
+    """The key store of ``place``'s route, narrowed to its base."""
+    return store_for(place.route, place.base)
 
 
 def place_of(router: Router, destination: str, workspace: str) -> Place:
-    """The place of ``workspace`` under ``router`` (destination: ``scheme://location/root``,
-    without ``ws-``). Raises what routing raises (e.g. an unrouted workspace under ``deny``)."""
-    _, _, root = split_url(destination)
-    target = router.target(LogicalPath(root=root, workspace=workspace, rest=""))
-    return Place(workspace, target.route, split_logical(target.scope).root)
+    """The current place of ``workspace`` under ``router`` (destination:
+    ``scheme://location/root``, without ``ws-``). Raises what routing raises (e.g. an unrouted
+    workspace under ``deny``)."""
+    return places_of(router, destination, workspace)[0]
 
 
 def places_of(router: Router, destination: str, workspace: str) -> list[Place]:
     """The workspace's current place, then one per previous place of its route (reads fall
     back to those, so deletion and re-creation empty them too)."""
-    current = place_of(router, destination, workspace)
-    return [current, *(Place(workspace, p, p.prefix) for p in current.route.previous)]
+    return list(router.places(workspace, split_url(destination)[2]))
 
 
 def owner_place(entry: Entry, places: Iterable[Place]) -> Place | None:
@@ -211,7 +191,7 @@ def _mismatch(entry: Entry, route_url: str, base: str, workspace: str, stamp: st
 
 def entries_of(place: Place) -> list[Entry]:
     """The trusted quarantine entries of ``place``'s workspace on its route, oldest first."""
-    store = place.store()
+    store = store_of(place)
     prefix = join(place.base, QUARANTINE_SEGMENT, place.workspace)
     found = []
     for stamp in store.children(prefix):
@@ -273,7 +253,7 @@ def quarantine_place(
     unfinished one of the same workspace, so an interrupted move resumes. None when there is
     nothing to move.
     """
-    store = place.store()
+    store = store_of(place)
     objects = list(store.walk(place.scope))
     if only is not None:
         chosen = [path.strip("/") for path in only]
@@ -335,24 +315,24 @@ def restore(entry: Entry, place: Place) -> int:
     Raises:
         ConfigError: The workspace's place is not empty (nothing is moved then).
     """
-    store = place.store()
+    store = store_of(place)
     if place.route.url != entry.route_url or place.base != entry.base:
         raise ConfigError(
-            f"Workspace '{entry.workspace}' is now routed to {place.uri()}, but its quarantine "
+            f"Workspace '{entry.workspace}' is now routed to {place.uri}, but its quarantine "
             f"from {entry.deleted_at} is at {store.uri(entry.root)}; restore it with the "
             "configuration it was quarantined under, or copy it by hand."
         )
     if next(iter(store.walk(place.scope)), None) is not None:
         raise ConfigError(
             f"Cannot restore workspace '{entry.workspace}' (quarantined {entry.deleted_at}): "
-            f"its place {place.uri()} is not empty. Quarantine or remove what is there first "
+            f"its place {place.uri} is not empty. Quarantine or remove what is there first "
             "(ws-artifacts orphans --quarantine, or delete the workspace again)."
         )
     objects = list(store.walk(entry.data))
     pairs = [(key, join(place.scope, key[len(entry.data) + 1 :]), size) for key, size in objects]
     count, _ = move(store, pairs, entry.workspace)
     store.delete([join(entry.root, MANIFEST)])
-    _logger.info("restored workspace=%s: %d object(s) to %s", entry.workspace, count, place.uri())
+    _logger.info("restored workspace=%s: %d object(s) to %s", entry.workspace, count, place.uri)
     return count
 
 

@@ -19,7 +19,6 @@ import fnmatch
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
 from ws_artifacts.core import routing
@@ -31,37 +30,19 @@ from ws_artifacts.core.errors import (
     WsArtifactsError,
 )
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
+from ws_artifacts.core.place import Place
 from ws_artifacts.core.routing import Route, Router, Target, WorkspaceRoot, split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.usage_report import Row, Usage
 from ws_artifacts.storage.base import is_temporary
 from ws_artifacts.storage.registry import backend_for
 
-__all__ = ["Place", "discover", "measure", "measure_scope"]
+__all__ = ["discover", "measure", "measure_scope"]
 
 #: Listing threads of one measurement.
 DEFAULT_PARALLEL = 16
 #: Keys asked for in a listing's first page; a listing that does not end there is split.
 PAGE_KEYS = 1000
-
-
-@dataclass(frozen=True)
-class Place:
-    """One workspace's place on one route: the key prefix ``scope`` in ``route.location``."""
-
-    workspace: str
-    route: Route
-    scope: str
-
-    @property
-    def target(self) -> Target:
-        """The scope as a target (built, so checked, like any other)."""
-        return Target(self.route, self.scope, self.workspace, self.scope)
-
-    @property
-    def uri(self) -> str:
-        """Where it is, for output (no secrets)."""
-        return self.target.uri
 
 
 # -- which workspaces, where ----------------------------------------------------------------
@@ -100,13 +81,13 @@ def discover(
     places: list[Place] = []
     for name in sorted(n for n in names if is_valid_workspace_name(n)):
         try:
-            route = router.route_for(name)
+            current: Place | None = router.places(name, dest_root)[0]
         except UnroutedWorkspaceError:
-            route = dest
-        if not route.is_destination:
-            places.append(Place(name, route, join(route.prefix, WORKSPACES_SEGMENT, name)))
-        if route.is_destination or name in at_destination:
-            places.append(Place(name, dest, join(dest_root, WORKSPACES_SEGMENT, name)))
+            current = None
+        if current is not None and not current.route.is_destination:
+            places.append(current)
+        if current is None or current.route.is_destination or name in at_destination:
+            places.append(router.destination_place(name, dest_root))
     return places
 
 

@@ -48,9 +48,16 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
+from ws_artifacts.core.place import Place
 from ws_artifacts.core.routing import Router, WorkspaceRoot, destinations_from_env, routes_by_root
 from ws_artifacts.lifecycle import roots
-from ws_artifacts.lifecycle.quarantine import Entry, Place, places_of, quarantine_place, restore
+from ws_artifacts.lifecycle.quarantine import (
+    Entry,
+    places_of,
+    quarantine_place,
+    restore,
+    store_of,
+)
 from ws_artifacts.serving import refusals
 from ws_artifacts.serving.live_config import config_from_env
 
@@ -216,10 +223,10 @@ class _Provider:
                     "workspace %s is being created, but its place %s already held %d "
                     "object(s) (%d bytes) of an earlier owner: moved to %s",
                     name,
-                    place.uri(),
+                    place.uri,
                     entry.objects,
                     entry.bytes,
-                    place.store().uri(entry.root),
+                    store_of(place).uri(entry.root),
                 )
         try:
             created = self.inner.create_workspace(workspace)  # MLflow refuses an existing name
@@ -347,7 +354,7 @@ class _Provider:
                     "workspace %s was not deleted, and moving its artifacts back from %s failed "
                     "(%s); they are safe there: run `ws-artifacts restore %s` to move them back",
                     entry.workspace,
-                    place.store().uri(entry.root),
+                    store_of(place).uri(entry.root),
                     err,
                     entry.workspace,
                 )

@@ -59,7 +59,7 @@ from ws_artifacts.core.routing import (
     destinations_from_env,
     split_url,
 )
-from ws_artifacts.lifecycle import places, roots
+from ws_artifacts.lifecycle import fallback, roots
 from ws_artifacts.serving import audit, bounds, experiments, quota, refusals
 from ws_artifacts.serving.live_config import config_from_env
 from ws_artifacts.storage.base import Backend
@@ -305,7 +305,7 @@ class WorkspaceArtifactRepository(
         """The direct children of ``path``; a file or missing path lists as empty."""
         rel = normalize(path)
         target = self._resolve(rel, "list")
-        entries = places.list_union(target)  # the current place, then previous ones
+        entries = fallback.list_union(target)  # the current place, then previous ones
         return sorted(
             (FileInfo(join(rel, e.name), e.is_dir, e.size) for e in entries),
             key=lambda info: info.path,
@@ -316,7 +316,7 @@ class WorkspaceArtifactRepository(
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
         check_mlflow_path(remote_file_path, kind="read")
         target = self._resolve(remote_file_path, "read")
-        places.read_first(target, lambda backend, place: backend.get_file(place, local_path))
+        fallback.read_first(target, lambda backend, place: backend.get_file(place, local_path))
         audit.note(files=[local_path])
 
     @audit.audited("read")
@@ -328,7 +328,7 @@ class WorkspaceArtifactRepository(
         rel = normalize(artifact_path)
         target = self._resolve(rel, "read")
         dst = _destination_dir(dst_path)
-        files = places.walk_union(target)  # each file from the newest place that has it
+        files = fallback.walk_union(target)  # each file from the newest place that has it
         local_root = os.path.join(dst, *rel.split("/")) if rel else dst
         if files and self._serves_files_only():
             raise PathError(
@@ -342,7 +342,7 @@ class WorkspaceArtifactRepository(
             if not rel:
                 return dst  # nothing at the root: MLflow returns the empty destination
             os.makedirs(os.path.dirname(local_root), exist_ok=True)
-            places.read_first(target, lambda backend, place: backend.get_file(place, local_root))
+            fallback.read_first(target, lambda backend, place: backend.get_file(place, local_root))
             audit.note(files=[local_root])
             return local_root
         # Every child is built and checked (containment, symbolic links) before anything is
@@ -384,7 +384,7 @@ class WorkspaceArtifactRepository(
                 f"{'the destination' if not target.key else f'workspace {target.workspace}'}."
                 " Delete experiments or runs instead."
             )
-        places.delete_everywhere(target)
+        fallback.delete_everywhere(target)
         quota.forget(target)
 
     # MLflow's trace readers turn every failure into "trace data not found" (HTTP 404); check
@@ -519,7 +519,7 @@ class WorkspaceArtifactRepository(
                 raise _presigned_only_error(place, "downloaded from")
             return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
 
-        return places.read_first(target, presign)
+        return fallback.read_first(target, presign)
 
     @audit.audited("presign_write")
     @_boundary
