@@ -12,7 +12,8 @@ import pytest
 
 from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import ConfigError
-from ws_artifacts.lifecycle.orphans import SKILL_MIN_AGE, discover_places, find_orphans, router_for
+from ws_artifacts.lifecycle.discovery import discover_places, router_for
+from ws_artifacts.lifecycle.orphans import SKILL_MIN_AGE, find_orphans
 from ws_artifacts.lifecycle.quarantine import (
     entries_of,
     parse_age,

@@ -34,7 +34,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 
 def _setup(config_path: Path | None, destination: str) -> tuple[Config, Any]:
-    from ws_artifacts.lifecycle.orphans import router_for
+    from ws_artifacts.lifecycle.discovery import router_for
 
     config, _ = _load(config_path)
     return config, router_for(config, destination)
@@ -52,7 +52,7 @@ def _workspace_experiments(
 
 
 def _entries(router: Any, destination: str, names: set[str]) -> list[q.Entry]:
-    from ws_artifacts.lifecycle.orphans import discover_places
+    from ws_artifacts.lifecycle.discovery import discover_places
 
     places = discover_places(router, destination, names)
     _, _, root = split_url(destination.removeprefix("ws-"))

@@ -1,45 +1,39 @@
 """Orphans: objects under ``workspaces/<ws>/`` whose workspace, experiment or skill version is
-gone. What each child is, and who owns it, comes from :mod:`ws_artifacts.lifecycle.layout`; a child
-it
-does not know is never an orphan (listed as "unknown, kept", with its size).
+gone. What each child is, and who owns it, comes from :mod:`ws_artifacts.lifecycle.layout`; a
+child it does not know is never an orphan (listed as "unknown, kept", with its size).
 
 The truth is MLflow's: every workspace and every experiment id (active or deleted, since a
 deleted experiment can still be restored), read through MLflow's client on the server's REST
 API or on the tracking database (:func:`ws_artifacts._mlflow.tracking_truth`). The stores are
-scanned where routing puts workspaces: the destination's ``workspaces/``, each route's prefix,
-and, for routes whose URL ends in ``{workspace}``, the directories beside it.
+scanned where routing puts workspaces (:mod:`ws_artifacts.lifecycle.discovery`): the
+destination's ``workspaces/``, each route's prefix, and, for routes whose URL ends in
+``{workspace}``, the directories beside it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
-from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
+from ws_artifacts.core.paths import join
 from ws_artifacts.core.place import Place
-from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.core.routing import Router
 from ws_artifacts.lifecycle import layout
+from ws_artifacts.lifecycle.discovery import discover_places
 from ws_artifacts.lifecycle.quarantine import quarantine_place, store_of
-from ws_artifacts.storage.keys import KeyStore, store_for
+from ws_artifacts.storage.keys import KeyStore
 
 __all__ = [
     "SKILL_MIN_AGE",
     "Orphan",
     "OrphanScan",
-    "SkillTruth",
-    "discover_places",
+    "SkillPaths",
     "find_orphans",
-    "router_for",
     "scan_orphans",
     "workspace_experiments",
 ]
-
-_logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,58 +82,9 @@ class Orphan:
         }
 
 
-def router_for(config: object, destination: str) -> Router:
-    """The router for ``destination`` (``ws-`` prefix optional) as a server would build it."""
-    from ws_artifacts.core.config import Config
-
-    if not isinstance(config, Config):
-        raise TypeError("config must be a Config")
-    scheme, location, _ = split_url(destination.removeprefix("ws-"))
-    return Router(config, f"{scheme}://{location}")
-
-
-def discover_places(router: Router, destination: str, names: Iterable[str]) -> list[Place]:
-    """The places of ``names`` and of every workspace name found in the stores' layouts."""
-    destination = destination.removeprefix("ws-")
-    found = set(names) | {k for k in router.config.workspaces if is_valid_workspace_name(k)}
-    _, _, root = split_url(destination)
-    found |= _listed(router.destination, join(root, WORKSPACES_SEGMENT))
-    for key, route_config in router.config.workspaces.items():
-        try:
-            route = router.entry_route(key)
-        except WsArtifactsError:
-            continue
-        if "{workspace}" in route_config.url:
-            head, tail = route_config.url.split("{workspace}", 1)
-            if tail.strip("/") or not head.endswith("/"):
-                _logger.warning("route %s: cannot list workspaces of url %s", key, route_config.url)
-                continue
-            parent = route.prefix.rsplit("/", 1)[0] if "/" in route.prefix else ""
-            candidates = _listed(route, parent)
-        else:
-            candidates = _listed(route, join(route.prefix, WORKSPACES_SEGMENT))
-        found |= {n for n in candidates if fnmatch.fnmatchcase(n, key)}
-    places: dict[str, Place] = {}
-    for name in sorted(found):
-        if not is_valid_workspace_name(name):
-            continue
-        try:
-            places[name] = router.places(name, root)[0]
-        except UnroutedWorkspaceError:
-            continue
-    return list(places.values())
-
-
-def _listed(route: Route, prefix: str) -> set[str]:
-    try:
-        return set(store_for(route, prefix).children(prefix))
-    except WsArtifactsError as err:
-        _logger.warning("cannot list %s on route %s: %s", prefix, route.name, err)
-        return set()
-
-
-#: Reads the skill truth (see :func:`ws_artifacts._mlflow.skill_truth`), once, after listing.
-SkillTruth = Callable[[], Mapping[str, set[str]] | None]
+#: Reads the content paths of every skill version (:func:`ws_artifacts._mlflow.skill_truth`), once,
+#: after listing.
+SkillPaths = Callable[[], Mapping[str, set[str]] | None]
 
 
 #: How old (seconds) a skill upload must be before ``orphans`` may take it: MLflow uploads a
@@ -150,7 +95,7 @@ SKILL_MIN_AGE = 3600.0
 def find_orphans(
     places: Iterable[Place],
     truth: Mapping[str, set[str]],
-    skills: SkillTruth | None = None,
+    skills: SkillPaths | None = None,
     *,
     mlflow_version: str | None = None,
     skill_min_age: float = SKILL_MIN_AGE,
