@@ -25,6 +25,7 @@ modified after it are refused: not copied, never deleted, listed in the result.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,8 +157,11 @@ def migrate_moved(
     plan = plan_move(store_uri, source, target)
     prefix = split_url(destination.removeprefix("ws-"))[2]
     result = MoveResult(plan, [])
+    copy = functools.partial(
+        migrate_places, dry_run=dry_run, on_listed=on_listed, progress=progress
+    )
     for experiment in plan.experiments:
-        _copy_experiment(router, prefix, experiment, result, moved_at, dry_run, on_listed, progress)
+        _copy_experiment(router, prefix, experiment, result, moved_at, copy)
     if dry_run:
         return result
     _check_verified(result)
@@ -177,24 +181,16 @@ def _copy_experiment(
     experiment: str,
     result: MoveResult,
     moved_at: dt.datetime | None,
-    dry_run: bool,
-    on_listed: Callable[[int, int], None] | None,
-    progress: Callable[[Outcome], None] | None,
+    copy: Callable[..., list[MigrateOutcome]],
 ) -> None:
-    """Copy one moved experiment's tree from the source's places to the target's place,
-    leaving out (and listing as refused) what was written after ``moved_at``."""
+    """Copy one moved experiment's tree from the source's places to the target's place with
+    ``copy`` (:func:`migrate_places` with the run's options), leaving out (and listing as
+    refused) what was written after ``moved_at``."""
     src = _tree(router, prefix, result.plan.source, experiment)
     dst = _tree(router, prefix, result.plan.target, experiment)
     newer = {p.uri: modified_after(p, moved_at) for p in src.places()} if moved_at else {}
     result.refused += [f"{uri}/{name}" for uri, names in newer.items() for name in names]
-    result.places += migrate_places(
-        list(src.places()),
-        dst,
-        dry_run=dry_run,
-        on_listed=on_listed,
-        progress=progress,
-        exclude=newer,
-    )
+    result.places += copy(list(src.places()), dst, exclude=newer)
 
 
 def _check_verified(result: MoveResult) -> None:
