@@ -2,7 +2,7 @@
 
 Owns the configuration file's models and loader (:mod:`.config`), logical artifact paths
 (:mod:`.paths`), routing from (workspace, path) to a place (:mod:`.routing`: start here), the one
-:class:`~.place.Place` (a workspace's location on one route, built by routing),
+:class:`~.routing.Place` (a workspace's location on one route, built by routing),
 approved storage locations (:mod:`.locations`), the exception hierarchy (:mod:`.errors`) and
 secret redaction in logs (:mod:`.redact`).
 

@@ -13,6 +13,9 @@ URL the repository was built with, minus its ``ws-`` prefix), :class:`Router` an
 * a legacy path (no ``workspaces/`` segment) is the default workspace's and stays at the
   default destination, literally.
 
+The places of a workspace (:meth:`Router.places`: its current place and its route's previous
+ones, each a :class:`Place`) come from here too.
+
 Containment is checked here, once, for every operation: a :class:`Target` cannot be built
 unless its key lies inside the place its workspace owns (:meth:`Target.__post_init__`), a route
 may not place its files inside another workspace's layout, and :func:`check_destination` keeps a
@@ -39,7 +42,13 @@ from ws_artifacts.core.config import (
     RouteConfig,
     Settings,
 )
-from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
+from ws_artifacts.core.errors import (
+    ConfigError,
+    OwnershipError,
+    PathError,
+    UnroutedWorkspaceError,
+    WsArtifactsError,
+)
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
     QUARANTINE_SEGMENT,
@@ -52,11 +61,11 @@ from ws_artifacts.core.paths import (
     reads_as_workspaces,
     split_logical,
 )
-from ws_artifacts.core.place import Place
 
 __all__ = [
     "DESTINATION",
     "SERVER_DESTINATION_ENV_VARS",
+    "Place",
     "Route",
     "Router",
     "Target",
@@ -197,6 +206,78 @@ class Target:
         legacy = not self.scope or not _names_workspace(self.scope)
         base = self.scope if legacy else split_logical(self.scope).root
         return Place(scope, base, legacy=legacy)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """One workspace's place on one route: the key prefix ``scope`` in ``route.location``.
+
+    A workspace's place is ``<base>/workspaces/<ws>`` on its route (``<base>``: the route's
+    prefix, or the destination's root for a workspace without a route of its own); a route that
+    moved also has previous places, read after the current one until ``migrate`` empties them.
+    Places are built by routing only (:meth:`Router.places`, :meth:`Router.destination_place`,
+    :meth:`Router.legacy_place`, :meth:`Target.place`), over a target of their scope, so every
+    place has passed the containment check. The guard, usage, quota, migrate, quarantine and
+    orphans all use this one class.
+
+    Attributes:
+        target: The place as a target (its key is the scope), built and so checked by routing.
+        base: The key prefix the place lies under: ``<base>/workspaces/<ws>`` (the root itself
+            for the legacy layout).
+        current: Whether it is the route's current place (False: a previous one).
+        legacy: Whether it is the default workspace's legacy layout at a destination: the keys
+            below ``scope`` that name no workspace.
+    """
+
+    target: Target
+    base: str
+    current: bool = True
+    legacy: bool = False
+
+    @property
+    def workspace(self) -> str:
+        """The workspace that owns it."""
+        return self.target.workspace
+
+    @property
+    def route(self) -> Route:
+        """The route it is on (``route.source``: where that route came from)."""
+        return self.target.route
+
+    @property
+    def scope(self) -> str:
+        """The key prefix the workspace owns here."""
+        return self.target.key
+
+    @property
+    def scheme(self) -> str:
+        """The route's scheme (``s3``, ``file``, ...)."""
+        return self.target.route.scheme
+
+    @property
+    def location(self) -> str:
+        """The route's bucket (or host; empty for ``file``)."""
+        return self.target.route.location
+
+    @property
+    def uri(self) -> str:
+        """Where it is, for output (no secrets in it)."""
+        return self.target.uri
+
+    def holds(self, scheme: str, location: str, path: str, *, scope: str | None = None) -> bool:
+        """Whether the (normalised) ``path`` at ``scheme://location`` lies inside this place
+        (``scope``: the place's scope as the caller resolved it, e.g. after symbolic links)."""
+        scope = self.scope if scope is None else scope
+        if (scheme, location) != (self.scheme, self.location) or not is_within(scope, path):
+            return False
+        try:
+            return not self.legacy or split_logical(path).workspace is None
+        except WsArtifactsError:
+            return False
+
+    def __str__(self) -> str:
+        where = f"{self.scheme}://{self.location}/{self.scope}".rstrip("/")
+        return f"{where}/ (legacy paths)" if self.legacy else f"{where}/"
 
 
 def _containment_problem(target: Target) -> str:

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 
 from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.place import Place
-from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.core.routing import Place, Route, Router, split_url
 from ws_artifacts.storage.keys import store_for
 
 __all__ = ["discover_places", "router_for"]

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ws_artifacts.core.errors import ConfigError
-from ws_artifacts.core.place import Place
-from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.routing import Place, Router, Target
 from ws_artifacts.storage.copying import Listed, Mode, Outcome, copy_tree, delete_objects, list_tree
 from ws_artifacts.storage.copying import server_side as _server_side
 

@@ -35,8 +35,7 @@ from ws_artifacts.core.paths import (
     is_valid_workspace_name,
     join,
 )
-from ws_artifacts.core.place import Place
-from ws_artifacts.core.routing import Route, Router, split_url
+from ws_artifacts.core.routing import Place, Route, Router, split_url
 from ws_artifacts.storage.keys import KeyStore, store_for
 
 __all__ = [

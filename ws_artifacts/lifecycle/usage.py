@@ -30,8 +30,7 @@ from ws_artifacts.core.errors import (
     WsArtifactsError,
 )
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.place import Place
-from ws_artifacts.core.routing import Route, Router, Target, WorkspaceRoot, split_url
+from ws_artifacts.core.routing import Place, Route, Router, Target, WorkspaceRoot, split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.usage_report import Row, Usage
 from ws_artifacts.storage.base import is_temporary

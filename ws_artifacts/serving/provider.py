@@ -48,8 +48,13 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
-from ws_artifacts.core.place import Place
-from ws_artifacts.core.routing import Router, WorkspaceRoot, destinations_from_env, routes_by_root
+from ws_artifacts.core.routing import (
+    Place,
+    Router,
+    WorkspaceRoot,
+    destinations_from_env,
+    routes_by_root,
+)
 from ws_artifacts.lifecycle import roots
 from ws_artifacts.lifecycle.quarantine import (
     Entry,

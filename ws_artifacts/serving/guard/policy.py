@@ -45,8 +45,7 @@ from ws_artifacts.core.paths import (
     normalize,
     split_logical,
 )
-from ws_artifacts.core.place import Place
-from ws_artifacts.core.routing import Router, check_destination, split_url
+from ws_artifacts.core.routing import Place, Router, check_destination, split_url
 
 __all__ = ["LocationPolicy", "LocationRefused", "Resolver"]
 
