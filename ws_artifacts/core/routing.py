@@ -202,10 +202,10 @@ class Target:
 
     def place(self) -> Place:
         """The place this target lies in: its workspace's scope on its route."""
-        scope = Target(self.route, self.scope, self.workspace, self.scope)
+        whole = Target(self.route, self.scope, self.workspace, self.scope)
         legacy = not self.scope or not _names_workspace(self.scope)
         base = self.scope if legacy else split_logical(self.scope).root
-        return Place(scope, base, legacy=legacy)
+        return Place(whole, base, legacy=legacy)
 
 
 @dataclass(frozen=True, slots=True)
