@@ -19,7 +19,7 @@ from ws_artifacts.cli.common import load as _load
 from ws_artifacts.cli.common import out as _out
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
-from ws_artifacts.core.routing import Place, split_url
+from ws_artifacts.core.routing import Place
 from ws_artifacts.lifecycle import quarantine as q
 from ws_artifacts.storage.keys import store_for
 
@@ -51,12 +51,9 @@ def _workspace_experiments(
 
 
 def _entries(router: Any, destination: str, names: set[str]) -> list[q.Entry]:
-    from ws_artifacts.lifecycle.discovery import discover_places
+    from ws_artifacts.lifecycle.discovery import quarantine_bases
 
-    places = discover_places(router, destination, names)
-    _, _, root = split_url(destination.removeprefix("ws-"))
-    previous = ((r, r.prefix) for p in places for r in p.route.previous)
-    bases = [(router.destination, root), *((p.route, p.base) for p in places), *previous]
+    bases = quarantine_bases(router, destination, names)
     q.suspicious.clear()
     entries = sorted(q.list_entries(bases), key=lambda e: (e.workspace, e.stamp))
     for found in dict.fromkeys(q.suspicious):  # on stderr: --json output stays one document

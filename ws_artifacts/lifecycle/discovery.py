@@ -16,7 +16,7 @@ from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name,
 from ws_artifacts.core.routing import Place, Route, Router, split_url
 from ws_artifacts.storage.keys import store_for
 
-__all__ = ["discover_places", "router_for"]
+__all__ = ["discover_places", "quarantine_bases", "router_for"]
 
 _logger = logging.getLogger(__name__)
 
@@ -69,3 +69,14 @@ def _listed(route: Route, prefix: str) -> set[str]:
     except WsArtifactsError as err:
         _logger.warning("cannot list %s on route %s: %s", prefix, route.name, err)
         return set()
+
+
+def quarantine_bases(
+    router: Router, destination: str, names: Iterable[str]
+) -> list[tuple[Route, str]]:
+    """Where quarantine areas may lie: the destination's root, then the base of every place of
+    ``names`` and of the workspaces found (:func:`discover_places`), current and previous."""
+    places = discover_places(router, destination, names)
+    _, _, root = split_url(destination.removeprefix("ws-"))
+    previous = ((r, r.prefix) for p in places for r in p.route.previous)
+    return [(router.destination, root), *((p.route, p.base) for p in places), *previous]
