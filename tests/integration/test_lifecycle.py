@@ -285,7 +285,7 @@ def test_quarantine_list_restore_and_its_refusals(life: Life, tmp_path: Path) ->
 
 def test_purge_dry_run_then_only_older_than(life: Life, monkeypatch: pytest.MonkeyPatch) -> None:
     from ws_artifacts.core.loading import load_config
-    from ws_artifacts.lifecycle.orphans import router_for
+    from ws_artifacts.lifecycle.discovery import router_for
     from ws_artifacts.lifecycle.quarantine import place_of, quarantine_place
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)

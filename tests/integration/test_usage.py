@@ -21,7 +21,8 @@ from tests.integration.usage_world import MIB, use, write, write_world
 from tests.servers import Server
 from ws_artifacts.cli.main import main
 from ws_artifacts.core.loading import load_config
-from ws_artifacts.lifecycle.usage import Row, discover, measure
+from ws_artifacts.lifecycle.usage import discover, measure
+from ws_artifacts.lifecycle.usage_report import Row
 from ws_artifacts.storage.base import TEMP_PREFIX
 from ws_artifacts.storage.s3 import listing
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import is_within
-from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused, Place
+from ws_artifacts.core.routing import Place
+from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 
 CONFIG = parse_config(
     {
@@ -209,11 +210,17 @@ def test_references_are_refused_without_a_resolver() -> None:
         POLICY.check("runs:/own/model", "team-a", field="source")
 
 
+def _where(places: tuple[Place, ...]) -> tuple[tuple[str, str, str, bool], ...]:
+    return tuple((p.scheme, p.location, p.scope, p.legacy) for p in places)
+
+
 def test_places() -> None:
-    assert POLICY.places("team-a") == (Place("s3", "team-a-artifacts", "workspaces/team-a"),)
-    assert POLICY.places("default") == (
-        Place("s3", "root", "workspaces/default"),
-        Place("s3", "root", "", legacy=True),
+    assert _where(POLICY.places("team-a")) == (
+        ("s3", "team-a-artifacts", "workspaces/team-a", False),
+    )
+    assert _where(POLICY.places("default")) == (
+        ("s3", "root", "workspaces/default", False),
+        ("s3", "root", "", True),
     )
     assert LocationPolicy(CONFIG, []).places("other") == ()
     assert LocationPolicy(None, ["ws-s3://root"]).places("team-a") == ()

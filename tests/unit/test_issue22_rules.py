@@ -55,7 +55,7 @@ STAMP = "20260102T030405Z"
 def place() -> Any:
     import fsspec
 
-    from ws_artifacts.lifecycle.orphans import router_for
+    from ws_artifacts.lifecycle.discovery import router_for
     from ws_artifacts.lifecycle.quarantine import place_of
 
     fs = fsspec.filesystem("memory")

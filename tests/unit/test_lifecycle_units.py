@@ -12,7 +12,8 @@ import pytest
 
 from ws_artifacts.core.errors import ConfigError
 from ws_artifacts.core.loading import parse_config
-from ws_artifacts.lifecycle.orphans import SKILL_MIN_AGE, discover_places, find_orphans, router_for
+from ws_artifacts.lifecycle.discovery import discover_places, router_for
+from ws_artifacts.lifecycle.orphans import SKILL_MIN_AGE, find_orphans
 from ws_artifacts.lifecycle.quarantine import (
     entries_of,
     parse_age,
@@ -20,6 +21,7 @@ from ws_artifacts.lifecycle.quarantine import (
     purge,
     quarantine_place,
     restore,
+    store_of,
 )
 from ws_artifacts.serving.server import plan_command
 
@@ -125,7 +127,7 @@ def test_fsspec_quarantine_restore_and_purge(memory_router: object) -> None:
     fs.pipe_file("/lifecycle-unit-routed/workspaces/team-m/9/new", b"n")
     with pytest.raises(ConfigError, match="its place memory://lifecycle-unit-routed/workspaces/"):
         restore(again, place)
-    assert purge(again, place.store()) == 2
+    assert purge(again, store_of(place)) == 2
     assert sorted(fs.find("/lifecycle-unit-routed")) == [
         "/lifecycle-unit-routed/workspaces/team-m/9/new"
     ]

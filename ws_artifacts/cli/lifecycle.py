@@ -19,7 +19,7 @@ from ws_artifacts.cli.common import load as _load
 from ws_artifacts.cli.common import out as _out
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
-from ws_artifacts.core.urls import split_url
+from ws_artifacts.core.routing import Place
 from ws_artifacts.lifecycle import quarantine as q
 from ws_artifacts.storage.registry import backend_for
 
@@ -33,28 +33,27 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 
 def _setup(config_path: Path | None, destination: str) -> tuple[Config, Any]:
-    from ws_artifacts.lifecycle.orphans import router_for
+    from ws_artifacts.lifecycle.discovery import router_for
 
     config, _ = _load(config_path)
     return config, router_for(config, destination)
 
 
-def _truth(tracking_uri: str | None, backend_store_uri: str | None) -> dict[str, set[str]]:
-    from ws_artifacts._mlflow.tracking_client import tracking_truth
+def _workspace_experiments(
+    tracking_uri: str | None, backend_store_uri: str | None
+) -> dict[str, set[str]]:
+    from ws_artifacts.lifecycle.orphans import workspace_experiments
 
     uri = tracking_uri or backend_store_uri
     if not uri or (tracking_uri and backend_store_uri):
         _fail("give exactly one of --tracking-uri URL or --backend-store-uri URI.", 2)
-    return tracking_truth(uri or "")
+    return workspace_experiments(uri or "")
 
 
 def _entries(router: Any, destination: str, names: set[str]) -> list[q.Entry]:
-    from ws_artifacts.lifecycle.orphans import discover_places
+    from ws_artifacts.lifecycle.discovery import quarantine_bases
 
-    places = discover_places(router, destination, names)
-    _, _, root = split_url(destination.removeprefix("ws-"))
-    previous = ((r, r.prefix) for p in places for r in p.route.previous)
-    bases = [(router.destination, root), *((p.route, p.base) for p in places), *previous]
+    bases = quarantine_bases(router, destination, names)
     q.suspicious.clear()
     entries = sorted(q.list_entries(bases), key=lambda e: (e.workspace, e.stamp))
     for found in dict.fromkeys(q.suspicious):  # on stderr: --json output stays one document
@@ -148,7 +147,7 @@ def purge(
             dest = destination.removeprefix("ws-")
             for e in entries:
                 place = q.owner_place(e, q.places_of(router, dest, e.workspace))
-                store = place.store() if place else backend_for(router.destination)
+                store = q.store_of(place) if place else backend_for(router.destination)
                 deleted += q.purge(e, store)
                 progress.advance(task)
     summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}
@@ -184,8 +183,8 @@ def restore(
     """Move WORKSPACE's quarantined artifacts back (it must exist, its place must be empty)."""
 
     _, router = _setup(config_path, destination)
-    truth = _truth(tracking_uri, backend_store_uri)
-    if workspace not in truth:
+    existing = _workspace_experiments(tracking_uri, backend_store_uri)
+    if workspace not in existing:
         _fail(
             f"workspace '{workspace}' does not exist; create it first "
             "(its place is emptied on creation, then restore).",
@@ -203,7 +202,7 @@ def restore(
     # One deletion quarantines each of the workspace's places (current and previous) with one
     # time; restore all of the chosen deletion's entries, each into the place it came from.
     chosen = [e for e in entries if e.deleted_at == entries[-1].deleted_at]
-    restored: list[tuple[q.Entry, q.Place, int]] = []
+    restored: list[tuple[q.Entry, Place, int]] = []
     try:
         places = q.places_of(router, destination.removeprefix("ws-"), workspace)
         for entry in chosen:
@@ -220,7 +219,7 @@ def restore(
         click.echo(json.dumps(payload, indent=2))
         return
     for _entry, place, count in restored:
-        _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri())}")
+        _out.print(f"restored {count} object(s) of '{escape(workspace)}' to {escape(place.uri)}")
 
 
 @click.command()
@@ -257,41 +256,42 @@ def orphans(
     as_json: bool,
 ) -> None:
     """List objects whose workspace or experiment no longer exists (and quarantine them)."""
-    from ws_artifacts._mlflow.tracking_client import skill_truth
-    from ws_artifacts.lifecycle.orphans import discover_places, find_orphans
+    from ws_artifacts.lifecycle.orphans import scan_orphans
 
     _, router = _setup(config_path, destination)
-    truth = _truth(tracking_uri, backend_store_uri)
-    places = discover_places(router, destination, set(truth))
-    found = find_orphans(
-        places,
-        truth,
-        lambda: skill_truth(tracking_uri or backend_store_uri or "", truth),
+    experiments = _workspace_experiments(tracking_uri, backend_store_uri)
+    scan = scan_orphans(
+        router,
+        destination,
+        tracking_uri or backend_store_uri or "",
+        experiments,
+        quarantine=move and yes,
+        include_moved=include_moved,
         skill_min_age=skill_min_age,
     )
-    acted = move and yes
-    # Objects of an experiment moved to another workspace are migrate's to copy, not orphans'
-    # to take away: listed, never quarantined. Unknown content is listed and always kept.
-    kept = [o for o in found if o.kept]
-    held = [o for o in found if not o.kept and o.moved_to is not None and not include_moved]
-    movable = [o for o in found if not o.kept and (o.moved_to is None or include_moved)]
-    if acted:
-        by_place = {p.workspace: p for p in places}
-        for name in sorted({o.workspace for o in movable}):
-            children = [o.child for o in movable if o.workspace == name]
-            q.quarantine_place(by_place[name], "orphans", only=children)
     if as_json:
-        payload = {
-            "quarantined": acted,
-            "dry_run": move and not yes,
-            "orphans": [o.as_dict() for o in found],
-            "objects": sum(o.objects for o in found if not o.kept),
-            "bytes": sum(o.bytes for o in found if not o.kept),
-            "held_back": sum(o.objects for o in held),
-            "kept": sum(o.objects for o in kept),
-        }
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json.dumps(scan.as_dict(dry_run=move and not yes), indent=2))
         return
+    _out.print(_orphan_table(scan))
+    if move and not yes:
+        _out.print("dry run: nothing moved; run again with --quarantine --yes to move them.")
+    elif scan.quarantined:
+        _out.print(f"moved {sum(o.objects for o in scan.movable)} object(s) to quarantine.")
+    if scan.kept:
+        _out.print(
+            f"kept {sum(o.objects for o in scan.kept)} object(s) of content ws-artifacts does "
+            "not know (unknown, kept): never quarantined by orphans; remove it by hand if unwanted."
+        )
+    if scan.held:
+        _out.print(
+            f"held back {sum(o.objects for o in scan.held)} object(s) whose experiment id is now "
+            "another workspace's: migrate them (see each reason); if the id was only reused, "
+            "add --include-moved to quarantine them."
+        )
+
+
+def _orphan_table(scan: Any) -> Table:
+    found, kept = scan.found, scan.kept
     title = f"{len(found) - len(kept)} orphaned location(s), {len(kept)} unknown kept"
     table = Table(title=title, title_justify="left")
     for column in ("workspace", "kind", "child", "reason", "objects", "bytes", "where"):
@@ -306,19 +306,4 @@ def orphans(
             str(o.bytes),
             escape(o.uri),
         )
-    _out.print(table)
-    if move and not yes:
-        _out.print("dry run: nothing moved; run again with --quarantine --yes to move them.")
-    elif acted:
-        _out.print(f"moved {sum(o.objects for o in movable)} object(s) to quarantine.")
-    if kept:
-        _out.print(
-            f"kept {sum(o.objects for o in kept)} object(s) of content ws-artifacts does not "
-            "know (unknown, kept): never quarantined by orphans; remove it by hand if unwanted."
-        )
-    if held:
-        _out.print(
-            f"held back {sum(o.objects for o in held)} object(s) whose experiment id is now "
-            "another workspace's: migrate them (see each reason); if the id was only reused, "
-            "add --include-moved to quarantine them."
-        )
+    return table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,70 @@ def migrate(
     logged models and traces in one transaction. Objects are verified (size and checksum);
     a second run copies nothing. Start with --dry-run.
     """
-    from ws_artifacts.core.routing import Router
-
     config, _path = _load(config_path)
     destination = destination or config.destination
+    moving = moved_from is not None or moved_to is not None
+    when = _checked_options(
+        destination, backend_store_uri, moved_from, moved_to, moved_at, workspaces, all_workspaces
+    )
+    request = _Request(
+        router=_router(config, destination, backend_store_uri, moving),
+        destination=destination or _NO_DESTINATION,
+        workspaces=workspaces,
+        everything=all_workspaces,
+        dry_run=dry_run,
+        delete_source=delete_source,
+        moved_from=moved_from,
+        moved_to=moved_to,
+        store_uri=backend_store_uri or "",
+        moved_at=when,
+    )
+    try:
+        with _Progress(as_json) as (on_listed, advance):
+            run = _moved if moving else _workspaces
+            payload, results = run(request, on_listed, advance)
+    except WsArtifactsError as err:
+        _fail(str(err), 1)
+        return
+    failed = sum(r.count("failed") for r in results)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, **payload}, indent=2))
+    else:
+        _summary(results, dry_run)
+        if moving:
+            _database_summary(payload, dry_run, moved_at)
+    sys.exit(1 if failed else 0)
+
+
+_NO_DESTINATION = "ws-file:///nonexistent-default-destination"
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What ``migrate`` was asked to do, its options checked."""
+
+    router: Any
+    destination: str
+    workspaces: tuple[str, ...]
+    everything: bool
+    dry_run: bool
+    delete_source: bool
+    moved_from: str | None
+    moved_to: str | None
+    store_uri: str
+    moved_at: Any
+
+
+def _checked_options(
+    destination: str | None,
+    backend_store_uri: str | None,
+    moved_from: str | None,
+    moved_to: str | None,
+    moved_at: str | None,
+    workspaces: tuple[str, ...],
+    all_workspaces: bool,
+) -> Any:
+    """Exit 2 on options that do not go together; the --moved-at time (or None)."""
     moving = moved_from is not None or moved_to is not None
     if moving and (not moved_from or not moved_to or not backend_store_uri or not destination):
         _fail(
@@ -97,49 +158,33 @@ def migrate(
         _fail("give WORKSPACE... (or --all) or --moved-from, not both.")
     if not moving and not workspaces and not all_workspaces:
         _fail("name the workspaces to migrate, or give --all (or --moved-from X --to Y).")
-    dest = destination or "ws-file:///nonexistent-default-destination"
+    return when
+
+
+def _router(
+    config: Any, destination: str | None, backend_store_uri: str | None, moving: bool
+) -> Any:
+    """The router of the server's configuration (with the workspaces' own roots, read from the
+    database, unless moving); exit 1 when the roots cannot be read."""
+    from ws_artifacts.core.routing import Router
+
     try:
         roots = _roots(config, backend_store_uri) if not moving else None
     except WsArtifactsError as err:
         _fail(str(err), 1)
-        return
-    router = Router(config, dest.removeprefix("ws-"), roots)
-    try:
-        with _Progress(as_json) as (on_listed, advance):
-            if moving:
-                payload, results = _moved(
-                    router,
-                    dest,
-                    backend_store_uri or "",
-                    moved_from or "",
-                    moved_to or "",
-                    dry_run,
-                    delete_source,
-                    on_listed,
-                    advance,
-                    when,
-                )
-            else:
-                payload, results = _workspaces(
-                    router, workspaces, all_workspaces, dry_run, delete_source, on_listed, advance
-                )
-    except WsArtifactsError as err:
-        _fail(str(err), 1)
-        return
-    failed = sum(r.count("failed") for r in results)
-    if as_json:
-        click.echo(json.dumps({"dry_run": dry_run, **payload}, indent=2))
-    else:
-        _summary(results, dry_run)
-        if moving:
-            counts = payload["locations"]
-            verb = "would rewrite" if dry_run else "rewrote"
-            _out.print(
-                f"database: {verb} {sum(counts.values())} location(s) {counts} in one "
-                f"transaction; experiments {', '.join(payload['experiments']) or '-'}"
-            )
-            _refused(payload["refused_newer_than_move"], moved_at)
-    sys.exit(1 if failed else 0)
+        return None
+    dest = destination or _NO_DESTINATION
+    return Router(config, dest.removeprefix("ws-"), roots)
+
+
+def _database_summary(payload: dict[str, Any], dry_run: bool, moved_at: str | None) -> None:
+    counts = payload["locations"]
+    verb = "would rewrite" if dry_run else "rewrote"
+    _out.print(
+        f"database: {verb} {sum(counts.values())} location(s) {counts} in one "
+        f"transaction; experiments {', '.join(payload['experiments']) or '-'}"
+    )
+    _refused(payload["refused_newer_than_move"], moved_at)
 
 
 def _roots(config: Any, backend_store_uri: str | None) -> Any:
@@ -152,57 +197,40 @@ def _roots(config: Any, backend_store_uri: str | None) -> Any:
 
 
 def _workspaces(
-    router: Any,
-    names: tuple[str, ...],
-    everything: bool,
-    dry_run: bool,
-    delete_source: bool,
-    on_listed: Any,
-    advance: Any,
+    request: _Request, on_listed: Any, advance: Any
 ) -> tuple[dict[str, Any], list[Any]]:
     from ws_artifacts.lifecycle.migrate import migrate_workspace, workspaces_with_previous
 
-    chosen = list(
-        dict.fromkeys([*names, *(workspaces_with_previous(router) if everything else [])])
-    )
+    router = request.router
+    every = workspaces_with_previous(router) if request.everything else []
+    chosen = list(dict.fromkeys([*request.workspaces, *every]))
     results = []
     for name in chosen:
         results += migrate_workspace(
             router,
             name,
-            dry_run=dry_run,
-            delete_source=delete_source,
+            dry_run=request.dry_run,
+            delete_source=request.delete_source,
             on_listed=on_listed,
             progress=advance,
         )
     return {"places": [r.as_dict() for r in results]}, results
 
 
-def _moved(
-    router: Any,
-    destination: str,
-    store: str,
-    source: str,
-    target: str,
-    dry_run: bool,
-    delete_source: bool,
-    on_listed: Any,
-    advance: Any,
-    moved_at: Any,
-) -> tuple[dict[str, Any], list[Any]]:
+def _moved(request: _Request, on_listed: Any, advance: Any) -> tuple[dict[str, Any], list[Any]]:
     from ws_artifacts.lifecycle.moves import migrate_moved
 
     result = migrate_moved(
-        router,
-        destination,
-        store,
-        source,
-        target,
-        dry_run=dry_run,
-        delete_source=delete_source,
+        request.router,
+        request.destination,
+        request.store_uri,
+        request.moved_from or "",
+        request.moved_to or "",
+        dry_run=request.dry_run,
+        delete_source=request.delete_source,
         on_listed=on_listed,
         progress=advance,
-        moved_at=moved_at,
+        moved_at=request.moved_at,
     )
     return result.as_dict(), result.places
 

@@ -13,7 +13,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ws_artifacts.core.config import Config
-from ws_artifacts.lifecycle.usage import Row, discover, measure
+from ws_artifacts.lifecycle.usage import discover, measure
+from ws_artifacts.lifecycle.usage_report import Row, experiment_names, tracking_workspaces
 
 __all__ = ["human", "run_usage"]
 
@@ -43,39 +44,18 @@ def run_usage(
     roots: Any = None,
 ) -> list[Row]:
     """Discover, measure (showing progress on stderr for tables) and print."""
-    from ws_artifacts._mlflow import tracking_client
-
-    known = tracking_client.tracking_workspaces(tracking_uri) if tracking_uri else []
+    known = tracking_workspaces(tracking_uri) if tracking_uri else []
     places = discover(
         config, destination, workspaces, known=() if workspaces else known, roots=roots
     )
+    options: dict[str, Any] = {"by_experiment": by_experiment, "by_kind": by_kind}
     if output == "table":
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"listing {len(places)} place(s)", total=None)
-
-            def show(objects: int, done: int, total: int) -> None:
-                bar.update(task, description=f"{objects} objects, {done}/{total} listings")
-
-            rows = measure(
-                places,
-                by_experiment=by_experiment,
-                by_kind=by_kind,
-                parallel=parallel,
-                progress=show,
-            )
+        rows = _measure_showing_progress(places, err, parallel=parallel, **options)
     else:
-        rows = measure(places, by_experiment=by_experiment, by_kind=by_kind, parallel=parallel)
+        rows = measure(places, parallel=parallel, **options)
     names: dict[str, dict[str, str]] = {}
     if tracking_uri and by_experiment:
-        # Only the tracking server's own workspaces have names there (stores may hold others).
-        for workspace in sorted({r.place.workspace for r in rows if r.experiments} & set(known)):
-            names[workspace] = tracking_client.experiment_names(tracking_uri, workspace)
+        names = experiment_names(tracking_uri, rows, known)
     if output == "json":
         click.echo(json.dumps(_as_json(rows, names), indent=2))
     elif output == "prometheus":
@@ -85,6 +65,23 @@ def run_usage(
     else:
         _print_table(rows, names, out)
     return rows
+
+
+def _measure_showing_progress(places: Sequence[Any], err: Console, **options: Any) -> list[Row]:
+    """:func:`measure`, with a spinner on ``err`` counting objects and listings."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"listing {len(places)} place(s)", total=None)
+
+        def show(objects: int, done: int, total: int) -> None:
+            bar.update(task, description=f"{objects} objects, {done}/{total} listings")
+
+        return measure(places, progress=show, **options)
 
 
 def _as_json(rows: Sequence[Row], names: dict[str, dict[str, str]]) -> dict[str, object]:

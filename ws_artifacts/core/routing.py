@@ -13,6 +13,9 @@ URL the repository was built with, minus its ``ws-`` prefix), :class:`Router` an
 * a legacy path (no ``workspaces/`` segment) is the default workspace's and stays at the
   default destination, literally.
 
+The places of a workspace (:meth:`Router.places`: its current place and its route's previous
+ones, each a :class:`Place`) come from here too.
+
 Containment is checked here, once, for every operation: a :class:`Target` cannot be built
 unless its key lies inside the place its workspace owns (:meth:`Target.__post_init__`), a route
 may not place its files inside another workspace's layout, and
@@ -31,7 +34,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ws_artifacts.core.config import Config, PlaceConfig, RouteConfig
-from ws_artifacts.core.errors import OwnershipError, PathError, UnroutedWorkspaceError
+from ws_artifacts.core.errors import (
+    OwnershipError,
+    PathError,
+    UnroutedWorkspaceError,
+    WsArtifactsError,
+)
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
     WORKSPACES_SEGMENT,
@@ -49,6 +57,7 @@ from ws_artifacts.core.urls import check_route_prefix, split_url
 
 __all__ = [
     "DESTINATION",
+    "Place",
     "Route",
     "Router",
     "Target",
@@ -64,6 +73,8 @@ SOURCE_FILE = "file"
 SOURCE_WORKSPACE = "workspace setting"
 SOURCE_GLOB = "glob"
 SOURCE_DEFAULT = "default"
+#: The workspace of :meth:`Router.entry_route` for a glob: the URL's placeholder, kept.
+ANY_WORKSPACE = "{workspace}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +182,85 @@ class Target:
             out.append(Target(route, join(scope, rest), self.workspace, scope))
         return tuple(out)
 
+    def place(self) -> Place:
+        """The place this target lies in: its workspace's scope on its route."""
+        whole = Target(self.route, self.scope, self.workspace, self.scope)
+        legacy = not self.scope or not may_name_workspace(self.scope)
+        base = self.scope if legacy else split_logical(self.scope).root
+        return Place(whole, base, legacy=legacy)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """One workspace's place on one route: the key prefix ``scope`` in ``route.location``.
+
+    A workspace's place is ``<base>/workspaces/<ws>`` on its route (``<base>``: the route's
+    prefix, or the destination's root for a workspace without a route of its own); a route that
+    moved also has previous places, read after the current one until ``migrate`` empties them.
+    Places are built by routing only (:meth:`Router.places`, :meth:`Router.destination_place`,
+    :meth:`Router.legacy_place`, :meth:`Target.place`), over a target of their scope, so every
+    place has passed the containment check. The guard, usage, quota, migrate, quarantine and
+    orphans all use this one class.
+
+    Attributes:
+        target: The place as a target (its key is the scope), built and so checked by routing.
+        base: The key prefix the place lies under: ``<base>/workspaces/<ws>`` (the root itself
+            for the legacy layout).
+        current: Whether it is the route's current place (False: a previous one).
+        legacy: Whether it is the default workspace's legacy layout at a destination: the keys
+            below ``scope`` that name no workspace.
+    """
+
+    target: Target
+    base: str
+    current: bool = True
+    legacy: bool = False
+
+    @property
+    def workspace(self) -> str:
+        """The workspace that owns it."""
+        return self.target.workspace
+
+    @property
+    def route(self) -> Route:
+        """The route it is on (``route.source``: where that route came from)."""
+        return self.target.route
+
+    @property
+    def scope(self) -> str:
+        """The key prefix the workspace owns here."""
+        return self.target.key
+
+    @property
+    def scheme(self) -> str:
+        """The route's scheme (``s3``, ``file``, ...)."""
+        return self.target.route.scheme
+
+    @property
+    def location(self) -> str:
+        """The route's bucket (or host; empty for ``file``)."""
+        return self.target.route.location
+
+    @property
+    def uri(self) -> str:
+        """Where it is, for output (no secrets in it)."""
+        return self.target.uri
+
+    def holds(self, scheme: str, location: str, path: str, *, scope: str | None = None) -> bool:
+        """Whether the (normalised) ``path`` at ``scheme://location`` lies inside this place
+        (``scope``: the place's scope as the caller resolved it, e.g. after symbolic links)."""
+        scope = self.scope if scope is None else scope
+        if (scheme, location) != (self.scheme, self.location) or not is_within(scope, path):
+            return False
+        try:
+            return not self.legacy or split_logical(path).workspace is None
+        except WsArtifactsError:
+            return False
+
+    def __str__(self) -> str:
+        where = f"{self.scheme}://{self.location}/{self.scope}".rstrip("/")
+        return f"{where}/ (legacy paths)" if self.legacy else f"{where}/"
+
 
 def _containment_problem(target: Target) -> str:
     """What is wrong with ``target``'s place (empty when nothing is)."""
@@ -258,6 +348,33 @@ class Router:
         scope = join(base, WORKSPACES_SEGMENT, logical.workspace)
         return Target(route, join(scope, logical.rest), logical.owner, scope)
 
+    def places(self, workspace: str, root: str = "") -> tuple[Place, ...]:
+        """The places of ``workspace``: its current place, then each previous place of its
+        route, newest first (reads fall back to those). ``root``: the default destination's
+        root, where a workspace without a route of its own has its place.
+
+        Raises:
+            UnroutedWorkspaceError: No route matches and unknown workspaces are denied.
+        """
+        current = self.target(LogicalPath(root, workspace, ""))
+        places = [Place(current, split_logical(current.scope).root)]
+        for route in current.route.previous:
+            scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
+            target = Target(route, scope, workspace, scope)
+            places.append(Place(target, route.prefix, current=False))
+        return tuple(places)
+
+    def destination_place(self, workspace: str, root: str) -> Place:
+        """``workspace``'s place at the default destination (``<root>/workspaces/<ws>``), where
+        its files lie while it has no route, whatever its route is now."""
+        scope = join(root, WORKSPACES_SEGMENT, workspace)
+        return Place(Target(self.destination, scope, workspace, scope), root)
+
+    def legacy_place(self, root: str) -> Place:
+        """The default workspace's legacy layout at the destination: keys below ``root`` that
+        name no workspace."""
+        return Place(Target(self.destination, root, DEFAULT_WORKSPACE, ""), root, legacy=True)
+
     def _resolve(self, workspace: str) -> Route:
         name = workspace if workspace in self._exact else None
         root = self.roots.get(workspace)
@@ -273,6 +390,19 @@ class Router:
                     "that matches it) to the configuration file."
                 )
             return self.destination
+        return self._entry_route(name, workspace)
+
+    def entry_route(self, name: str) -> Route:
+        """The route of the configuration entry ``name`` itself: an exact name's route, or a
+        glob's for no workspace in particular (``{workspace}`` left in its URL and prefix, and
+        in its settings), which says where that glob's workspaces have their places.
+
+        Raises:
+            ConfigError: The entry's URL is not a place a workspace may have.
+        """
+        return self._entry_route(name, name if not _is_glob(name) else ANY_WORKSPACE)
+
+    def _entry_route(self, name: str, workspace: str) -> Route:
         entry = self.config.workspaces[name]
         base = self.config.defaults
         if entry.location is not None:

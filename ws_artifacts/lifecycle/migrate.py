@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ws_artifacts.core.errors import ConfigError
-from ws_artifacts.core.paths import WORKSPACES_SEGMENT, join
-from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.routing import Place, Router, Target
 from ws_artifacts.storage.copying import Listed, Mode, Outcome, copy_tree, delete_objects, list_tree
 from ws_artifacts.storage.copying import server_side as _server_side
 
 __all__ = [
-    "PlaceResult",
+    "MigrateOutcome",
     "glob_workspaces_in_previous",
     "migrate_places",
     "migrate_workspace",
@@ -32,7 +31,7 @@ _ACTIONS = ("planned", "copied", "present", "shadowed", "failed", "compare")
 
 
 @dataclass
-class PlaceResult:
+class MigrateOutcome:
     """What migrating one source place to its target did (or, in a dry run, would do)."""
 
     workspace: str
@@ -73,8 +72,8 @@ class PlaceResult:
         }
 
 
-def workspace_root(router: Router, workspace: str) -> Target:
-    """The workspace's whole tree at its route's current place (previous ones via places()).
+def workspace_places(router: Router, workspace: str) -> tuple[Place, ...]:
+    """The workspace's places: the current one of its route, then the previous ones.
 
     Raises:
         ConfigError: The workspace has no route of its own (nothing can have moved).
@@ -86,8 +85,7 @@ def workspace_root(router: Router, workspace: str) -> Target:
             "no previous places to migrate; give it a route with 'previous: [...]' (or, for a "
             "workspace routed by its own default_artifact_root, give --backend-store-uri)."
         )
-    scope = join(route.prefix, WORKSPACES_SEGMENT, workspace)
-    return Target(route, scope, workspace, scope)
+    return router.places(workspace)
 
 
 def workspaces_with_previous(router: Router) -> list[str]:
@@ -126,12 +124,12 @@ def migrate_workspace(
     delete_source: bool = False,
     on_listed: Callable[[int, int], None] | None = None,
     progress: Callable[[Outcome], None] | None = None,
-) -> list[PlaceResult]:
+) -> list[MigrateOutcome]:
     """Copy every previous place of ``workspace``'s route to its current place."""
-    current = workspace_root(router, workspace)
+    current, *previous = workspace_places(router, workspace)
     return migrate_places(
-        list(current.places()[1:]),
-        current,
+        [place.target for place in previous],
+        current.target,
         dry_run=dry_run,
         delete_source=delete_source,
         on_listed=on_listed,
@@ -148,7 +146,7 @@ def migrate_places(
     on_listed: Callable[[int, int], None] | None = None,
     progress: Callable[[Outcome], None] | None = None,
     exclude: Mapping[str, Collection[str]] | None = None,
-) -> list[PlaceResult]:
+) -> list[MigrateOutcome]:
     """Copy each tree of ``sources`` (newest first) into ``target``, verified.
 
     Args:
@@ -173,7 +171,7 @@ def migrate_places(
     results = []
     for index, (source, objects) in enumerate(zip(sources, listed, strict=True)):
         mode: Mode = "server-side" if _server_side(source.route, target.route) else "streamed"
-        result = PlaceResult(target.workspace, source.uri, target.uri, mode)
+        result = MigrateOutcome(target.workspace, source.uri, target.uri, mode)
         result.outcomes = copy_tree(
             objects, source, target, existing=existing, dry_run=dry_run, progress=progress
         )

@@ -26,6 +26,7 @@ modified after it are refused: not copied, never deleted, listed in the result.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from ws_artifacts.core.errors import ConfigError, PathError, StorageError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join, split_logical
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.core.urls import split_url
-from ws_artifacts.lifecycle.migrate import PlaceResult, migrate_places
+from ws_artifacts.lifecycle.migrate import MigrateOutcome, migrate_places
 from ws_artifacts.storage.copying import Outcome, delete_objects, modified_after
 
 __all__ = ["MovePlan", "MoveResult", "migrate_moved", "plan_move", "retarget_uri"]
@@ -75,7 +76,7 @@ class MoveResult:
     """What ``migrate_moved`` did."""
 
     plan: MovePlan
-    places: list[PlaceResult]
+    places: list[MigrateOutcome]
     updated: int = 0
     deleted: int = 0
     refused: list[str] = field(default_factory=list)
@@ -158,29 +159,14 @@ def migrate_moved(
     plan = plan_move(store_uri, source, target)
     prefix = split_url(destination.removeprefix("ws-"))[2]
     result = MoveResult(plan, [])
+    copy = functools.partial(
+        migrate_places, dry_run=dry_run, on_listed=on_listed, progress=progress
+    )
     for experiment in plan.experiments:
-        src = _tree(router, prefix, source, experiment)
-        dst = _tree(router, prefix, target, experiment)
-        newer = {p.uri: modified_after(p, moved_at) for p in src.places()} if moved_at else {}
-        result.refused += [f"{uri}/{name}" for uri, names in newer.items() for name in names]
-        result.places += migrate_places(
-            list(src.places()),
-            dst,
-            dry_run=dry_run,
-            on_listed=on_listed,
-            progress=progress,
-            exclude=newer,
-        )
+        _copy_experiment(router, prefix, experiment, result, moved_at, copy)
     if dry_run:
         return result
-    failed = [o for p in result.places for o in p.outcomes if not o.verified]
-    if failed:
-        why = failed[0].error or failed[0].action
-        raise StorageError(
-            f"{len(failed)} object(s) of the experiments moved from '{source}' to '{target}' "
-            f"were not copied and verified (first: {failed[0].name}: {why}); the database "
-            "was not changed. Fix the cause and run again."
-        )
+    _check_verified(result)
     result.updated = tracking_db.update_locations(
         store_uri, {key: new for key, (_old, new) in plan.changes.items()}
     )
@@ -191,12 +177,42 @@ def migrate_moved(
     return result
 
 
+def _copy_experiment(
+    router: Router,
+    prefix: str,
+    experiment: str,
+    result: MoveResult,
+    moved_at: dt.datetime | None,
+    copy: Callable[..., list[MigrateOutcome]],
+) -> None:
+    """Copy one moved experiment's tree from the source's places to the target's place with
+    ``copy`` (:func:`migrate_places` with the run's options), leaving out (and listing as
+    refused) what was written after ``moved_at``."""
+    src = _tree(router, prefix, result.plan.source, experiment)
+    dst = _tree(router, prefix, result.plan.target, experiment)
+    newer = {p.uri: modified_after(p, moved_at) for p in src.places()} if moved_at else {}
+    result.refused += [f"{uri}/{name}" for uri, names in newer.items() for name in names]
+    result.places += copy(list(src.places()), dst, exclude=newer)
+
+
+def _check_verified(result: MoveResult) -> None:
+    """Refuse to touch the database unless every object was copied and verified."""
+    failed = [o for p in result.places for o in p.outcomes if not o.verified]
+    if failed:
+        why = failed[0].error or failed[0].action
+        raise StorageError(
+            f"{len(failed)} object(s) of the experiments moved from '{result.plan.source}' to "
+            f"'{result.plan.target}' were not copied and verified (first: {failed[0].name}: "
+            f"{why}); the database was not changed. Fix the cause and run again."
+        )
+
+
 def _tree(router: Router, prefix: str, workspace: str, experiment: str) -> Target:
     logical = split_logical(join(prefix, WORKSPACES_SEGMENT, workspace, experiment))
     return router.target(logical)
 
 
-def _root_of(router: Router, prefix: str, workspace: str, place: PlaceResult) -> Target:
+def _root_of(router: Router, prefix: str, workspace: str, place: MigrateOutcome) -> Target:
     experiment = place.target.rstrip("/").rsplit("/", 1)[1]
     for candidate in _tree(router, prefix, workspace, experiment).places():
         if candidate.uri == place.source:

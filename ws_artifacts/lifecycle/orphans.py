@@ -1,45 +1,39 @@
 """Orphans: objects under ``workspaces/<ws>/`` whose workspace, experiment or skill version is
-gone. What each child is, and who owns it, comes from :mod:`ws_artifacts.lifecycle.layout`; a child
-it
-does not know is never an orphan (listed as "unknown, kept", with its size).
+gone. What each child is, and who owns it, comes from :mod:`ws_artifacts.lifecycle.layout`; a
+child it does not know is never an orphan (listed as "unknown, kept", with its size).
 
 The truth is MLflow's: every workspace and every experiment id (active or deleted, since a
 deleted experiment can still be restored), read through MLflow's client on the server's REST
 API or on the tracking database (:func:`ws_artifacts._mlflow.tracking_client.tracking_truth`). The
 stores are
-scanned where routing puts workspaces: the destination's ``workspaces/``, each route's prefix,
-and, for routes whose URL ends in ``{workspace}``, the directories beside it.
+scanned where routing puts workspaces (:mod:`ws_artifacts.lifecycle.discovery`): the
+destination's ``workspaces/``, each route's prefix, and, for routes whose URL ends in
+``{workspace}``, the directories beside it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
-from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.routing import Route, Router
-from ws_artifacts.core.urls import split_url
+from ws_artifacts.core.paths import join
+from ws_artifacts.core.routing import Place, Router
 from ws_artifacts.lifecycle import layout
-from ws_artifacts.lifecycle.checks import example_name
-from ws_artifacts.lifecycle.quarantine import Place, place_of
+from ws_artifacts.lifecycle.discovery import discover_places
+from ws_artifacts.lifecycle.quarantine import quarantine_place, store_of
 from ws_artifacts.storage.base import Backend
-from ws_artifacts.storage.registry import backend_for
 
 __all__ = [
     "SKILL_MIN_AGE",
     "Orphan",
-    "SkillTruth",
-    "discover_places",
+    "OrphanScan",
+    "SkillPaths",
     "find_orphans",
-    "router_for",
+    "scan_orphans",
+    "workspace_experiments",
 ]
-
-_logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,61 +82,10 @@ class Orphan:
         }
 
 
-def router_for(config: object, destination: str) -> Router:
-    """The router for ``destination`` (``ws-`` prefix optional) as a server would build it."""
-    from ws_artifacts.core.config import Config
-
-    if not isinstance(config, Config):
-        raise TypeError("config must be a Config")
-    scheme, location, _ = split_url(destination.removeprefix("ws-"))
-    return Router(config, f"{scheme}://{location}")
-
-
-def discover_places(router: Router, destination: str, names: Iterable[str]) -> list[Place]:
-    """The places of ``names`` and of every workspace name found in the stores' layouts."""
-    destination = destination.removeprefix("ws-")
-    found = set(names) | {k for k in router.config.workspaces if is_valid_workspace_name(k)}
-    _, _, root = split_url(destination)
-    found |= _listed(router.destination, join(root, WORKSPACES_SEGMENT))
-    for key, route_config in router.config.workspaces.items():
-        try:
-            example = router.route_for(example_name(key))
-        except WsArtifactsError:
-            continue
-        if example.name != key:
-            continue
-        if "{workspace}" in route_config.url:
-            head, tail = route_config.url.split("{workspace}", 1)
-            if tail.strip("/") or not head.endswith("/"):
-                _logger.warning("route %s: cannot list workspaces of url %s", key, route_config.url)
-                continue
-            parent = example.prefix.rsplit("/", 1)[0] if "/" in example.prefix else ""
-            candidates = _listed(example, parent)
-        else:
-            candidates = _listed(example, join(example.prefix, WORKSPACES_SEGMENT))
-        found |= {n for n in candidates if fnmatch.fnmatchcase(n, key)}
-    places: dict[str, Place] = {}
-    for name in sorted(found):
-        if not is_valid_workspace_name(name):
-            continue
-        try:
-            places[name] = place_of(router, destination, name)
-        except UnroutedWorkspaceError:
-            continue
-    return list(places.values())
-
-
-def _listed(route: Route, prefix: str) -> set[str]:
-    try:
-        return set(backend_for(route).children(prefix, prefix))
-    except WsArtifactsError as err:
-        _logger.warning("cannot list %s on route %s: %s", prefix, route.name, err)
-        return set()
-
-
-#: Reads the skill truth (see :func:`ws_artifacts._mlflow.tracking_client.skill_truth`), once,
+#: Reads the content paths of every skill version
+#: (:func:`ws_artifacts._mlflow.tracking_client.skill_truth`), once,
 #: after listing.
-SkillTruth = Callable[[], Mapping[str, set[str]] | None]
+SkillPaths = Callable[[], Mapping[str, set[str]] | None]
 
 
 #: How old (seconds) a skill upload must be before ``orphans`` may take it: MLflow uploads a
@@ -153,7 +96,7 @@ SKILL_MIN_AGE = 3600.0
 def find_orphans(
     places: Iterable[Place],
     truth: Mapping[str, set[str]],
-    skills: SkillTruth | None = None,
+    skills: SkillPaths | None = None,
     *,
     mlflow_version: str | None = None,
     skill_min_age: float = SKILL_MIN_AGE,
@@ -184,25 +127,9 @@ def find_orphans(
     version = mlflow_version or _mlflow_version()
     owners = {exp: ws for ws, ids in truth.items() for exp in ids}  # experiment ids are global
     orphans: list[Orphan] = []
-    skill_places: list[tuple[Place, Backend, list[tuple[str, int]]]] = []
+    skill_places: list[_SkillContent] = []
     for place in places:
-        store = place.store()
-        known = truth.get(place.workspace)
-        for child in store.children(place.base, place.scope):
-            kind = layout.kind_of(child, version)
-            if kind is layout.Kind.EXPERIMENT and known is not None and child in known:
-                continue
-            keys = _keys(store, place.base, join(place.scope, child))
-            if not keys:
-                continue
-            if kind is layout.Kind.UNKNOWN:
-                orphans.append(_orphan(place, store, child, keys, kind, _UNKNOWN))
-            elif kind is layout.Kind.SKILLS and known is not None:
-                skill_places.append((place, store, keys))
-            elif kind is layout.Kind.SKILLS:
-                orphans.append(_orphan(place, store, child, keys, kind, "workspace does not exist"))
-            else:
-                orphans.append(_experiment_orphan(place, store, child, keys, known, owners))
+        orphans += _place_orphans(place, truth.get(place.workspace), owners, version, skill_places)
     if skill_places:
         live = skills() if skills is not None else None
         for place, store, keys in skill_places:
@@ -212,6 +139,37 @@ def find_orphans(
 
 
 _UNKNOWN = "unknown, kept"
+#: A live workspace's skill content, judged once every place is listed: (place, store, keys).
+_SkillContent = tuple[Place, Backend, list[tuple[str, int]]]
+
+
+def _place_orphans(
+    place: Place,
+    known: set[str] | None,
+    owners: Mapping[str, str],
+    version: str,
+    skill_places: list[_SkillContent],
+) -> list[Orphan]:
+    """The orphans among ``place``'s children (``known``: its workspace's experiment ids, None
+    when it does not exist); a live workspace's skill content goes to ``skill_places``."""
+    store = store_of(place)
+    orphans: list[Orphan] = []
+    for child in store.children(place.base, place.scope):
+        kind = layout.kind_of(child, version)
+        if kind is layout.Kind.EXPERIMENT and known is not None and child in known:
+            continue
+        keys = _keys(store, place.base, join(place.scope, child))
+        if not keys:
+            continue
+        if kind is layout.Kind.UNKNOWN:
+            orphans.append(_orphan(place, store, child, keys, kind, _UNKNOWN))
+        elif kind is layout.Kind.SKILLS and known is not None:
+            skill_places.append((place, store, keys))
+        elif kind is layout.Kind.SKILLS:
+            orphans.append(_orphan(place, store, child, keys, kind, "workspace does not exist"))
+        else:
+            orphans.append(_experiment_orphan(place, store, child, keys, known, owners))
+    return orphans
 
 
 @dataclass
@@ -317,3 +275,87 @@ def _skill_orphans(
     if unknown:
         found.append(_orphan(place, store, layout.SKILLS, unknown, layout.Kind.SKILLS, _UNKNOWN))
     return found
+
+
+def workspace_experiments(tracking_uri: str) -> dict[str, set[str]]:
+    """Every workspace and the ids of all its experiments (active and deleted), read from the
+    tracking server (URL) or database (URI): ``{workspace: {experiment_id, ...}}``."""
+    from ws_artifacts._mlflow.tracking_client import tracking_truth
+
+    return tracking_truth(tracking_uri)
+
+
+@dataclass
+class OrphanScan:
+    """What ``orphans`` found, and what it moved to quarantine.
+
+    Objects of an experiment moved to another workspace are migrate's to copy, not orphans'
+    to take away: ``held`` (listed, never quarantined unless ``include_moved``). Unknown
+    content is ``kept``: listed and always kept.
+    """
+
+    found: list[Orphan]
+    include_moved: bool = False
+    quarantined: bool = False
+
+    @property
+    def kept(self) -> list[Orphan]:
+        """Content nobody knows: listed, never quarantined."""
+        return [o for o in self.found if o.kept]
+
+    @property
+    def held(self) -> list[Orphan]:
+        """Objects of ids that are now another workspace's experiments, held back."""
+        return [
+            o
+            for o in self.found
+            if not o.kept and o.moved_to is not None and not self.include_moved
+        ]
+
+    @property
+    def movable(self) -> list[Orphan]:
+        """What ``--quarantine --yes`` moves."""
+        return [o for o in self.found if not o.kept and (o.moved_to is None or self.include_moved)]
+
+    def as_dict(self, *, dry_run: bool) -> dict[str, object]:
+        """The JSON form (``orphans --json``)."""
+        return {
+            "quarantined": self.quarantined,
+            "dry_run": dry_run,
+            "orphans": [o.as_dict() for o in self.found],
+            "objects": sum(o.objects for o in self.found if not o.kept),
+            "bytes": sum(o.bytes for o in self.found if not o.kept),
+            "held_back": sum(o.objects for o in self.held),
+            "kept": sum(o.objects for o in self.kept),
+        }
+
+
+def scan_orphans(
+    router: Router,
+    destination: str,
+    tracking_uri: str,
+    experiments: Mapping[str, set[str]],
+    *,
+    quarantine: bool = False,
+    include_moved: bool = False,
+    skill_min_age: float = SKILL_MIN_AGE,
+) -> OrphanScan:
+    """Find the orphans of every place (``experiments``: :func:`workspace_experiments` of
+    ``tracking_uri``) and, with ``quarantine``, move the movable ones to quarantine."""
+    from ws_artifacts._mlflow.tracking_client import skill_truth
+
+    places = discover_places(router, destination, set(experiments))
+    found = find_orphans(
+        places,
+        experiments,
+        lambda: skill_truth(tracking_uri, experiments),
+        skill_min_age=skill_min_age,
+    )
+    scan = OrphanScan(found, include_moved, quarantined=quarantine)
+    if quarantine:
+        movable = scan.movable
+        by_place = {p.workspace: p for p in places}
+        for name in sorted({o.workspace for o in movable}):
+            children = [o.child for o in movable if o.workspace == name]
+            quarantine_place(by_place[name], "orphans", only=children)
+    return scan

@@ -31,13 +31,11 @@ from dataclasses import asdict, dataclass
 from ws_artifacts.core.errors import ConfigError, StorageError, WsArtifactsError
 from ws_artifacts.core.paths import (
     WORKSPACES_SEGMENT,
-    LogicalPath,
     is_valid_workspace_name,
     join,
-    split_logical,
 )
 from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT
-from ws_artifacts.core.routing import Route, Router
+from ws_artifacts.core.routing import Place, Route, Router
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.storage.base import Backend
 from ws_artifacts.storage.registry import backend_for
@@ -46,7 +44,6 @@ __all__ = [
     "MANIFEST",
     "QUARANTINE_SEGMENT",
     "Entry",
-    "Place",
     "Suspicious",
     "list_entries",
     "move",
@@ -57,6 +54,7 @@ __all__ = [
     "purge",
     "quarantine_place",
     "restore",
+    "store_of",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -66,41 +64,22 @@ _STAMP = "%Y%m%dT%H%M%SZ"
 _THREADS = 8
 
 
-@dataclass(frozen=True)
-class Place:
-    """Where one workspace's artifacts live: ``base/workspaces/<ws>`` on ``route``."""
-
-    workspace: str
-    route: Route
-    base: str
-
-    @property
-    def scope(self) -> str:
-        """The key prefix the workspace owns."""
-        return join(self.base, WORKSPACES_SEGMENT, self.workspace)
-
-    def store(self) -> Backend:
-        """The route's backend (its lifecycle work stays inside :attr:`base`)."""
-        return backend_for(self.route)
-
-    def uri(self) -> str:
-        """The place as a URL, for messages."""
-        return self.store().key_uri(self.scope)
+def store_of(place: Place) -> Backend:
+    """The backend of ``place``'s route (its lifecycle work stays inside ``place.base``)."""
+    return backend_for(place.route)
 
 
 def place_of(router: Router, destination: str, workspace: str) -> Place:
-    """The place of ``workspace`` under ``router`` (destination: ``scheme://location/root``,
-    without ``ws-``). Raises what routing raises (e.g. an unrouted workspace under ``deny``)."""
-    _, _, root = split_url(destination)
-    target = router.target(LogicalPath(root=root, workspace=workspace, rest=""))
-    return Place(workspace, target.route, split_logical(target.scope).root)
+    """The current place of ``workspace`` under ``router`` (destination:
+    ``scheme://location/root``, without ``ws-``). Raises what routing raises (e.g. an unrouted
+    workspace under ``deny``)."""
+    return places_of(router, destination, workspace)[0]
 
 
 def places_of(router: Router, destination: str, workspace: str) -> list[Place]:
     """The workspace's current place, then one per previous place of its route (reads fall
     back to those, so deletion and re-creation empty them too)."""
-    current = place_of(router, destination, workspace)
-    return [current, *(Place(workspace, p, p.prefix) for p in current.route.previous)]
+    return list(router.places(workspace, split_url(destination)[2]))
 
 
 def owner_place(entry: Entry, places: Iterable[Place]) -> Place | None:
@@ -213,7 +192,7 @@ def _mismatch(entry: Entry, route_url: str, base: str, workspace: str, stamp: st
 
 def entries_of(place: Place) -> list[Entry]:
     """The trusted quarantine entries of ``place``'s workspace on its route, oldest first."""
-    store = place.store()
+    store = store_of(place)
     prefix = join(place.base, QUARANTINE_SEGMENT, place.workspace)
     found = []
     for stamp in store.children(place.base, prefix):
@@ -280,7 +259,7 @@ def quarantine_place(
     unfinished one of the same workspace, so an interrupted move resumes. None when there is
     nothing to move.
     """
-    store = place.store()
+    store = store_of(place)
     objects = list(store.walk_keys(place.base, place.scope))
     if only is not None:
         chosen = [path.strip("/") for path in only]
@@ -342,24 +321,24 @@ def restore(entry: Entry, place: Place) -> int:
     Raises:
         ConfigError: The workspace's place is not empty (nothing is moved then).
     """
-    store = place.store()
+    store = store_of(place)
     if place.route.url != entry.route_url or place.base != entry.base:
         raise ConfigError(
-            f"Workspace '{entry.workspace}' is now routed to {place.uri()}, but its quarantine "
+            f"Workspace '{entry.workspace}' is now routed to {place.uri}, but its quarantine "
             f"from {entry.deleted_at} is at {store.key_uri(entry.root)}; restore it with the "
             "configuration it was quarantined under, or copy it by hand."
         )
     if next(iter(store.walk_keys(place.base, place.scope)), None) is not None:
         raise ConfigError(
             f"Cannot restore workspace '{entry.workspace}' (quarantined {entry.deleted_at}): "
-            f"its place {place.uri()} is not empty. Quarantine or remove what is there first "
+            f"its place {place.uri} is not empty. Quarantine or remove what is there first "
             "(ws-artifacts orphans --quarantine, or delete the workspace again)."
         )
     objects = list(store.walk_keys(place.base, entry.data))
     pairs = [(key, join(place.scope, key[len(entry.data) + 1 :]), size) for key, size in objects]
     count, _ = move(store, place.base, pairs, entry.workspace)
     store.delete_keys(place.base, [join(entry.root, MANIFEST)])
-    _logger.info("restored workspace=%s: %d object(s) to %s", entry.workspace, count, place.uri())
+    _logger.info("restored workspace=%s: %d object(s) to %s", entry.workspace, count, place.uri)
     return count
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any
 
 from ws_artifacts.core import routing
@@ -29,93 +28,18 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
 from ws_artifacts.core.roots import routes_by_root
-from ws_artifacts.core.routing import Route, Router, Target, WorkspaceRoot
+from ws_artifacts.core.routing import Place, Route, Router, Target, WorkspaceRoot
 from ws_artifacts.core.settings import merge_settings
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import layout
+from ws_artifacts.lifecycle.usage_report import Row, Usage
 from ws_artifacts.storage.base import Backend, Piece
 from ws_artifacts.storage.registry import backend_for
 
-__all__ = ["Place", "Row", "Usage", "discover", "measure", "measure_scope"]
+__all__ = ["discover", "measure", "measure_scope"]
 
 #: Listing threads of one measurement.
 DEFAULT_PARALLEL = 16
-
-
-@dataclass
-class Usage:
-    """Objects and bytes."""
-
-    objects: int = 0
-    bytes: int = 0
-
-    def add(self, objects: int, size: int) -> None:
-        """Count ``objects`` more objects of ``size`` bytes in all."""
-        self.objects += objects
-        self.bytes += size
-
-
-@dataclass(frozen=True)
-class Place:
-    """One workspace's place on one route: the key prefix ``scope`` in ``route.location``."""
-
-    workspace: str
-    route: Route
-    scope: str
-
-    @property
-    def target(self) -> Target:
-        """The scope as a target (built, so checked, like any other)."""
-        return Target(self.route, self.scope, self.workspace, self.scope)
-
-    @property
-    def uri(self) -> str:
-        """Where it is, for output (no secrets)."""
-        return self.target.uri
-
-
-@dataclass
-class Row:
-    """The measured usage of one place, with its experiments' shares."""
-
-    place: Place
-    total: Usage
-    experiments: dict[str, Usage] = field(default_factory=dict)
-    #: Usage by what MLflow keeps there (:class:`ws_artifacts.lifecycle.layout.Kind`: experiment,
-    #: skills,
-    #: unknown); with ``by_experiment``, only the kinds that are not experiments.
-    kinds: dict[str, Usage] = field(default_factory=dict)
-
-    def as_dict(self, names: dict[str, str] | None = None) -> dict[str, Any]:
-        """JSON form; ``names`` maps experiment ids to names."""
-        out: dict[str, Any] = {
-            "workspace": self.place.workspace,
-            "route": self.place.route.name,
-            "source": self.place.route.source,
-            "url": self.place.uri,
-            "objects": self.total.objects,
-            "bytes": self.total.bytes,
-        }
-        if self.experiments:
-            out["experiments"] = [
-                {
-                    "experiment_id": exp,
-                    "name": (names or {}).get(exp),
-                    "objects": usage.objects,
-                    "bytes": usage.bytes,
-                }
-                for exp, usage in _largest_first(self.experiments)
-            ]
-        if self.kinds:
-            out["kinds"] = [
-                {"kind": kind, "objects": usage.objects, "bytes": usage.bytes}
-                for kind, usage in _largest_first(self.kinds)
-            ]
-        return out
-
-
-def _largest_first(items: dict[str, Usage]) -> list[tuple[str, Usage]]:
-    return sorted(items.items(), key=lambda kv: (-kv[1].bytes, -kv[1].objects, kv[0]))
 
 
 # -- which workspaces, where ----------------------------------------------------------------
@@ -154,13 +78,13 @@ def discover(
     places: list[Place] = []
     for name in sorted(n for n in names if is_valid_workspace_name(n)):
         try:
-            route = router.route_for(name)
+            current: Place | None = router.places(name, dest_root)[0]
         except UnroutedWorkspaceError:
-            route = dest
-        if not route.is_destination:
-            places.append(Place(name, route, join(route.prefix, WORKSPACES_SEGMENT, name)))
-        if route.is_destination or name in at_destination:
-            places.append(Place(name, dest, join(dest_root, WORKSPACES_SEGMENT, name)))
+            current = None
+        if current is not None and not current.route.is_destination:
+            places.append(current)
+        if current is None or current.route.is_destination or name in at_destination:
+            places.append(router.destination_place(name, dest_root))
     return places
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ws_artifacts.lifecycle.usage import Row
+from ws_artifacts.lifecycle.usage_report import Row
 
 __all__ = ["prometheus_text"]
 

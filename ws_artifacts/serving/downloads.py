@@ -16,7 +16,7 @@ from ws_artifacts._mlflow import artifact_repo, environment
 from ws_artifacts.core.errors import NotFoundError, PathError
 from ws_artifacts.core.paths import normalize
 from ws_artifacts.core.routing import Target
-from ws_artifacts.lifecycle import places
+from ws_artifacts.lifecycle import fallback
 from ws_artifacts.serving import audit, transfers
 from ws_artifacts.storage.base import Entry
 from ws_artifacts.storage.registry import backend_for
@@ -36,7 +36,7 @@ def download(target: Target, rel: str, dst_path: str | None, artifact_uri: str) 
             directory before anything is copied (see :func:`serves_files_only`).
     """
     dst = _destination_dir(dst_path)
-    files = places.walk_union(target)  # each file from the newest place that has it
+    files = fallback.walk_union(target)  # each file from the newest place that has it
     local_root = os.path.join(dst, *rel.split("/")) if rel else dst
     if files and serves_files_only(artifact_uri):
         raise PathError(
@@ -50,7 +50,7 @@ def download(target: Target, rel: str, dst_path: str | None, artifact_uri: str) 
         if not rel:
             return dst  # nothing at the root: MLflow returns the empty destination
         os.makedirs(os.path.dirname(local_root), exist_ok=True)
-        places.read_first(target, lambda backend, place: backend.get_file(place, local_root))
+        fallback.read_first(target, lambda backend, place: backend.get_file(place, local_root))
         audit.note(files=[local_root])
         return local_root
     _download_tree(target, files, empty_dirs, local_root)

@@ -50,9 +50,15 @@ from ws_artifacts.core.errors import (
 from ws_artifacts.core.locations import check_root
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
 from ws_artifacts.core.roots import routes_by_root
-from ws_artifacts.core.routing import Router, WorkspaceRoot
+from ws_artifacts.core.routing import Place, Router, WorkspaceRoot
 from ws_artifacts.lifecycle import roots
-from ws_artifacts.lifecycle.quarantine import Entry, Place, places_of, quarantine_place, restore
+from ws_artifacts.lifecycle.quarantine import (
+    Entry,
+    places_of,
+    quarantine_place,
+    restore,
+    store_of,
+)
 from ws_artifacts.serving import refusals
 from ws_artifacts.serving.live_config import config_from_env
 
@@ -218,10 +224,10 @@ class _Provider:
                     "workspace %s is being created, but its place %s already held %d "
                     "object(s) (%d bytes) of an earlier owner: moved to %s",
                     name,
-                    place.uri(),
+                    place.uri,
                     entry.objects,
                     entry.bytes,
-                    place.store().key_uri(entry.root),
+                    store_of(place).key_uri(entry.root),
                 )
         try:
             created = self.inner.create_workspace(workspace)  # MLflow refuses an existing name
@@ -353,7 +359,7 @@ class _Provider:
                     "workspace %s was not deleted, and moving its artifacts back from %s failed "
                     "(%s); they are safe there: run `ws-artifacts restore %s` to move them back",
                     entry.workspace,
-                    place.store().key_uri(entry.root),
+                    store_of(place).key_uri(entry.root),
                     err,
                     entry.workspace,
                 )

@@ -107,9 +107,9 @@ def _ledger(target: Target, quota: Quota) -> _Ledger:
     with lock:  # one listing per place at a time; the others wait for its result
         ledger = _ledgers.get(key)
         if ledger is None or time.monotonic() - ledger.measured >= quota.remeasure_seconds:
-            from ws_artifacts.lifecycle.usage import Place, measure_scope
+            from ws_artifacts.lifecycle.usage import measure_scope
 
-            usage = measure_scope(Place(target.workspace, target.route, target.scope))
+            usage = measure_scope(target.place())
             ledger = _Ledger(usage.objects, usage.bytes, time.monotonic())
             _ledgers[key] = ledger
             _report(target, quota, ledger)

@@ -35,7 +35,7 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.paths import check_mlflow_path, is_within, join, normalize
 from ws_artifacts.core.routing import Target
-from ws_artifacts.lifecycle import places
+from ws_artifacts.lifecycle import fallback
 from ws_artifacts.serving import (
     audit,
     bounds,
@@ -174,7 +174,7 @@ class WorkspaceArtifactRepository(
         """The direct children of ``path``; a file or missing path lists as empty."""
         rel = normalize(path)
         target = self._resolve(rel, "list")
-        entries = places.list_union(target)  # the current place, then previous ones
+        entries = fallback.list_union(target)  # the current place, then previous ones
         return sorted(
             (FileInfo(join(rel, e.name), e.is_dir, e.size) for e in entries),
             key=lambda info: info.path,
@@ -185,7 +185,7 @@ class WorkspaceArtifactRepository(
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
         check_mlflow_path(remote_file_path, kind="read")
         target = self._resolve(remote_file_path, "read")
-        places.read_first(target, lambda backend, place: backend.get_file(place, local_path))
+        fallback.read_first(target, lambda backend, place: backend.get_file(place, local_path))
         audit.note(files=[local_path])
 
     @audit.audited("read")
@@ -210,7 +210,7 @@ class WorkspaceArtifactRepository(
                 f"{'the destination' if not target.key else f'workspace {target.workspace}'}."
                 " Delete experiments or runs instead."
             )
-        places.delete_everywhere(target)
+        fallback.delete_everywhere(target)
         quota.forget(target)
 
     # MLflow's trace readers turn every failure into "trace data not found" (HTTP 404); check
@@ -327,7 +327,7 @@ class WorkspaceArtifactRepository(
                 raise _presigned_only_error(place, "downloaded from")
             return PresignedDownloadUrlResponse(url="", headers={}, file_size=None)
 
-        return places.read_first(target, presign)
+        return fallback.read_first(target, presign)
 
     @audit.audited("presign_write")
     @refusals.boundary

@@ -31,9 +31,11 @@ from ws_artifacts.serving.launcher import READY_DIR_ENV
 
 __all__ = [
     "ServerPlan",
+    "bootstrap_inner_app",
     "check_presigned_only_supported",
     "create_app",
     "default_config_path",
+    "mlflow_usage_error",
     "plan_command",
 ]
 
@@ -194,6 +196,24 @@ def check_presigned_only_supported() -> None:
             "byte. Upgrade MLflow (pip install 'mlflow>=3.18,<3.19'), or start without "
             f"{PRESIGNED_ONLY_OPTION} and unset {PRESIGNED_ONLY_ENV}."
         )
+
+
+def mlflow_usage_error(plan: ServerPlan) -> str | None:
+    """Why ``mlflow server`` would refuse the plan's arguments (its own click command parses
+    them without running); None when it would take them."""
+    from ws_artifacts._mlflow.server_app import server_usage_error
+
+    return server_usage_error(plan.argv[4:])
+
+
+def bootstrap_inner_app(plan: ServerPlan) -> None:
+    """Do what ``mlflow server --app-name NAME`` does before starting workers, for the app the
+    plan wraps (if any)."""
+    inner = plan.env.get(INNER_APP_ENV)
+    if inner:
+        from ws_artifacts._mlflow.server_app import bootstrap_server_app
+
+        bootstrap_server_app(inner)
 
 
 #: How long uvicorn's supervisor waits for a worker to answer its health ping before killing

@@ -32,7 +32,6 @@ import os
 import unicodedata
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.destinations import check_destination
@@ -42,15 +41,14 @@ from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
     LogicalPath,
     is_valid_workspace_name,
-    is_within,
     normalize,
     split_logical,
 )
 from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
-from ws_artifacts.core.routing import Router
+from ws_artifacts.core.routing import Place, Router
 from ws_artifacts.core.urls import split_url
 
-__all__ = ["LocationPolicy", "LocationRefused", "Place", "Resolver"]
+__all__ = ["LocationPolicy", "LocationRefused", "Resolver"]
 
 #: Resolves a ``runs:/`` or ``models:/`` URI to the location it stands for, in the caller's
 #: workspace; raises LookupError when it cannot.
@@ -63,33 +61,6 @@ _NO_DESTINATION = "ws-none://"
 
 class LocationRefused(OwnershipError):
     """A request would store a location outside the caller's workspace."""
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """Somewhere a workspace owns: ``scheme://location/scope`` and below.
-
-    ``legacy`` marks the default workspace's legacy layout at a destination: keys below
-    ``scope`` that name no workspace.
-    """
-
-    scheme: str
-    location: str
-    scope: str
-    legacy: bool = False
-
-    def holds(self, scheme: str, location: str, path: str) -> bool:
-        """Whether the (normalised) ``path`` at ``scheme://location`` lies inside this place."""
-        if (scheme, location) != (self.scheme, self.location) or not is_within(self.scope, path):
-            return False
-        try:
-            return not self.legacy or split_logical(path).workspace is None
-        except WsArtifactsError:
-            return False
-
-    def __str__(self) -> str:
-        where = f"{self.scheme}://{self.location}/{self.scope}".rstrip("/")
-        return f"{where}/ (legacy paths)" if self.legacy else f"{where}/"
 
 
 class LocationPolicy:
@@ -246,27 +217,30 @@ class LocationPolicy:
             return True
         real = os.path.realpath("/" + path).lstrip("/")
         scope = os.path.realpath("/" + place.scope).lstrip("/") if place.scope else ""
-        return Place(place.scheme, place.location, scope, place.legacy).holds(scheme, "", real)
+        return place.holds(scheme, "", real, scope=scope)
 
     def _compute_places(self, workspace: str) -> tuple[Place, ...]:
+        """The current place of ``workspace`` under each destination (and, for the default
+        workspace at a destination, the legacy layout), one of each location and scope."""
         if self.config is None or not is_valid_workspace_name(workspace):
             return ()
-        places: list[Place] = []
+        places: dict[tuple[str, str, str, bool], Place] = {}
         for destination in self.destinations or (_NO_DESTINATION,):
             scheme, location, prefix = split_url(destination)
             try:
                 router = Router(self.config, f"{scheme.removeprefix('ws-')}://{location}")
                 root = normalize(prefix)
-                target = router.target(LogicalPath(root, workspace, ""))
+                found = [router.places(workspace, root)[0]]
             except WsArtifactsError:
                 continue  # an unrouted workspace under `unknown_workspaces: deny`
-            route = target.route
+            route = found[0].route
             if route.is_destination and destination == _NO_DESTINATION:
                 continue
-            places.append(Place(route.scheme, route.location, target.scope))
             if route.is_destination and workspace == DEFAULT_WORKSPACE:
-                places.append(Place(route.scheme, route.location, root, legacy=True))
-        return tuple(dict.fromkeys(places))
+                found.append(router.legacy_place(root))
+            for place in found:
+                places.setdefault((place.scheme, place.location, place.scope, place.legacy), place)
+        return tuple(places.values())
 
 
 def _check_text(uri: str) -> None:

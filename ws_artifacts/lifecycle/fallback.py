@@ -1,4 +1,4 @@
-"""Reads, lists and deletes over a route's current place and its previous places.
+"""Fallback: reads, lists and deletes over a route's current place and its previous places.
 
 A route that moved (``previous: [...]`` in its configuration) keeps its older objects readable
 until ``ws-artifacts migrate`` has copied them over: reads look in the current place first, then
