@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.wsbench.processes import Processes  # noqa: E402
 from benchmarks.wsbench.stores import Store, find_weed, s3_client, start_moto, start_seaweedfs  # noqa: E402
-from tests.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
+from tests.support.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
 
 KIB, MIB, GIB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 THREADS = 8  # ws-artifacts' default transfer concurrency, and every raw baseline's

@@ -37,8 +37,8 @@ import requests  # noqa: E402
 
 from benchmarks.wsbench.processes import Processes  # noqa: E402
 from benchmarks.wsbench.stores import find_weed, start_moto, start_seaweedfs  # noqa: E402
-from tests.postgres import start_postgres  # noqa: E402
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow  # noqa: E402
+from tests.support.postgres import start_postgres  # noqa: E402
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow  # noqa: E402
 
 WS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.wsbench.processes import Processes  # noqa: E402
 from benchmarks.wsbench.stores import find_weed, s3_client, start_moto, start_seaweedfs  # noqa: E402
-from tests.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
+from tests.support.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
 
 BUCKET = "bench-usage"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.servers import clean_env, free_port, wait_http
+from tests.support.servers import clean_env, free_port, wait_http
 
 from .plan import BUCKETS, S3_ENV, WORKSPACES
 from .processes import Processes

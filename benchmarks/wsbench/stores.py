@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.servers import MOTO_KEY, MOTO_SECRET, clean_env, free_port, wait_http
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, clean_env, free_port, wait_http
 
 from .processes import Processes
 

@@ -13,9 +13,10 @@ import fsspec
 import pytest
 import yaml
 
-from tests.conftest import in_workspace, keys, unique
 from tests.contract.base import RUN, RepositoryContract, Rig
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.workspaces import in_workspace, unique
 
 MIB = 1024 * 1024
 SMALL_PARTS = {"multipart_threshold": 5 * MIB, "part_size": 5 * MIB}

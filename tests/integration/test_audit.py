@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import MlflowServer, _server_env, keys, unique
-from tests.servers import start_mlflow
+from tests.support.s3 import keys
+from tests.support.servers import MlflowServer, server_env, start_mlflow
+from tests.support.workspaces import unique
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def audited(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Au
         command=[*WS_ARTIFACTS, "--app-name", "basic-auth", "--audit", str(log)],
         args=["--artifacts-destination", "ws-s3://root", *PATIENT_WORKERS],
         env={
-            **_server_env(routed_config_file),
+            **server_env(routed_config_file),
             "MLFLOW_AUTH_CONFIG_PATH": str(ini),
             "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,

@@ -14,7 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from tests.integration.test_server_command import log_one
-from tests.servers import Server, clean_env, free_port, wait_http
+from tests.support.servers import Server, clean_env, free_port, wait_http
 from ws_artifacts.cli.main import main
 
 pytestmark = pytest.mark.integration

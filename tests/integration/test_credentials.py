@@ -39,8 +39,9 @@ from dateutil.tz import tzlocal
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import MlflowServer, in_workspace, keys, unique
-from tests.servers import Server, start_mlflow, start_moto
+from tests.support.s3 import keys
+from tests.support.servers import MlflowServer, Server, start_mlflow, start_moto
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.core.config import load_config
 from ws_artifacts.core.routing import Router
 from ws_artifacts.storage import clients
@@ -483,7 +484,7 @@ def test_presigned_multipart_parts_inherit_the_policy(
     enforced."""
     from mlflow.entities.multipart_upload import MultipartUploadPart
 
-    from tests.servers import MOTO_KEY, MOTO_SECRET
+    from tests.support.servers import MOTO_KEY, MOTO_SECRET
 
     kms = boto3.client(
         "kms",

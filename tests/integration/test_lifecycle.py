@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import in_workspace
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, start_mlflow
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, start_mlflow
+from tests.support.workspaces import in_workspace
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,17 @@ import requests
 from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import MlflowServer, _server_env, in_workspace, keys, unique
-from tests.faults import FaultProxy, is_copy
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.faults import FaultProxy, is_copy
+from tests.support.s3 import keys
+from tests.support.servers import (
+    MOTO_KEY,
+    MOTO_SECRET,
+    MlflowServer,
+    Server,
+    server_env,
+    start_mlflow,
+)
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.cli.main import main
 
 pytestmark = pytest.mark.integration
@@ -74,7 +82,7 @@ def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) 
             "--uvicorn-opts",
             "--timeout-worker-healthcheck 120",
         ],
-        env=_server_env(config),
+        env=server_env(config),
         workers=2,
         startup_timeout=600,
     )

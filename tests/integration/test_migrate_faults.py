@@ -18,9 +18,10 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from click.testing import CliRunner
 
-from tests.conftest import admin_client, keys, unique
-from tests.faults import FaultProxy, is_copy, is_get, is_part_copy, is_part_upload
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
+from tests.support.faults import FaultProxy, is_copy, is_get, is_part_copy, is_part_upload
+from tests.support.s3 import admin_client, keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
+from tests.support.workspaces import unique
 from ws_artifacts.cli.main import main
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import keys, unique
+from tests.support.s3 import keys
+from tests.support.workspaces import unique
 from ws_artifacts.core.config import Settings
 from ws_artifacts.core.errors import AuthenticationError, ConfigError
 from ws_artifacts.serving import refusals

@@ -15,9 +15,16 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import DIRECT_ARGS, WORKSPACES, MlflowServer, unique
 from tests.integration.test_proxied import header, make_run
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.servers import (
+    DIRECT_ARGS,
+    MOTO_KEY,
+    MOTO_SECRET,
+    MlflowServer,
+    Server,
+    start_mlflow,
+)
+from tests.support.workspaces import WORKSPACES, unique
 from ws_artifacts import _mlflow
 
 pytestmark = pytest.mark.integration

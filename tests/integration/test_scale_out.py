@@ -26,9 +26,10 @@ import mlflow
 import pytest
 import requests
 
-from tests.conftest import _server_env, keys, unique
-from tests.postgres import Postgres
-from tests.servers import Server, start_mlflow
+from tests.support.postgres import Postgres
+from tests.support.s3 import keys
+from tests.support.servers import Server, server_env, start_mlflow
+from tests.support.workspaces import unique
 from ws_artifacts.serving.live_config import CHECK_EVERY, SETTLE_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -155,7 +156,7 @@ def pair(session_dir: Path, postgres: Postgres, moto: Server, s3: Any) -> Iterat
             command=WS_ARTIFACTS,
             backend_store_uri=uri,
             args=["--artifacts-destination", "ws-s3://root", *PATIENT_WORKERS],
-            env=_server_env(config),
+            env=server_env(config),
             workers=2,
             startup_timeout=900,  # two at once on a shared 2-core machine
         )

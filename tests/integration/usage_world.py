@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import MOTO_KEY, MOTO_SECRET
+from tests.support.servers import MOTO_KEY, MOTO_SECRET
 
 BUCKETS = ("usage-artifacts", "quota-artifacts")
 MIB = 1024 * 1024

@@ -19,8 +19,9 @@ from typing import Any
 
 import requests
 
-from tests.conftest import in_workspace, keys
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, start_mlflow
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, start_mlflow
+from tests.support.workspaces import in_workspace
 
 WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"

@@ -20,9 +20,9 @@ import mlflow
 import pytest
 from packaging.version import Version
 
-from tests.conftest import MlflowServer, _server_env, in_workspace, unique
 from tests.security.world import http_json, raw_request
-from tests.servers import start_mlflow
+from tests.support.servers import MlflowServer, server_env, start_mlflow
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def _start(workdir: Path, config: Path, app: str, **env: str) -> MlflowServer:
             "--app-name",
             app,
         ],
-        env={**_server_env(config), **env},
+        env={**server_env(config), **env},
         workers=1,
     )
     return MlflowServer(server, config)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import in_workspace
 from tests.security.spellings import IDS, SPELLINGS, Spelling
+from tests.support.workspaces import in_workspace
 
 ROOT = "hq-unit-root"
 STAMP = "20260101T000000Z"

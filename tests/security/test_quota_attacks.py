@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import MlflowServer, in_workspace, keys, running_server, unique
-from tests.faults import FaultProxy, Request, is_complete, is_list_parts
-from tests.servers import Server
+from tests.support.faults import FaultProxy, Request, is_complete, is_list_parts
+from tests.support.s3 import keys
+from tests.support.servers import MlflowServer, Server, running_server
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.serving.bounds import RECHECK_SECONDS
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import unique
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.workspaces import unique
 from ws_artifacts.core.config import parse_config
 from ws_artifacts.core.errors import StorageLocationError
 from ws_artifacts.core.locations import check_root

@@ -17,8 +17,25 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Server", "clean_env", "free_port", "start_mlflow", "start_moto", "wait_http"]
+from tests.support.workspaces import WORKSPACES
+
+__all__ = [
+    "DIRECT_ARGS",
+    "MOTO_KEY",
+    "MOTO_SECRET",
+    "PROXIED_ARGS",
+    "MlflowServer",
+    "Server",
+    "clean_env",
+    "free_port",
+    "running_server",
+    "server_env",
+    "start_mlflow",
+    "start_moto",
+    "wait_http",
+]
 
 #: Credentials moto accepts when IAM enforcement is off.
 MOTO_KEY = "testing-key"
@@ -172,3 +189,65 @@ def _stopped_on_failure(server: Server) -> Iterator[None]:
     except BaseException:
         server.stop()
         raise
+
+
+def server_env(config: Path) -> dict[str, str]:
+    """The environment of a server reading ``config`` with moto's credentials."""
+    return {
+        "WS_ARTIFACTS_CONFIG": str(config),
+        "AWS_ACCESS_KEY_ID": MOTO_KEY,
+        "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+@dataclass
+class MlflowServer:
+    """A running MLflow server and what it was started with."""
+
+    server: Server
+    config: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.url)
+
+
+PROXIED_ARGS = [
+    "--enable-workspaces",
+    "--serve-artifacts",
+    "--artifacts-destination",
+    "ws-s3://root",
+]
+DIRECT_ARGS = [
+    "--enable-workspaces",
+    "--no-serve-artifacts",
+    "--default-artifact-root",
+    "ws-s3://root",
+]
+
+
+@contextlib.contextmanager
+def running_server(
+    workdir: Path,
+    config: Path,
+    args: list[str],
+    *,
+    workers: int = 2,
+    workspaces: tuple[str, ...] = WORKSPACES,
+) -> Iterator[MlflowServer]:
+    """A workspace-enabled ``mlflow server`` on the moto server, its workspaces created."""
+    server = start_mlflow(workdir, args=args, env=server_env(config), workers=workers)
+    try:
+        wrapped = MlflowServer(server, config)
+        client = wrapped.client()
+        for name in workspaces:
+            client.create_workspace(name)
+        yield wrapped
+    finally:
+        server.stop()

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 __all__ = ["Postgres", "find_bin_dir", "start_postgres"]
 
