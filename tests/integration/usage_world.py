@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.config import ConfigFile
 from tests.support.servers import MOTO_KEY, MOTO_SECRET
 
 BUCKETS = ("usage-artifacts", "quota-artifacts")
@@ -19,30 +19,17 @@ MIB = 1024 * 1024
 def usage_config(endpoint: str, fs_root: Path, *, remeasure: float = 3600) -> str:
     """Routes for usage counts (uc-*), byte quotas (qb-*), object quotas (qo-*), multipart-sized
     quotas (qm-*) and fsspec routes (uf-* on local files, um-* in memory)."""
-    text = f"""
-        defaults:
-          endpoint_url: {endpoint}
-          region: us-east-1
-          addressing_style: path
-        workspaces:
-          "uc-*":
-            url: s3://usage-artifacts/{{workspace}}
-          "qb-*":
-            url: s3://quota-artifacts/{{workspace}}
-            quota: {{max_bytes: 1000, remeasure_seconds: {remeasure}}}
-          "qo-*":
-            url: s3://quota-artifacts/{{workspace}}
-            quota: {{max_objects: 4, remeasure_seconds: {remeasure}}}
-          "qm-*":
-            url: s3://quota-artifacts/{{workspace}}
-            quota: {{max_bytes: 12MiB, remeasure_seconds: {remeasure}}}
-          "uf-*":
-            url: file://{fs_root}/{{workspace}}
-            quota: {{max_bytes: 1000, remeasure_seconds: {remeasure}}}
-          "um-*":
-            url: memory://usage-mem/{{workspace}}
-    """
-    return textwrap.dedent(text)
+
+    def quota(**limit: Any) -> dict[str, Any]:
+        return {**limit, "remeasure_seconds": remeasure}
+
+    config = ConfigFile(endpoint).route("uc-*", "s3://usage-artifacts/{workspace}")
+    config.route("qb-*", "s3://quota-artifacts/{workspace}", quota=quota(max_bytes=1000))
+    config.route("qo-*", "s3://quota-artifacts/{workspace}", quota=quota(max_objects=4))
+    config.route("qm-*", "s3://quota-artifacts/{workspace}", quota=quota(max_bytes="12MiB"))
+    config.route("uf-*", f"file://{fs_root}/{{workspace}}", quota=quota(max_bytes=1000))
+    config.route("um-*", "memory://usage-mem/{workspace}")
+    return config.text()
 
 
 def write_world(directory: Path, endpoint: str, s3: Any) -> Path:

@@ -12,7 +12,9 @@ A route's settings are keyword arguments (``previous=[...]``, ``storage={...}``,
 from __future__ import annotations
 
 import copy
+import os
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,19 @@ class ConfigFile:
         """The file's YAML text."""
         return yaml.safe_dump(self.data(), sort_keys=False)
 
-    def write(self, path: Path) -> Path:
-        """Write the file at ``path`` (in place) and return ``path``."""
+    def write(self, path: Path, *, age: float = 0.0) -> Path:
+        """Write the file at ``path`` (in place) and return ``path``.
+
+        Args:
+            path: Where.
+            age: Date the file back this many seconds. A running server takes a changed file
+                only once it has stayed untouched for ``SETTLE_SECONDS``: an aged file is
+                taken at the worker's next look (the clock injected through the file's mtime).
+        """
         path.write_text(self.text())
+        if age:
+            then = time.time() - age
+            os.utime(path, (then, then))
         return path
 
 

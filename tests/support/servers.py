@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,10 @@ __all__ = [
     "Server",
     "clean_env",
     "free_port",
+    "mlflow_command",
+    "mlflow_env",
+    "moto_command",
+    "moto_env",
     "running_server",
     "server_env",
     "start_mlflow",
@@ -85,6 +89,26 @@ class Server:
         """What the process printed so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def wait_logged(
+        self,
+        text: str,
+        *,
+        times: int = 1,
+        poke: Callable[[], object] | None = None,
+        timeout: float = 60,
+    ) -> None:
+        """Wait until ``text`` is in the log ``times`` times (e.g. once per worker); ``poke``
+        (a request) is made between looks, for what a worker only does on a request."""
+        deadline = time.monotonic() + timeout
+        while self.log_text().count(text) < times:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{text!r} not logged {times} time(s) within {timeout} s:\n{self.log_text()}"
+                )
+            if poke is not None:
+                poke()
+            time.sleep(0.1)
+
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
     """Wait until ``url`` answers (any HTTP status), or fail with the process's log."""
@@ -109,22 +133,57 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subproc
     )
 
 
+def moto_command(port: int) -> list[str]:
+    """The command line of moto's S3 server on 127.0.0.1:``port``."""
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+
+def moto_env(**extra: str) -> dict[str, str]:
+    """moto's environment: the caller's without AWS_*/MLFLOW_*/WS_ARTIFACTS_*, us-east-1."""
+    return clean_env(AWS_DEFAULT_REGION="us-east-1", **extra)
+
+
 def start_moto(workdir: Path, *, no_auth_actions: int | None = None) -> Server:
     """Start ``moto_server`` on 127.0.0.1; with ``no_auth_actions``, IAM is enforced after
     that many unauthenticated requests (moto's INITIAL_NO_AUTH_ACTION_COUNT)."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    env = clean_env(AWS_DEFAULT_REGION="us-east-1")
+    env = moto_env()
     if no_auth_actions is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(no_auth_actions)
     log = workdir / f"moto-{port}.log"
-    proc = _spawn(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env, log, workdir
-    )
+    proc = _spawn(moto_command(port), env, log, workdir)
     server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
     with _stopped_on_failure(server):
         wait_http(server.url + "/moto-api/", proc, log)
     return server
+
+
+def mlflow_command(
+    command: list[str] | None, *, backend_store_uri: str, port: int, workers: int
+) -> list[str]:
+    """``command`` (default ``python -m mlflow server``) on 127.0.0.1:``port`` with its
+    tracking store and uvicorn workers; the caller appends the artifact options."""
+    return [
+        *(command or [sys.executable, "-m", "mlflow", "server"]),
+        "--backend-store-uri",
+        backend_store_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+def mlflow_env(env: dict[str, str]) -> dict[str, str]:
+    """A server's environment: the caller's without AWS_*/MLFLOW_*/WS_ARTIFACTS_*, plus ``env``.
+
+    MLflow's job runner (and its huey consumers) is off: ~7 extra processes per server that
+    artifact tests and benchmarks need none of.
+    """
+    return clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env)
 
 
 def start_mlflow(
@@ -151,21 +210,10 @@ def start_mlflow(
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "mlflow.db"
-    cmd = [
-        *(command or [sys.executable, "-m", "mlflow", "server"]),
-        "--backend-store-uri",
-        backend_store_uri or f"sqlite:///{db}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        *args,
-    ]
+    store = backend_store_uri or f"sqlite:///{db}"
+    cmd = [*mlflow_command(command, backend_store_uri=store, port=port, workers=workers), *args]
     log = workdir / f"mlflow-{port}.log"
-    # MLflow's job runner starts ~7 extra processes per server; artifact tests need none.
-    proc = _spawn(cmd, clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env), log, workdir)
+    proc = _spawn(cmd, mlflow_env(env), log, workdir)
     server = Server(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
     with _stopped_on_failure(server):
         wait_http(server.url + "/health", proc, log, timeout=startup_timeout)
