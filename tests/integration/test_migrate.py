@@ -27,7 +27,7 @@ from tests.support.servers import (
     MlflowServer,
     Server,
     server_env,
-    start_mlflow,
+    start_ws_artifacts,
 )
 from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.cli.main import main
@@ -39,7 +39,6 @@ MIB = 1024 * 1024
 # mig-root, the server's own destination: orphans then sees only what this module wrote
 BUCKETS = ("mig-root", "mig-old-a", "mig-new-a", "mig-mv-x", "mig-mv-y")
 MOVE_WORKSPACES = ("team-a", "mv-x", "mv-y")
-WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 
 
 def write_config(path: Path, endpoint: str, team_a: str, *, age: float = 0.0) -> None:
@@ -75,18 +74,12 @@ def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) 
     write_config(config, moto.url, "url: s3://mig-old-a")
     # uvicorn kills a worker that does not answer its health check within 5 s; on a loaded
     # 2-core machine a starting worker can miss it, so this server gives its workers 120 s.
-    server = start_mlflow(
+    server = start_ws_artifacts(
         workdir / "server",
-        command=[WS_ARTIFACTS, "server", "--config", str(config)],
-        args=[
-            "--artifacts-destination",
-            "ws-s3://mig-root",
-            "--uvicorn-opts",
-            "--timeout-worker-healthcheck 120",
-        ],
+        config,
+        "ws-s3://mig-root",
+        args=("--uvicorn-opts", "--timeout-worker-healthcheck 120"),
         env=server_env(config),
-        workers=2,
-        startup_timeout=600,
     )
     try:
         wrapped = MlflowServer(server, config)

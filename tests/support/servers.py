@@ -23,9 +23,11 @@ from tests.support.workspaces import WORKSPACES
 
 __all__ = [
     "DIRECT_ARGS",
+    "MOTO_CREDENTIALS",
     "MOTO_KEY",
     "MOTO_SECRET",
     "PROXIED_ARGS",
+    "WS_ARTIFACTS",
     "MlflowServer",
     "Server",
     "clean_env",
@@ -34,16 +36,22 @@ __all__ = [
     "mlflow_env",
     "moto_command",
     "moto_env",
+    "run_ws_artifacts",
     "running_server",
     "server_env",
     "start_mlflow",
     "start_moto",
+    "start_ws_artifacts",
     "wait_http",
 ]
 
 #: Credentials moto accepts when IAM enforcement is off.
 MOTO_KEY = "testing-key"
 MOTO_SECRET = "testing-secret"
+#: moto's credentials as environment variables.
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": MOTO_KEY, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET}
+#: The ``ws-artifacts`` command of this interpreter's environment.
+WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 
 
 def free_port() -> int:
@@ -227,6 +235,49 @@ def start_mlflow(
             except urllib.error.HTTPError:
                 pass  # an answer all the same (MLflow 3.10's basic-auth guards this route)
     return server
+
+
+def start_ws_artifacts(
+    workdir: Path,
+    config: Path,
+    destination: str,
+    *,
+    options: tuple[str, ...] = (),
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    startup_timeout: float = 600,
+) -> Server:
+    """``ws-artifacts server --config CONFIG OPTIONS`` with 2 workers on moto, proxied to
+    ``destination`` (``args``: more server options; ``env``: default moto's credentials)."""
+    return start_mlflow(
+        workdir,
+        command=[WS_ARTIFACTS, "server", "--config", str(config), *options],
+        args=["--artifacts-destination", destination, *args],
+        env=MOTO_CREDENTIALS if env is None else env,
+        workers=2,
+        startup_timeout=startup_timeout,
+    )
+
+
+def run_ws_artifacts(
+    config: Path, *args: str, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
+    """``ws-artifacts ARGS`` as an operator runs it: ``config`` and moto's credentials are all
+    of its environment that is not the caller's."""
+    env = clean_env(
+        WS_ARTIFACTS_CONFIG=str(config),
+        AWS_DEFAULT_REGION="us-east-1",
+        COLUMNS=str(columns),
+        **MOTO_CREDENTIALS,
+    )
+    return subprocess.run(
+        [WS_ARTIFACTS, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,  # a shared 2-core machine can be very slow
+        check=False,
+    )
 
 
 @contextlib.contextmanager
