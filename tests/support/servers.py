@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.polling import wait_until
 from tests.support.workspaces import WORKSPACES
 
 __all__ = [
@@ -107,15 +108,20 @@ class Server:
     ) -> None:
         """Wait until ``text`` is in the log ``times`` times (e.g. once per worker); ``poke``
         (a request) is made between looks, for what a worker only does on a request."""
-        deadline = time.monotonic() + timeout
-        while self.log_text().count(text) < times:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{text!r} not logged {times} time(s) within {timeout} s:\n{self.log_text()}"
-                )
+
+        def logged() -> bool:
+            if self.log_text().count(text) >= times:
+                return True
             if poke is not None:
                 poke()
-            time.sleep(0.1)
+            return False
+
+        wait_until(
+            logged,
+            timeout=timeout,
+            message=lambda: f"{text!r} not logged {times} time(s):\n{self.log_text()}",
+            every=0.1,
+        )
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
