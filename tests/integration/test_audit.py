@@ -18,21 +18,13 @@ import pytest
 import requests
 
 from tests.support.s3 import keys
-from tests.support.servers import MlflowServer, server_env, start_mlflow
+from tests.support.servers import AUTH_INI, MlflowServer, server_env, start_mlflow
 from tests.support.workspaces import unique
 
 pytestmark = pytest.mark.integration
 
 WS_ARTIFACTS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]
 PASSWORD = f"Adm1n-{uuid.uuid4().hex}"
-AUTH_INI = """
-[mlflow]
-default_permission = READ
-database_uri = sqlite:///{db}
-admin_username = admin
-admin_password = {password}
-authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-"""
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 MPU = "/api/2.0/mlflow-artifacts/mpu"
 # uvicorn kills a worker that misses a 5 s health ping; on a loaded 2-core machine a starting

@@ -22,9 +22,9 @@ from tests.support.servers import (
     MOTO_SECRET,
     MlflowServer,
     Server,
-    start_mlflow,
+    running_server,
 )
-from tests.support.workspaces import WORKSPACES, unique
+from tests.support.workspaces import unique
 from ws_artifacts import _mlflow
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,10 @@ def env_server(session_dir: Path, moto: Server, s3: Any) -> Iterator[MlflowServe
         "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    server = start_mlflow(
-        session_dir / "env-server", args=DIRECT_ARGS, env=env, workers=1, startup_timeout=600
-    )
-    try:
-        wrapped = MlflowServer(server, config)
-        for name in WORKSPACES:
-            wrapped.client().create_workspace(name)
-        yield wrapped
-    finally:
-        server.stop()
+    with running_server(
+        session_dir / "env-server", config, DIRECT_ARGS, workers=1, env=env, startup_timeout=600
+    ) as server:
+        yield server
 
 
 def test_server_reads_the_store_named_by_mlflow_s3_endpoint_url(

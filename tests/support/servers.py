@@ -23,6 +23,7 @@ from tests.support.polling import wait_until
 from tests.support.workspaces import WORKSPACES
 
 __all__ = [
+    "AUTH_INI",
     "DIRECT_ARGS",
     "MOTO_CREDENTIALS",
     "MOTO_KEY",
@@ -296,6 +297,18 @@ def _stopped_on_failure(server: Server) -> Iterator[None]:
         raise
 
 
+#: MLflow's basic-auth configuration (``mlflow server --app-name basic-auth``), to format with
+#: ``db`` (its user database) and ``password`` (the admin's).
+AUTH_INI = """
+[mlflow]
+default_permission = READ
+database_uri = sqlite:///{db}
+admin_username = admin
+admin_password = {password}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
+
+
 def server_env(config: Path) -> dict[str, str]:
     """The environment of a server reading ``config`` with moto's credentials."""
     return {
@@ -345,9 +358,18 @@ def running_server(
     *,
     workers: int = 2,
     workspaces: tuple[str, ...] = WORKSPACES,
+    env: dict[str, str] | None = None,
+    startup_timeout: float = 120,
 ) -> Iterator[MlflowServer]:
-    """A workspace-enabled ``mlflow server`` on the moto server, its workspaces created."""
-    server = start_mlflow(workdir, args=args, env=server_env(config), workers=workers)
+    """A workspace-enabled ``mlflow server`` on the moto server, its workspaces created
+    (``env``: its environment instead of :func:`server_env`)."""
+    server = start_mlflow(
+        workdir,
+        args=args,
+        env=server_env(config) if env is None else env,
+        workers=workers,
+        startup_timeout=startup_timeout,
+    )
     try:
         wrapped = MlflowServer(server, config)
         client = wrapped.client()
