@@ -1,6 +1,9 @@
-"""Start real servers on loopback for tests and benchmarks: moto's S3 and ``mlflow server``.
+"""Start real servers on loopback for tests and benchmarks: moto's S3, ``mlflow server`` and
+``ws-artifacts server`` (and run the ws-artifacts CLI as an operator does).
 
-Each is its own process, started with an explicit environment (no AWS_* or MLFLOW_* variables
+The benchmarks keep their own process registry and use the command and environment builders
+(:func:`moto_command`, :func:`moto_env`, :func:`mlflow_command`, :func:`mlflow_env`). Each
+server is its own process, started with an explicit environment (no AWS_* or MLFLOW_* variables
 leak in from the caller), and stopped with its whole process group.
 """
 
