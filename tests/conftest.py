@@ -17,12 +17,11 @@ from tests.support.config import routed
 from tests.support.s3 import ROUTED_BUCKETS, admin_client
 from tests.support.servers import (
     DIRECT_ARGS,
-    MOTO_KEY,
-    MOTO_SECRET,
     PROXIED_ARGS,
     MlflowServer,
     Server,
     running_server,
+    server_env,
     start_moto,
 )
 
@@ -60,10 +59,8 @@ def routed_config_file(session_dir: Path, moto: Server) -> Path:
 @pytest.fixture
 def use_config(monkeypatch: pytest.MonkeyPatch, routed_config_file: Path, s3: Any) -> Path:
     """This process reads the session's routed configuration, with moto credentials."""
-    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(routed_config_file))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in server_env(routed_config_file).items():
+        monkeypatch.setenv(name, value)
     return routed_config_file
 
 

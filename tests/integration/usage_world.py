@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.config import ConfigFile
-from tests.support.servers import MOTO_KEY, MOTO_SECRET
+from tests.support.servers import server_env
 
 BUCKETS = ("usage-artifacts", "quota-artifacts")
 MIB = 1024 * 1024
@@ -48,10 +48,8 @@ def make_buckets(s3: Any) -> None:
 
 def use(monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
     """This process reads ``config`` with moto credentials."""
-    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(config))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in server_env(config).items():
+        monkeypatch.setenv(name, value)
     for name in ("_MLFLOW_SERVER_ARTIFACT_DESTINATION", "_MLFLOW_SERVER_ARTIFACT_ROOT"):
         monkeypatch.delenv(name, raising=False)
 
