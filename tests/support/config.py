@@ -68,7 +68,8 @@ class ConfigFile:
         return copy.deepcopy(self)
 
     def data(self) -> dict[str, Any]:
-        """The file's content as the YAML loader will see it."""
+        """The file's content as the YAML loader will see it (for ``parse_config`` too);
+        ``defaults`` only when there are some."""
         defaults: dict[str, Any] = {}
         if self.endpoint is not None:
             defaults = {
@@ -77,7 +78,8 @@ class ConfigFile:
                 "addressing_style": "path",
             }
         defaults.update(self.defaults)
-        return {"defaults": defaults, "workspaces": dict(self.workspaces), **self.top}
+        head = {"defaults": defaults} if defaults else {}
+        return {**head, "workspaces": dict(self.workspaces), **self.top}
 
     def text(self) -> str:
         """The file's YAML text."""
