@@ -7,7 +7,6 @@ configuration has no ``endpoint_url`` anywhere: it reaches moto only through
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from tests.integration.test_proxied import header, make_run
+from tests.support.config import ConfigFile
 from tests.support.servers import (
     DIRECT_ARGS,
     MOTO_KEY,
@@ -29,17 +29,15 @@ from ws_artifacts import _mlflow
 
 pytestmark = pytest.mark.integration
 
-_CONFIG = """
-    defaults:
-      region: us-east-1
-      addressing_style: path
-    workspaces:
-      team-a:
-        url: s3://team-a-artifacts
-        storage: {sse: AES256, storage_class: STANDARD_IA, tags: {team: a}}
-      team-b:
-        url: s3://team-b-artifacts
-"""
+_CONFIG = (
+    ConfigFile(defaults={"region": "us-east-1", "addressing_style": "path"})
+    .route(
+        "team-a",
+        "s3://team-a-artifacts",
+        storage={"sse": "AES256", "storage_class": "STANDARD_IA", "tags": {"team": "a"}},
+    )
+    .route("team-b", "s3://team-b-artifacts")
+)
 _PRESIGN = "/api/2.0/mlflow/artifacts/presigned-upload-url"
 
 
@@ -47,7 +45,7 @@ _PRESIGN = "/api/2.0/mlflow/artifacts/presigned-upload-url"
 def env_server(session_dir: Path, moto: Server, s3: Any) -> Iterator[MlflowServer]:
     """A direct-access server configured without endpoint_url, MLFLOW_S3_ENDPOINT_URL set."""
     config = session_dir / "no-endpoint.yaml"
-    config.write_text(textwrap.dedent(_CONFIG))
+    _CONFIG.write(config)
     env = {
         "WS_ARTIFACTS_CONFIG": str(config),
         "MLFLOW_S3_ENDPOINT_URL": moto.url,
