@@ -9,7 +9,6 @@ belongs to the ``postgres`` user (Debian's package creates it) and both programs
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pwd
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_group
 
 __all__ = ["Postgres", "find_bin_dir", "start_postgres"]
 
@@ -82,15 +81,7 @@ class Postgres:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: clients are disconnected), then remove the cluster."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_group(self.proc, signal.SIGINT, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "start_mlflow",
     "start_moto",
     "start_ws_artifacts",
+    "stop_group",
     "wait_http",
 ]
 
@@ -77,6 +78,20 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stop_group(proc: subprocess.Popen[bytes], sig: int, *, timeout: float) -> None:
+    """Send ``sig`` to ``proc``'s process group (started with ``start_new_session``), wait up
+    to ``timeout`` seconds, then SIGKILL the group."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
 @dataclass
 class Server:
     """A started server process."""
@@ -88,15 +103,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the process group (uvicorn workers included)."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_group(self.proc, signal.SIGTERM, timeout=15)
 
     def log_text(self) -> str:
         """What the process printed so far."""
