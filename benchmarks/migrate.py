@@ -38,7 +38,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.wsbench.processes import Processes  # noqa: E402
 from benchmarks.wsbench.stores import Store, find_weed, s3_client, start_moto, start_seaweedfs  # noqa: E402
-from tests.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
+from tests.support.config import ConfigFile  # noqa: E402
+from tests.support.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
 
 KIB, MIB, GIB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 THREADS = 8  # ws-artifacts' default transfer concurrency, and every raw baseline's
@@ -134,23 +134,12 @@ def router_for(url: str, workdir: Path) -> Any:
     from ws_artifacts.core.loading import load_config
     from ws_artifacts.core.routing import Router
 
-    entries = "".join(
-        f"  {ws}:\n    url: s3://{new}\n    previous: [s3://{old}]\n"
-        for ws, (new, old) in ROUTES.items()
+    config = ConfigFile(url).with_defaults(
+        credentials={"access_key_id": MOTO_KEY, "secret_access_key": MOTO_SECRET}
     )
-    text = (
-        textwrap.dedent(f"""
-        defaults:
-          endpoint_url: {url}
-          region: us-east-1
-          addressing_style: path
-          credentials: {{access_key_id: {MOTO_KEY}, secret_access_key: {MOTO_SECRET}}}
-        workspaces:
-    """)
-        + entries
-    )
-    path = workdir / "ws-artifacts.yaml"
-    path.write_text(text)
+    for ws, (new, old) in ROUTES.items():
+        config.route(ws, f"s3://{new}", previous=[f"s3://{old}"])
+    path = config.write(workdir / "ws-artifacts.yaml")
     return Router(load_config(path), "s3://unused")
 
 

@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,8 +36,9 @@ import requests  # noqa: E402
 
 from benchmarks.wsbench.processes import Processes  # noqa: E402
 from benchmarks.wsbench.stores import find_weed, start_moto, start_seaweedfs  # noqa: E402
-from tests.postgres import start_postgres  # noqa: E402
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow  # noqa: E402
+from tests.support.config import ConfigFile  # noqa: E402
+from tests.support.postgres import start_postgres  # noqa: E402
+from tests.support.servers import Server, server_env, start_mlflow  # noqa: E402
 
 WS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
@@ -48,13 +48,7 @@ PATIENT_WORKERS = ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
 
 
 def _config(endpoint: str) -> str:
-    return textwrap.dedent(
-        f"""
-        defaults: {{endpoint_url: {endpoint}, region: us-east-1, addressing_style: path}}
-        workspaces:
-          bench-a: {{url: "s3://scale-bench-a"}}
-        """
-    )
+    return ConfigFile(endpoint).route("bench-a", "s3://scale-bench-a").text()
 
 
 def _run(urls: list[str], files: int, size: int, threads: int, tag: str) -> dict[str, float]:
@@ -92,18 +86,12 @@ def _run(urls: list[str], files: int, size: int, threads: int, tag: str) -> dict
 
 
 def _start(work: Path, uri: str, config: Path, workers: int) -> Server:
-    env = {
-        "WS_ARTIFACTS_CONFIG": str(config),
-        "AWS_ACCESS_KEY_ID": MOTO_KEY,
-        "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     return start_mlflow(
         work,
         command=WS,
         backend_store_uri=uri,
         args=["--artifacts-destination", "ws-s3://scale-root", *PATIENT_WORKERS],
-        env=env,
+        env=server_env(config),
         workers=workers,
         startup_timeout=600,
     )

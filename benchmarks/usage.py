@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.wsbench.processes import Processes  # noqa: E402
 from benchmarks.wsbench.stores import find_weed, s3_client, start_moto, start_seaweedfs  # noqa: E402
-from tests.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
+from tests.support.config import ConfigFile  # noqa: E402
+from tests.support.servers import MOTO_KEY, MOTO_SECRET  # noqa: E402
 
 BUCKET = "bench-usage"
 
@@ -97,12 +98,10 @@ def quota_overhead(workdir: Path, endpoint: str, uploads: int) -> dict[str, floa
     from mlflow.utils.workspace_context import WorkspaceContext
 
     body = b"q" * 4096
-    path = workdir / "quota.yaml"  # one file: bq-on has a quota, bq-off the same route without
-    path.write_text(
-        f"defaults: {{endpoint_url: '{endpoint}', region: us-east-1, addressing_style: path}}\n"
-        f"workspaces:\n  bq-off: {{url: 's3://{BUCKET}/q'}}\n"
-        f"  bq-on: {{url: 's3://{BUCKET}/q', quota: {{max_bytes: 1TiB}}}}\n"
-    )
+    # one file: bq-on has a quota, bq-off the same route without
+    config = ConfigFile(endpoint).route("bq-off", f"s3://{BUCKET}/q")
+    config.route("bq-on", f"s3://{BUCKET}/q", quota={"max_bytes": "1TiB"})
+    path = config.write(workdir / "quota.yaml")
     os.environ["WS_ARTIFACTS_CONFIG"] = str(path)
     repos = {}
     for name in ("off", "on"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import clean_env
+from tests.support.servers import clean_env
 
 from .measure import read_peaks, reset_peaks
 from .plan import RUN_PY, S3_ENV

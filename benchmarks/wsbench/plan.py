@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.servers import MOTO_KEY, MOTO_SECRET
+from tests.support.servers import MOTO_KEY, MOTO_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 #: The benchmark's entry point; each repetition's client subprocess is ``RUN_PY --child SPEC``.

@@ -10,16 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.config import ConfigFile
+
 from .plan import BUCKETS
 from .stores import Store, s3_client
 
 
 def _routing_config(path: Path, count: int) -> Path:
     names = [f"ws-{i:05d}" for i in range(count - 1)] + ["team-x"]
-    lines = ["defaults:", "  endpoint_url: http://127.0.0.1:9", "workspaces:"]
-    lines += [f"  {n}:\n    url: s3://bucket-{i:05d}" for i, n in enumerate(names)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    config = ConfigFile(defaults={"endpoint_url": "http://127.0.0.1:9"})
+    for i, name in enumerate(names):
+        config.route(name, f"s3://bucket-{i:05d}")
+    return config.write(path)
 
 
 def _ns_per_call(fn: Callable[[], Any], calls: int, batch: int = 1000) -> list[float]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.servers import clean_env, free_port, wait_http
+from tests.support.config import ConfigFile
+from tests.support.servers import free_port, mlflow_command, mlflow_env, wait_http
 
 from .plan import BUCKETS, S3_ENV, WORKSPACES
 from .processes import Processes
@@ -33,22 +33,8 @@ from .stores import Store
 
 def write_config(path: Path, endpoint: str) -> Path:
     """The ws-artifacts configuration: bench-a and bench-b each in their own bucket."""
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            defaults:
-              endpoint_url: {endpoint}
-              region: us-east-1
-              addressing_style: path
-            workspaces:
-              bench-a:
-                url: s3://{BUCKETS["bench-a"]}
-              bench-b:
-                url: s3://{BUCKETS["bench-b"]}
-            """
-        )
-    )
-    return path
+    config = ConfigFile(endpoint).route("bench-a", f"s3://{BUCKETS['bench-a']}")
+    return config.route("bench-b", f"s3://{BUCKETS['bench-b']}").write(path)
 
 
 @functools.cache
@@ -135,22 +121,11 @@ def spawn_mlflow(
     port = free_port()
     sdir = workdir / name
     sdir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        *command,
-        "--backend-store-uri",
-        backend_store_uri or f"sqlite:///{sdir / 'mlflow.db'}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    # The job runner and its huey consumers are background machinery unrelated to artifacts;
-    # off for every server alike (they cost ~10 processes and seconds of CPU at start).
-    full_env = clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env)
+    store = backend_store_uri or f"sqlite:///{sdir / 'mlflow.db'}"
+    cmd = mlflow_command(command, backend_store_uri=store, port=port, workers=workers)
+    # The job runner is off for every server alike (see mlflow_env).
     log = sdir / "server.log"
-    proc = procs.spawn(name, cmd, full_env, log)
+    proc = procs.spawn(name, cmd, mlflow_env(env), log)
     return MlflowServer(name, f"http://127.0.0.1:{port}", proc.pid, label, log, proc)
 
 

@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.servers import MOTO_KEY, MOTO_SECRET, clean_env, free_port, wait_http
+from tests.support.servers import (
+    MOTO_KEY,
+    MOTO_SECRET,
+    clean_env,
+    free_port,
+    moto_command,
+    moto_env,
+    wait_http,
+)
 
 from .processes import Processes
 
@@ -114,8 +122,7 @@ def launch_moto(
     """moto's S3 server on loopback (any credentials); returns at once, as launch_seaweedfs."""
     port = free_port()
     log = workdir / "moto" / "moto.log"
-    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    proc = procs.spawn("moto", cmd, clean_env(AWS_DEFAULT_REGION="us-east-1"), log)
+    proc = procs.spawn("moto", moto_command(port), moto_env(), log)
     url = f"http://127.0.0.1:{port}"
     store = Store("moto", url, importlib.metadata.version("moto"), note)
     return store, lambda: wait_http(url + "/moto-api/", proc, log)

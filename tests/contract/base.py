@@ -20,7 +20,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import in_workspace
+from tests.support.workspaces import in_workspace
 from ws_artifacts.storage.base import Capability
 
 RUN = "workspaces/team-a/7/run1/artifacts"

@@ -14,10 +14,11 @@ import fsspec
 import pytest
 import yaml
 
-from tests.conftest import in_workspace, keys, unique
 from tests.contract.base import RUN, RepositoryContract, Rig
 from tests.contract.storage import KeyContract, StorageContract
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.storage.base import Capability
 
 MIB = 1024 * 1024

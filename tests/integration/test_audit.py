@@ -17,21 +17,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import MlflowServer, _server_env, keys, unique
-from tests.servers import start_mlflow
+from tests.support.s3 import keys
+from tests.support.servers import AUTH_INI, MlflowServer, server_env, start_mlflow
+from tests.support.workspaces import unique
 
 pytestmark = pytest.mark.integration
 
 WS_ARTIFACTS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]
 PASSWORD = f"Adm1n-{uuid.uuid4().hex}"
-AUTH_INI = """
-[mlflow]
-default_permission = READ
-database_uri = sqlite:///{db}
-admin_username = admin
-admin_password = {password}
-authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-"""
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 MPU = "/api/2.0/mlflow-artifacts/mpu"
 # uvicorn kills a worker that misses a 5 s health ping; on a loaded 2-core machine a starting
@@ -90,7 +83,7 @@ def audited(session_dir: Path, routed_config_file: Path, s3: Any) -> Iterator[Au
         command=[*WS_ARTIFACTS, "--app-name", "basic-auth", "--audit", str(log)],
         args=["--artifacts-destination", "ws-s3://root", *PATIENT_WORKERS],
         env={
-            **_server_env(routed_config_file),
+            **server_env(routed_config_file),
             "MLFLOW_AUTH_CONFIG_PATH": str(ini),
             "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import requests
 from click.testing import CliRunner
 
 from tests.integration.test_server_command import log_one
-from tests.servers import Server, clean_env, free_port, wait_http
+from tests.support.servers import Server, clean_env, free_port, wait_http
 from ws_artifacts.cli.main import main
 
 pytestmark = pytest.mark.integration
@@ -72,15 +71,15 @@ def log_model(server: Server, workspace: str, tmp: Path) -> tuple[str, str]:
 
 def wait_for_log(server: Server, text: str, timeout: float = 30) -> None:
     """Make requests (each lets the worker look at the file) until ``text`` is in the log."""
-    deadline = time.monotonic() + timeout
-    while text not in server.log_text():
-        assert time.monotonic() < deadline, f"{text!r} not logged:\n{server.log_text()}"
+
+    def poke() -> None:
         requests.get(
             f"{server.url}/api/2.0/mlflow-artifacts/artifacts",
             headers={"X-MLFLOW-WORKSPACE": "team-a"},
             timeout=10,
         )
-        time.sleep(0.3)
+
+    server.wait_logged(text, poke=poke, timeout=timeout)
 
 
 def test_the_dry_run_line_starts_a_server_with_the_configuration(

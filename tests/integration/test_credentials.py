@@ -39,8 +39,10 @@ from dateutil.tz import tzlocal
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import MlflowServer, in_workspace, keys, unique
-from tests.servers import Server, start_mlflow, start_moto
+from tests.support.config import ConfigFile
+from tests.support.s3 import keys
+from tests.support.servers import MlflowServer, Server, start_mlflow, start_moto
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.core.loading import load_config
 from ws_artifacts.core.routing import Router
 from ws_artifacts.storage import clients, credentials
@@ -173,52 +175,51 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def config_text(world: World, **extra_routes: str) -> str:
     """The routes every test here uses: team-a (keys from ${VAR}s, SSE-KMS, STANDARD_IA,
     tags, expected owner), team-b (keys from files, SSE-S3), intruder (team B's keys pointed
-    at team A's bucket) and vision-* (a role assumed per workspace, narrowed to it)."""
+    at team A's bucket) and vision-* (a role assumed per workspace, narrowed to it);
+    ``extra_routes``: more routes, each as YAML text."""
     b = world.secrets_dir
-    b_secret = b / "team-b-secret"
-    text = f"""
-        defaults:
-          endpoint_url: {world.url}
-          region: {REGION}
-          addressing_style: path
-          retry_mode: standard
-          max_attempts: 2
-          transfer: {{multipart_threshold: {5 * MIB}, part_size: {5 * MIB}, max_concurrency: 2}}
-        workspaces:
-          team-a:
-            url: s3://{TEAM_A}
-            credentials:
-              access_key_id: ${{TEAM_A_KEY}}
-              secret_access_key: ${{TEAM_A_SECRET}}
-            storage:
-              sse: aws:kms
-              kms_key_id: {world.kms_key_arn}
-              storage_class: STANDARD_IA
-              tags: {{cost-center: "team a"}}
-              expected_bucket_owner: "{ACCOUNT}"
-          team-b:
-            url: s3://{TEAM_B}
-            credentials: {{access_key_id_file: {b}/team-b-key, secret_access_key_file: {b_secret}}}
-            storage: {{sse: AES256}}
-          intruder:
-            url: s3://{TEAM_A}
-            credentials: {{access_key_id_file: {b}/team-b-key, secret_access_key_file: {b_secret}}}
-          "vision-*":
-            url: s3://{VISION}/{{workspace}}
-            credentials:
-              access_key_id: ${{BROKER_KEY}}
-              secret_access_key: ${{BROKER_SECRET}}
-              role_arn: {ROLE}
-              external_id: ${{VISION_EXTERNAL_ID}}
-              session_name: "ws-{{workspace}}"
-              duration_seconds: 900
-              sts_endpoint_url: {world.url}
-              restrict_to_route: true
-    """
-    text = textwrap.dedent(text)
+    team_b_keys = {
+        "access_key_id_file": f"{b}/team-b-key",
+        "secret_access_key_file": f"{b / 'team-b-secret'}",
+    }
+    config = ConfigFile(
+        defaults={"endpoint_url": world.url, "region": REGION, "addressing_style": "path"}
+    ).with_defaults(
+        retry_mode="standard",
+        max_attempts=2,
+        transfer={"multipart_threshold": 5 * MIB, "part_size": 5 * MIB, "max_concurrency": 2},
+    )
+    config.route(
+        "team-a",
+        f"s3://{TEAM_A}",
+        credentials={"access_key_id": "${TEAM_A_KEY}", "secret_access_key": "${TEAM_A_SECRET}"},
+        storage={
+            "sse": "aws:kms",
+            "kms_key_id": world.kms_key_arn,
+            "storage_class": "STANDARD_IA",
+            "tags": {"cost-center": "team a"},
+            "expected_bucket_owner": ACCOUNT,
+        },
+    )
+    config.route("team-b", f"s3://{TEAM_B}", credentials=team_b_keys, storage={"sse": "AES256"})
+    config.route("intruder", f"s3://{TEAM_A}", credentials=team_b_keys)
+    config.route(
+        "vision-*",
+        f"s3://{VISION}/{{workspace}}",
+        credentials={
+            "access_key_id": "${BROKER_KEY}",
+            "secret_access_key": "${BROKER_SECRET}",
+            "role_arn": ROLE,
+            "external_id": "${VISION_EXTERNAL_ID}",
+            "session_name": "ws-{workspace}",
+            "duration_seconds": 900,
+            "sts_endpoint_url": world.url,
+            "restrict_to_route": True,
+        },
+    )
     for name, body in extra_routes.items():
-        text += f"  {name}:\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
-    return text
+        config.route_yaml(name, body)
+    return config.text()
 
 
 def config_env(world: World) -> dict[str, str]:
@@ -484,7 +485,7 @@ def test_presigned_multipart_parts_inherit_the_policy(
     enforced."""
     from mlflow.entities.multipart_upload import MultipartUploadPart
 
-    from tests.servers import MOTO_KEY, MOTO_SECRET
+    from tests.support.servers import MOTO_KEY, MOTO_SECRET
 
     kms = boto3.client(
         "kms",

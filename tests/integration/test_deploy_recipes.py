@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers import Server, clean_env
+from tests.support.servers import Server, clean_env
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,10 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import (
-    PROXIED_ARGS,
-    ROUTED_BUCKETS,
-    MlflowServer,
-    in_workspace,
-    keys,
-    running_server,
-)
 from tests.integration.test_proxied import PLACES, expected_key, header, make_run
+from tests.support.s3 import ROUTED_BUCKETS, keys
+from tests.support.servers import PROXIED_ARGS, MlflowServer, running_server
+from tests.support.workspaces import in_workspace
 
 pytestmark = pytest.mark.integration
 

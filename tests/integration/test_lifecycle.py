@@ -6,56 +6,40 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import in_workspace
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, start_mlflow
+from tests.support.config import ConfigFile
+from tests.support.servers import (
+    MOTO_KEY,
+    MOTO_SECRET,
+    MlflowServer,
+    Server,
+    run_ws_artifacts,
+    start_ws_artifacts,
+)
+from tests.support.workspaces import in_workspace
 
 pytestmark = pytest.mark.integration
 
 ROUTED, GLOB, ROOT = "life-routed", "life-glob", "life-root"
-WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 Q = ".ws-quarantine"
 
 
-class Life:
-    """The module's server, its configuration and database."""
+@dataclass
+class Life(MlflowServer):
+    """The module's server, its configuration and database, and moto's admin client."""
 
-    def __init__(self, server: Server, config: Path, db: Path, s3: Any) -> None:
-        self.server, self.config, self.db, self.s3 = server, config, db, s3
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def client(self) -> Any:
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri=self.url)
+    db: Path
+    s3: Any
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        env = clean_env(
-            WS_ARTIFACTS_CONFIG=str(self.config),
-            AWS_ACCESS_KEY_ID=MOTO_KEY,
-            AWS_SECRET_ACCESS_KEY=MOTO_SECRET,
-            AWS_DEFAULT_REGION="us-east-1",
-            COLUMNS="200",
-        )
-        done = subprocess.run(
-            [WS_ARTIFACTS, *args, "--destination", f"ws-s3://{ROOT}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,  # a shared 2-core machine can be very slow
-            check=False,
-        )
+        done = run_ws_artifacts(self.config, *args, "--destination", f"ws-s3://{ROOT}")
         if ok:
             assert done.returncode == 0, done.stderr + done.stdout
         return done
@@ -81,25 +65,11 @@ def life(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> Ite
     work = tmp_path_factory.mktemp("life")
     for bucket in (ROUTED, GLOB, ROOT):
         s3.create_bucket(Bucket=bucket)
-    config = work / "ws.yaml"
-    config.write_text(
-        textwrap.dedent(f"""
-            defaults: {{endpoint_url: "{moto.url}", region: us-east-1, addressing_style: path}}
-            workspaces:
-              lc-a: {{url: "s3://{ROUTED}"}}
-              lc-moved: {{url: "s3://{ROUTED}/now", previous: ["s3://{GLOB}/before"]}}
-              "lcv-*": {{url: "s3://{GLOB}/{{workspace}}"}}
-        """)
-    )
-    server = start_mlflow(
-        work,
-        command=[WS_ARTIFACTS, "server", "--config", str(config)],
-        args=["--artifacts-destination", f"ws-s3://{ROOT}"],
-        env={"AWS_ACCESS_KEY_ID": MOTO_KEY, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET},
-        workers=2,
-        startup_timeout=600,
-    )
-    yield Life(server, config, work / "mlflow.db", s3)
+    config = ConfigFile(moto.url).route("lc-a", f"s3://{ROUTED}")
+    config.route("lc-moved", f"s3://{ROUTED}/now", previous=[f"s3://{GLOB}/before"])
+    path = config.route("lcv-*", f"s3://{GLOB}/{{workspace}}").write(work / "ws.yaml")
+    server = start_ws_artifacts(work, path, f"ws-s3://{ROOT}")
+    yield Life(server, path, work / "mlflow.db", s3)
     server.stop()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import Server, start_mlflow
+from tests.support.servers import Server, start_mlflow
 
 pytestmark = pytest.mark.integration
 WS_ARTIFACTS = [str(Path(sys.executable).parent / "ws-artifacts"), "server"]

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,20 @@ import requests
 from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import MlflowServer, _server_env, in_workspace, keys, unique
-from tests.faults import FaultProxy, is_copy
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.config import ConfigFile
+from tests.support.faults import FaultProxy, is_copy
+from tests.support.s3 import keys
+from tests.support.servers import (
+    MOTO_KEY,
+    MOTO_SECRET,
+    MlflowServer,
+    Server,
+    server_env,
+    start_ws_artifacts,
+)
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.cli.main import main
+from ws_artifacts.serving.live_config import SETTLE_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -30,28 +39,28 @@ MIB = 1024 * 1024
 # mig-root, the server's own destination: orphans then sees only what this module wrote
 BUCKETS = ("mig-root", "mig-old-a", "mig-new-a", "mig-mv-x", "mig-mv-y")
 MOVE_WORKSPACES = ("team-a", "mv-x", "mv-y")
-WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 
 
-def write_config(path: Path, endpoint: str, team_a: str, *, extra: str = "") -> None:
-    """The server's configuration: team-a's route as given, mv-x and mv-y fixed."""
-    text = f"""
-        defaults:
-          endpoint_url: {endpoint}
-          region: us-east-1
-          addressing_style: path
-        workspaces:
-          team-a:
-{textwrap.indent(textwrap.dedent(team_a).strip(), " " * 12)}
-          mv-x:
-            url: s3://mig-mv-x
-          mv-y:
-            url: s3://mig-mv-y
-{textwrap.indent(textwrap.dedent(extra).strip(), " " * 10)}
-    """
-    path.write_text(textwrap.dedent(text))
-    # The server re-reads the file when its mtime changes (checked at most once a second).
-    time.sleep(1.3)
+def write_config(path: Path, endpoint: str, team_a: str, *, age: float = 0.0) -> None:
+    """The server's configuration: team-a's route as given (YAML), mv-x and mv-y fixed."""
+    config = ConfigFile(endpoint).route_yaml("team-a", team_a)
+    config.route("mv-x", "s3://mig-mv-x").route("mv-y", "s3://mig-mv-y").write(path, age=age)
+
+
+def change_config(server: MlflowServer, endpoint: str, team_a: str, logged: str) -> None:
+    """Rewrite the running server's configuration and wait until both of its workers have
+    taken it (each logs ``logged``, its route change, at its first look after the change)."""
+    # Dated back past SETTLE_SECONDS: each worker takes it at its next look (CHECK_EVERY).
+    write_config(server.config, endpoint, team_a, age=2 * SETTLE_SECONDS)
+
+    def poke() -> None:  # a read that makes a worker look at the file
+        requests.get(
+            f"{server.url}/api/2.0/mlflow-artifacts/artifacts",
+            headers={"X-MLFLOW-WORKSPACE": "team-a"},
+            timeout=30,
+        )
+
+    server.server.wait_logged(logged, times=2, poke=poke)
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +74,12 @@ def mig_server(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) 
     write_config(config, moto.url, "url: s3://mig-old-a")
     # uvicorn kills a worker that does not answer its health check within 5 s; on a loaded
     # 2-core machine a starting worker can miss it, so this server gives its workers 120 s.
-    server = start_mlflow(
+    server = start_ws_artifacts(
         workdir / "server",
-        command=[WS_ARTIFACTS, "server", "--config", str(config)],
-        args=[
-            "--artifacts-destination",
-            "ws-s3://mig-root",
-            "--uvicorn-opts",
-            "--timeout-worker-healthcheck 120",
-        ],
-        env=_server_env(config),
-        workers=2,
-        startup_timeout=600,
+        config,
+        "ws-s3://mig-root",
+        args=("--uvicorn-opts", "--timeout-worker-healthcheck 120"),
+        env=server_env(config),
     )
     try:
         wrapped = MlflowServer(server, config)
@@ -147,7 +150,7 @@ def test_route_change_reads_previous_then_migrate_moves_everything(
     assert keys(s3, "mig-old-a", f"workspaces/team-a/{exp}/") == old_keys
     digests = {k: md5(s3, "mig-old-a", k) for k in old_keys}
 
-    write_config(config, moto_url, NEW_ROUTE_A)
+    change_config(mig_server, moto_url, NEW_ROUTE_A, "route 'team-a' moved from s3://mig-old-a")
     with in_workspace("team-a"):
         client = mig_server.client()
         assert [f.path for f in client.list_artifacts(run)] == ["model.pkl", "sub"]

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from boto3.s3.transfer import TransferConfig
 from click.testing import CliRunner
 
-from tests.conftest import admin_client, keys, unique
-from tests.faults import FaultProxy, is_copy, is_get, is_part_copy, is_part_upload
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
+from tests.support.config import ConfigFile
+from tests.support.faults import FaultProxy, is_copy, is_get, is_part_copy, is_part_upload
+from tests.support.s3 import admin_client, keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env
+from tests.support.workspaces import unique
 from ws_artifacts.cli.main import main
 
 pytestmark = pytest.mark.integration
@@ -66,23 +69,17 @@ def pending_uploads(s3: Any, bucket: str) -> list[str]:
 
 
 def config_file(tmp_path: Path, endpoint: str, new: str, previous: str) -> Path:
-    path = tmp_path / "ws-artifacts.yaml"
-    text = f"""
-        defaults:
-          endpoint_url: {endpoint}
-          region: us-east-1
-          addressing_style: path
-          max_attempts: 1
-          transfer: {{multipart_threshold: 5242880, part_size: 5242880}}
-        workspaces:
-          team-a:
-            url: s3://{new}
-            storage: {{sse: AES256, tags: {{tier: migrated}}}}
-            previous:
-{textwrap.indent(textwrap.dedent(previous).strip(), " " * 14)}
-    """
-    path.write_text(textwrap.dedent(text))
-    return path
+    """team-a routed to bucket ``new``, its ``previous`` places given as a YAML list."""
+    config = ConfigFile(endpoint).with_defaults(
+        max_attempts=1, transfer={"multipart_threshold": 5242880, "part_size": 5242880}
+    )
+    config.route(
+        "team-a",
+        f"s3://{new}",
+        storage={"sse": "AES256", "tags": {"tier": "migrated"}},
+        previous=yaml.safe_load(textwrap.dedent(previous)),
+    )
+    return config.write(tmp_path / "ws-artifacts.yaml")
 
 
 def fill_old(s3: Any, bucket: str, *, multipart: bool) -> dict[str, bytes]:

@@ -15,7 +15,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import keys, unique
+from tests.support.config import ConfigFile
+from tests.support.s3 import keys
+from tests.support.workspaces import unique
 from ws_artifacts.core.errors import AuthenticationError, ConfigError
 from ws_artifacts.core.settings import Settings
 from ws_artifacts.serving import refusals
@@ -29,8 +31,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def file_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    path = tmp_path / "ws.yaml"
-    path.write_text("defaults: {region: us-east-1}\nworkspaces: {}\n")
+    path = ConfigFile(defaults={"region": "us-east-1"}).write(tmp_path / "ws.yaml")
     monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(path))
     return path
 

@@ -7,7 +7,6 @@ configuration has no ``endpoint_url`` anywhere: it reaches moto only through
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,24 +14,30 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import DIRECT_ARGS, WORKSPACES, MlflowServer, unique
 from tests.integration.test_proxied import header, make_run
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.config import ConfigFile
+from tests.support.servers import (
+    DIRECT_ARGS,
+    MOTO_KEY,
+    MOTO_SECRET,
+    MlflowServer,
+    Server,
+    running_server,
+)
+from tests.support.workspaces import unique
 from ws_artifacts._mlflow import environment
 
 pytestmark = pytest.mark.integration
 
-_CONFIG = """
-    defaults:
-      region: us-east-1
-      addressing_style: path
-    workspaces:
-      team-a:
-        url: s3://team-a-artifacts
-        storage: {sse: AES256, storage_class: STANDARD_IA, tags: {team: a}}
-      team-b:
-        url: s3://team-b-artifacts
-"""
+_CONFIG = (
+    ConfigFile(defaults={"region": "us-east-1", "addressing_style": "path"})
+    .route(
+        "team-a",
+        "s3://team-a-artifacts",
+        storage={"sse": "AES256", "storage_class": "STANDARD_IA", "tags": {"team": "a"}},
+    )
+    .route("team-b", "s3://team-b-artifacts")
+)
 _PRESIGN = "/api/2.0/mlflow/artifacts/presigned-upload-url"
 
 
@@ -40,7 +45,7 @@ _PRESIGN = "/api/2.0/mlflow/artifacts/presigned-upload-url"
 def env_server(session_dir: Path, moto: Server, s3: Any) -> Iterator[MlflowServer]:
     """A direct-access server configured without endpoint_url, MLFLOW_S3_ENDPOINT_URL set."""
     config = session_dir / "no-endpoint.yaml"
-    config.write_text(textwrap.dedent(_CONFIG))
+    _CONFIG.write(config)
     env = {
         "WS_ARTIFACTS_CONFIG": str(config),
         "MLFLOW_S3_ENDPOINT_URL": moto.url,
@@ -48,16 +53,10 @@ def env_server(session_dir: Path, moto: Server, s3: Any) -> Iterator[MlflowServe
         "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    server = start_mlflow(
-        session_dir / "env-server", args=DIRECT_ARGS, env=env, workers=1, startup_timeout=600
-    )
-    try:
-        wrapped = MlflowServer(server, config)
-        for name in WORKSPACES:
-            wrapped.client().create_workspace(name)
-        yield wrapped
-    finally:
-        server.stop()
+    with running_server(
+        session_dir / "env-server", config, DIRECT_ARGS, workers=1, env=env, startup_timeout=600
+    ) as server:
+        yield server
 
 
 def test_server_reads_the_store_named_by_mlflow_s3_endpoint_url(

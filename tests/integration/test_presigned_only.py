@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +19,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import in_workspace, keys, unique
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.config import ConfigFile
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_min("3.18")]
 
@@ -76,32 +77,17 @@ def presigned_only(
 ) -> Iterator[PresignedOnly]:
     work = tmp_path_factory.mktemp("presigned-only")
     prefix, local = unique("po"), work / "local-x"
-    config = work / "ws-artifacts.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            defaults: {{endpoint_url: {moto.url}, region: us-east-1, addressing_style: path}}
-            workspaces:
-              team-a:
-                url: s3://team-a-artifacts/{prefix}
-                storage:
-                  sse: AES256
-                  storage_class: STANDARD_IA
-                  tags: {{cost-centre: a-1}}
-                quota: {{max_objects: 100}}
-              team-b:
-                url: s3://team-b-artifacts/{prefix}
-              team-q:
-                url: s3://team-b-artifacts/{prefix}-q
-                quota: {{max_objects: 0}}
-              local-x:
-                url: "file://{local}"
-              nodl-y:
-                url: s3://root/{prefix}-nodl
-                transfer: {{presigned_downloads: false}}
-            """
-        )
+    routes = ConfigFile(moto.url).route(
+        "team-a",
+        f"s3://team-a-artifacts/{prefix}",
+        storage={"sse": "AES256", "storage_class": "STANDARD_IA", "tags": {"cost-centre": "a-1"}},
+        quota={"max_objects": 100},
     )
+    routes.route("team-b", f"s3://team-b-artifacts/{prefix}")
+    routes.route("team-q", f"s3://team-b-artifacts/{prefix}-q", quota={"max_objects": 0})
+    routes.route("local-x", f"file://{local}")
+    routes.route("nodl-y", f"s3://root/{prefix}-nodl", transfer={"presigned_downloads": False})
+    config = routes.write(work / "ws-artifacts.yaml")
     audit = work / "audit.jsonl"
     command = [
         *WS_ARTIFACTS,

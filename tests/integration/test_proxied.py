@@ -13,7 +13,9 @@ import pytest
 import requests
 from packaging.version import Version
 
-from tests.conftest import ROUTED_BUCKETS, MlflowServer, in_workspace, keys, unique
+from tests.support.s3 import ROUTED_BUCKETS, keys
+from tests.support.servers import MlflowServer
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import keys, unique
-from tests.faults import FaultProxy, is_any_copy, is_delete
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.faults import FaultProxy, is_any_copy, is_delete
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.workspaces import unique
 
 pytestmark = [
     pytest.mark.integration,

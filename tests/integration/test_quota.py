@@ -19,7 +19,6 @@ from mlflow.entities.multipart_upload import MultipartUploadPart
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import PROXIED_ARGS, MlflowServer, in_workspace, keys, running_server, unique
 from tests.integration.usage_world import (
     MIB,
     pending_uploads,
@@ -28,11 +27,13 @@ from tests.integration.usage_world import (
     write,
     write_world,
 )
-from tests.servers import Server
+from tests.support.s3 import keys
+from tests.support.servers import PROXIED_ARGS, MlflowServer, Server, running_server
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 BUCKET = "quota-artifacts"
-REMEASURE = 30  # seconds, the 2-worker server's re-measure interval
+REMEASURE = 2  # seconds, the 2-worker server's re-measure interval (short: the test waits it out)
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,10 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import MlflowServer, in_workspace, keys, unique
 from tests.integration.usage_world import MIB, pending_uploads, usage_config, write
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, MlflowServer, Server, start_mlflow
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 BUCKET = "quota-artifacts"

@@ -25,10 +25,11 @@ import pytest
 import requests
 from packaging.version import Version
 
-from tests.conftest import MlflowServer, in_workspace, keys, unique
 from tests.security.test_guard import _otlp
 from tests.security.world import http_json, raw_request
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, free_port
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, MlflowServer, Server, clean_env, free_port
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 

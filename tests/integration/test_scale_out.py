@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +25,11 @@ import mlflow
 import pytest
 import requests
 
-from tests.conftest import _server_env, keys, unique
-from tests.postgres import Postgres
-from tests.servers import Server, start_mlflow
+from tests.support.config import ConfigFile
+from tests.support.postgres import Postgres
+from tests.support.s3 import keys
+from tests.support.servers import Server, server_env, start_mlflow
+from tests.support.workspaces import unique
 from ws_artifacts.serving.live_config import CHECK_EVERY, SETTLE_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -55,22 +56,11 @@ RELOAD_INTERVAL = SETTLE_SECONDS + CHECK_EVERY
 
 
 def scale_config(endpoint: str, team_b: str = "s3://team-b-artifacts") -> str:
-    return textwrap.dedent(
-        f"""
-        defaults:
-          endpoint_url: {endpoint}
-          region: us-east-1
-          addressing_style: path
-          transfer: {{multipart_threshold: 5242880, part_size: 5242880}}
-        workspaces:
-          team-a:
-            url: s3://team-a-artifacts
-          team-b:
-            url: {team_b}
-          "vision-*":
-            url: s3://vision-artifacts/{{workspace}}
-        """
+    config = ConfigFile(endpoint).with_defaults(
+        transfer={"multipart_threshold": 5242880, "part_size": 5242880}
     )
+    config.route("team-a", "s3://team-a-artifacts").route("team-b", team_b)
+    return config.route("vision-*", "s3://vision-artifacts/{workspace}").text()
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -155,7 +145,7 @@ def pair(session_dir: Path, postgres: Postgres, moto: Server, s3: Any) -> Iterat
             command=WS_ARTIFACTS,
             backend_store_uri=uri,
             args=["--artifacts-destination", "ws-s3://root", *PATIENT_WORKERS],
-            env=_server_env(config),
+            env=server_env(config),
             workers=2,
             startup_timeout=900,  # two at once on a shared 2-core machine
         )

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import in_workspace, keys, unique
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.s3 import keys
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server, start_mlflow
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 

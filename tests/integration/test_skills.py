@@ -9,57 +9,34 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import in_workspace
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, start_mlflow
+from tests.support.config import ConfigFile
+from tests.support.servers import MlflowServer, Server, run_ws_artifacts, start_ws_artifacts
+from tests.support.workspaces import in_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_min("3.18")]
 
 ROOT, TEAM_A, TEAM_B, OLD, NEW = "sk-root", "sk-team-a", "sk-team-b", "sk-old", "sk-new"
-WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 Q = ".ws-quarantine"
 TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
-class Skills:
-    """The module's server, its configuration and database."""
+@dataclass
+class Skills(MlflowServer):
+    """The module's server, its configuration and database, and moto's admin client."""
 
-    def __init__(self, server: Server, config: Path, db: Path, s3: Any) -> None:
-        self.server, self.config, self.db, self.s3 = server, config, db, s3
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def client(self) -> Any:
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri=self.url)
+    db: Path
+    s3: Any
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        env = clean_env(
-            WS_ARTIFACTS_CONFIG=str(self.config),
-            AWS_ACCESS_KEY_ID=MOTO_KEY,
-            AWS_SECRET_ACCESS_KEY=MOTO_SECRET,
-            AWS_DEFAULT_REGION="us-east-1",
-            COLUMNS="200",
-        )
-        done = subprocess.run(
-            [WS_ARTIFACTS, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,  # a shared 2-core machine can be very slow
-            check=False,
-        )
+        done = run_ws_artifacts(self.config, *args)
         if ok:
             assert done.returncode == 0, done.stderr + done.stdout
         return done
@@ -79,28 +56,14 @@ def skills(tmp_path_factory: pytest.TempPathFactory, moto: Server, s3: Any) -> I
     work = tmp_path_factory.mktemp("skills")
     for bucket in (ROOT, TEAM_A, TEAM_B, OLD, NEW):
         s3.create_bucket(Bucket=bucket)
-    config = work / "ws.yaml"
-    config.write_text(
-        textwrap.dedent(f"""
-            defaults: {{endpoint_url: "{moto.url}", region: us-east-1, addressing_style: path}}
-            workspaces:
-              "ska-*": {{url: "s3://{TEAM_A}/{{workspace}}"}}
-              "skb-*": {{url: "s3://{TEAM_B}/{{workspace}}"}}
-              "skm-*": {{url: "s3://{NEW}/{{workspace}}", previous: ["s3://{OLD}/{{workspace}}"]}}
-              "skq-*":
-                url: "s3://{TEAM_A}/{{workspace}}"
-                quota: {{max_objects: 3}}
-        """)
-    )
-    server = start_mlflow(
-        work,
-        command=[WS_ARTIFACTS, "server", "--config", str(config)],
-        args=["--artifacts-destination", f"ws-s3://{ROOT}"],
-        env={"AWS_ACCESS_KEY_ID": MOTO_KEY, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET},
-        workers=2,
-        startup_timeout=600,
-    )
-    yield Skills(server, config, work / "mlflow.db", s3)
+    config = ConfigFile(moto.url)
+    config.route("ska-*", f"s3://{TEAM_A}/{{workspace}}")
+    config.route("skb-*", f"s3://{TEAM_B}/{{workspace}}")
+    config.route("skm-*", f"s3://{NEW}/{{workspace}}", previous=[f"s3://{OLD}/{{workspace}}"])
+    config.route("skq-*", f"s3://{TEAM_A}/{{workspace}}", quota={"max_objects": 3})
+    path = config.write(work / "ws.yaml")
+    server = start_ws_artifacts(work, path, f"ws-s3://{ROOT}")
+    yield Skills(server, path, work / "mlflow.db", s3)
     server.stop()
 
 

@@ -16,8 +16,8 @@ import yaml
 from mlflow.entities.multipart_upload import MultipartUploadPart
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import in_workspace, unique
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ import boto3
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import in_workspace
-from tests.servers import Server, clean_env, start_mlflow, start_moto
+from tests.support.servers import Server, clean_env, start_mlflow, start_moto
+from tests.support.workspaces import in_workspace
 
 pytestmark = [
     pytest.mark.integration,

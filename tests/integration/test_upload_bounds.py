@@ -14,10 +14,11 @@ import requests
 from mlflow.entities.multipart_upload import MultipartUploadPart
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import in_workspace, keys, unique
 from tests.integration.test_quota import BUCKET, prefix, repo
 from tests.integration.usage_world import pending_uploads, use, write_world
-from tests.servers import Server
+from tests.support.s3 import keys
+from tests.support.servers import Server
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.serving import bounds
 
 pytestmark = pytest.mark.integration

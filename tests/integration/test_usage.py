@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import in_workspace, unique
 from tests.integration.usage_world import MIB, use, write, write_world
-from tests.servers import Server
+from tests.support.servers import Server
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.cli.main import main
 from ws_artifacts.core.loading import load_config
 from ws_artifacts.lifecycle.usage import discover, measure

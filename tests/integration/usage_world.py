@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.servers import MOTO_KEY, MOTO_SECRET
+from tests.support.config import ConfigFile
+from tests.support.servers import server_env
 
 BUCKETS = ("usage-artifacts", "quota-artifacts")
 MIB = 1024 * 1024
@@ -19,30 +19,17 @@ MIB = 1024 * 1024
 def usage_config(endpoint: str, fs_root: Path, *, remeasure: float = 3600) -> str:
     """Routes for usage counts (uc-*), byte quotas (qb-*), object quotas (qo-*), multipart-sized
     quotas (qm-*) and fsspec routes (uf-* on local files, um-* in memory)."""
-    text = f"""
-        defaults:
-          endpoint_url: {endpoint}
-          region: us-east-1
-          addressing_style: path
-        workspaces:
-          "uc-*":
-            url: s3://usage-artifacts/{{workspace}}
-          "qb-*":
-            url: s3://quota-artifacts/{{workspace}}
-            quota: {{max_bytes: 1000, remeasure_seconds: {remeasure}}}
-          "qo-*":
-            url: s3://quota-artifacts/{{workspace}}
-            quota: {{max_objects: 4, remeasure_seconds: {remeasure}}}
-          "qm-*":
-            url: s3://quota-artifacts/{{workspace}}
-            quota: {{max_bytes: 12MiB, remeasure_seconds: {remeasure}}}
-          "uf-*":
-            url: file://{fs_root}/{{workspace}}
-            quota: {{max_bytes: 1000, remeasure_seconds: {remeasure}}}
-          "um-*":
-            url: memory://usage-mem/{{workspace}}
-    """
-    return textwrap.dedent(text)
+
+    def quota(**limit: Any) -> dict[str, Any]:
+        return {**limit, "remeasure_seconds": remeasure}
+
+    config = ConfigFile(endpoint).route("uc-*", "s3://usage-artifacts/{workspace}")
+    config.route("qb-*", "s3://quota-artifacts/{workspace}", quota=quota(max_bytes=1000))
+    config.route("qo-*", "s3://quota-artifacts/{workspace}", quota=quota(max_objects=4))
+    config.route("qm-*", "s3://quota-artifacts/{workspace}", quota=quota(max_bytes="12MiB"))
+    config.route("uf-*", f"file://{fs_root}/{{workspace}}", quota=quota(max_bytes=1000))
+    config.route("um-*", "memory://usage-mem/{workspace}")
+    return config.text()
 
 
 def write_world(directory: Path, endpoint: str, s3: Any) -> Path:
@@ -61,10 +48,8 @@ def make_buckets(s3: Any) -> None:
 
 def use(monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
     """This process reads ``config`` with moto credentials."""
-    monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(config))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in server_env(config).items():
+        monkeypatch.setenv(name, value)
     for name in ("_MLFLOW_SERVER_ARTIFACT_DESTINATION", "_MLFLOW_SERVER_ARTIFACT_ROOT"):
         monkeypatch.delenv(name, raising=False)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
 import textwrap
 import uuid
 from dataclasses import dataclass
@@ -18,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
-from tests.conftest import in_workspace, keys
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server, clean_env, start_mlflow
+from tests.support.config import ConfigFile
+from tests.support.s3 import keys
+from tests.support.servers import MlflowServer, Server, run_ws_artifacts, start_ws_artifacts
+from tests.support.workspaces import in_workspace
 
-WS_ARTIFACTS = str(Path(sys.executable).parent / "ws-artifacts")
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 MPU = "/api/2.0/mlflow-artifacts/mpu"
 Q = ".ws-quarantine"
@@ -30,28 +31,17 @@ MANIFEST = "ws-quarantine.json"
 
 
 @dataclass
-class Hostile:
+class Hostile(MlflowServer):
     """The module's server, its configuration, database, destination bucket and audit file."""
 
-    server: Server
-    config: Path
     db: Path
     audit: Path
     root: str
     s3: Any
 
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def destination(self) -> str:
         return f"ws-s3://{self.root}"
-
-    def client(self) -> Any:
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri=self.url)
 
     def request(
         self, method: str, path: str, workspace: str | None = "default", **kwargs: Any
@@ -64,21 +54,7 @@ class Hostile:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``ws-artifacts ARGS --destination <this server's>``, as the operator runs it."""
-        env = clean_env(
-            WS_ARTIFACTS_CONFIG=str(self.config),
-            AWS_ACCESS_KEY_ID=MOTO_KEY,
-            AWS_SECRET_ACCESS_KEY=MOTO_SECRET,
-            AWS_DEFAULT_REGION="us-east-1",
-            COLUMNS="250",
-        )
-        return subprocess.run(
-            [WS_ARTIFACTS, *args, "--destination", self.destination],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,  # a shared 2-core machine can be very slow
-            check=False,
-        )
+        return run_ws_artifacts(self.config, *args, "--destination", self.destination, columns=250)
 
     def snapshot(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
         """Every object under ``prefix`` with its bytes."""
@@ -119,26 +95,15 @@ class Hostile:
 def start_hostile(work: Path, moto: Server, s3: Any, root: str, routes: str) -> Hostile:
     """Start the server on bucket ``root`` with ``routes`` (YAML under ``workspaces:``)."""
     s3.create_bucket(Bucket=root)
-    config = work / "ws.yaml"
-    config.write_text(
-        textwrap.dedent(f"""
-            defaults: {{endpoint_url: "{moto.url}", region: us-east-1, addressing_style: path}}
-            workspaces:
-        """)
-        + textwrap.indent(textwrap.dedent(routes).strip() + "\n", "  ")
-    )
+    workspaces = yaml.safe_load(textwrap.dedent(routes))
+    config = ConfigFile(moto.url, workspaces=workspaces).write(work / "ws.yaml")
     audit = work / "audit.jsonl"
-    server = start_mlflow(
+    server = start_ws_artifacts(
         work,
-        command=[WS_ARTIFACTS, "server", "--config", str(config), "--audit", str(audit)],
-        args=[
-            "--artifacts-destination",
-            f"ws-s3://{root}",
-            "--uvicorn-opts",
-            "--timeout-worker-healthcheck 120",
-        ],
-        env={"AWS_ACCESS_KEY_ID": MOTO_KEY, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET},
-        workers=2,
+        config,
+        f"ws-s3://{root}",
+        options=("--audit", str(audit)),
+        args=("--uvicorn-opts", "--timeout-worker-healthcheck 120"),
         startup_timeout=900,  # a shared 2-core machine under load starts slowly
     )
     return Hostile(server, config, work / "mlflow.db", audit, root, s3)

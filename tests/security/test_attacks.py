@@ -20,9 +20,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from packaging.version import Version
 
-from tests.conftest import MlflowServer, in_workspace
 from tests.security.cases import CASES, Case
 from tests.security.world import SECRET_FILE, World, raw_request
+from tests.support.servers import MlflowServer
+from tests.support.workspaces import in_workspace
 
 pytestmark = pytest.mark.integration
 

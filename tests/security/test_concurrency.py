@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ROUTED_BUCKETS, MlflowServer, keys
 from tests.integration.test_proxied import make_run
+from tests.support.s3 import ROUTED_BUCKETS, keys
+from tests.support.servers import MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ import mlflow
 import pytest
 from packaging.version import Version
 
-from tests.conftest import MlflowServer, _server_env, in_workspace, unique
 from tests.security.world import http_json, raw_request
-from tests.servers import start_mlflow
+from tests.support.servers import AUTH_INI, MlflowServer, server_env, start_mlflow
+from tests.support.workspaces import in_workspace, unique
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def _start(workdir: Path, config: Path, app: str, **env: str) -> MlflowServer:
             "--app-name",
             app,
         ],
-        env={**_server_env(config), **env},
+        env={**server_env(config), **env},
         workers=1,
     )
     return MlflowServer(server, config)
@@ -400,14 +400,6 @@ def guarded_auth(servers: dict[str, MlflowServer]) -> Guarded:
     return Guarded(server, {})
 
 
-AUTH_INI = """
-[mlflow]
-default_permission = READ
-database_uri = sqlite:///{db}
-admin_username = admin
-admin_password = {password}
-authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-"""
 ADMIN_PASSWORD = f"Adm1n-{uuid.uuid4().hex}"
 _OLD_MLFLOW = Version(mlflow.__version__) < Version("3.11")
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import WORKSPACES, MlflowServer, _server_env, in_workspace, keys
 from tests.security.world import SECRET_FILE, World, http_json, raw_request
-from tests.servers import start_mlflow
+from tests.support.s3 import keys
+from tests.support.servers import MlflowServer, server_env, start_mlflow
+from tests.support.workspaces import WORKSPACES, in_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_min("3.18")]
 
@@ -45,7 +46,7 @@ def world(
         "ws-s3://root",
         "--artifacts-presigned-only",
     ]
-    env = _server_env(routed_config_file)
+    env = server_env(routed_config_file)
     server = start_mlflow(work, command=command, args=[], env=env, workers=2)
     try:
         wrapped = MlflowServer(server, routed_config_file)

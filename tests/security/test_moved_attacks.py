@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import in_workspace, keys
 from tests.security.hostile import ARTIFACTS, MPU, Hostile, start_hostile
-from tests.servers import Server
+from tests.support.s3 import keys
+from tests.support.servers import Server
+from tests.support.workspaces import in_workspace
 
 pytestmark = [
     pytest.mark.integration,

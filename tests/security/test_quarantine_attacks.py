@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import in_workspace
 from tests.security.hostile import ARTIFACTS, MANIFEST, MPU, Hostile, Q, manifest, start_hostile
 from tests.security.spellings import IDS, SPELLINGS, Spelling
-from tests.servers import Server
+from tests.support.servers import Server
+from tests.support.workspaces import in_workspace
 
 pytestmark = [
     pytest.mark.integration,

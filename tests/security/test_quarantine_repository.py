@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import in_workspace
 from tests.security.spellings import IDS, SPELLINGS, Spelling
+from tests.support.config import ConfigFile
+from tests.support.workspaces import in_workspace
 
 ROOT = "hq-unit-root"
 STAMP = "20260101T000000Z"
@@ -39,8 +40,7 @@ def repo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         fs.rm(f"/{ROOT}", recursive=True)
     for path, data in FILES.items():
         fs.pipe_file(path, data)
-    config = tmp_path / "c.yaml"
-    config.write_text("workspaces: {}\n")
+    config = ConfigFile().write(tmp_path / "c.yaml")
     monkeypatch.setenv("WS_ARTIFACTS_CONFIG", str(config))
     monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_DESTINATION", f"ws-memory://{ROOT}")
     with in_workspace("default"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,9 +20,11 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import MlflowServer, in_workspace, keys, running_server, unique
-from tests.faults import FaultProxy, Request, is_complete, is_list_parts
-from tests.servers import Server
+from tests.support.config import ConfigFile
+from tests.support.faults import FaultProxy, Request, is_complete, is_list_parts
+from tests.support.s3 import keys
+from tests.support.servers import MlflowServer, Server, running_server
+from tests.support.workspaces import in_workspace, unique
 from ws_artifacts.serving.bounds import RECHECK_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -53,22 +54,13 @@ def server(
 ) -> Iterator[MlflowServer]:
     s3.create_bucket(Bucket=BUCKET)
     work = tmp_path_factory.mktemp("quota-attacks")
-    config = work / "quota-attacks.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            defaults:
-              endpoint_url: {proxy.url}
-              region: us-east-1
-              addressing_style: path
-            workspaces:
-              "qa-*":
-                url: s3://{BUCKET}/{{workspace}}
-                quota: {{max_bytes: {QUOTA}, remeasure_seconds: 3600}}
-            """
-        )
+    config = ConfigFile(proxy.url).route(
+        "qa-*",
+        f"s3://{BUCKET}/{{workspace}}",
+        quota={"max_bytes": QUOTA, "remeasure_seconds": 3600},
     )
-    with running_server(work, config, ARGS, workers=2, workspaces=()) as server:
+    path = config.write(work / "quota-attacks.yaml")
+    with running_server(work, path, ARGS, workers=2, workspaces=()) as server:
         yield server
 
 

@@ -10,7 +10,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from tests.conftest import in_workspace
+from tests.support.workspaces import in_workspace
 
 
 @pytest.fixture

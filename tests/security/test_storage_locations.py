@@ -6,15 +6,15 @@ moves run against the session's moto server."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import unique
-from tests.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.config import ConfigFile
+from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server
+from tests.support.workspaces import unique
 from ws_artifacts.core.errors import StorageLocationError
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.locations import check_root
@@ -210,16 +210,11 @@ def provider(
 ) -> Iterator[Any]:
     from ws_artifacts.serving.provider import create_provider
 
-    config = tmp_path / "ws.yaml"
-    config.write_text(
-        textwrap.dedent(f"""
-            defaults: {{endpoint_url: "{moto.url}", region: us-east-1, addressing_style: path}}
-            locations:
-              one: {{url: "s3://sl-one/teams"}}
-              two: {{url: "s3://sl-two"}}
-            workspaces:
-              team-a: {{url: "s3://sl-one/teams/a", location: one}}
-        """)
+    config = ConfigFile(moto.url).with_top(
+        locations={"one": {"url": "s3://sl-one/teams"}, "two": {"url": "s3://sl-two"}}
+    )
+    config = config.route("team-a", "s3://sl-one/teams/a", location="one").write(
+        tmp_path / "ws.yaml"
     )
     for name, value in {
         "WS_ARTIFACTS_CONFIG": str(config),

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROUTED_BUCKETS, MlflowServer, in_workspace, keys, unique
+from tests.support.s3 import ROUTED_BUCKETS, keys
+from tests.support.servers import MlflowServer
+from tests.support.workspaces import in_workspace, unique
 
 #: workspace -> (bucket, key prefix of its own place)
 SCOPES = {

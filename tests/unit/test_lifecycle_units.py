@@ -290,7 +290,7 @@ def test_quarantine_is_refused_to_a_repository_on_a_server(
 ) -> None:
     from mlflow.exceptions import MlflowException
 
-    from tests.conftest import in_workspace
+    from tests.support.workspaces import in_workspace
     from ws_artifacts.serving.repository import WorkspaceArtifactRepository
 
     config = tmp_path / "c.yaml"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.support.config import ConfigFile
 from ws_artifacts.cli.main import main
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import split_logical
@@ -18,14 +19,10 @@ from ws_artifacts.storage.copying import Listed, same_content, server_side
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "c.yaml"
-    path.write_text(
-        "defaults: {endpoint_url: 'http://127.0.0.1:9', region: us-east-1}\n"
-        "workspaces:\n"
-        "  team-a: {url: 's3://new', previous: ['s3://old']}\n"
-        "  'vision-*': {url: 's3://vision-new/{workspace}', previous: ['s3://old-v/{workspace}']}\n"
-    )
-    return path
+    config = ConfigFile(defaults={"endpoint_url": "http://127.0.0.1:9", "region": "us-east-1"})
+    config.route("team-a", "s3://new", previous=["s3://old"])
+    config.route("vision-*", "s3://vision-new/{workspace}", previous=["s3://old-v/{workspace}"])
+    return config.write(tmp_path / "c.yaml")
 
 
 @pytest.mark.parametrize(

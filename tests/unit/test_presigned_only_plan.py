@@ -4,12 +4,12 @@ on an MLflow without presigned-only serving (the server itself: tests/integratio
 from __future__ import annotations
 
 import shlex
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tests.support.config import ConfigFile
 from ws_artifacts._mlflow import environment
 from ws_artifacts.cli.main import main
 from ws_artifacts.core.errors import ConfigError
@@ -18,17 +18,9 @@ from ws_artifacts.serving.server import PRESIGNED_ONLY_ENV, PRESIGNED_ONLY_OPTIO
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "ws.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            workspaces:
-              team-a: {{url: s3://team-a-artifacts}}
-              "vision-*": {{url: "file://{tmp_path}/vision/{{workspace}}"}}
-            """
-        )
-    )
-    return path
+    config = ConfigFile().route("team-a", "s3://team-a-artifacts")
+    config.route("vision-*", f"file://{tmp_path}/vision/{{workspace}}")
+    return config.write(tmp_path / "ws.yaml")
 
 
 def _dry_run(config: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:

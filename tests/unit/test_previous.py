@@ -7,17 +7,17 @@ from typing import Any
 
 import pytest
 
+from tests.support.config import ConfigFile
 from ws_artifacts.core.errors import ConfigError, OwnershipError
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import split_logical
 from ws_artifacts.core.routing import Router, Target
 from ws_artifacts.lifecycle.moves import retarget_uri
 
-BASE = {"defaults": {"endpoint_url": "http://127.0.0.1:9", "region": "us-east-1"}}
-
 
 def config(route: dict[str, Any], name: str = "team-a") -> Any:
-    return parse_config({**BASE, "workspaces": {name: route}})
+    file = ConfigFile(defaults={"endpoint_url": "http://127.0.0.1:9", "region": "us-east-1"})
+    return parse_config(file.route(name, **route).data())
 
 
 def test_previous_urls_and_mappings_resolve_in_order_with_their_own_settings() -> None:

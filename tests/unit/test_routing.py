@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.config import ConfigFile
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.destinations import check_destination, destinations_from_env
 from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
@@ -17,17 +18,12 @@ from ws_artifacts.core.routing import DESTINATION, Router, Target
 
 
 def config(**extra: Any) -> Config:
-    return parse_config(
-        {
-            "workspaces": {
-                "team-a": {"url": "s3://team-a-artifacts"},
-                "team-b": {"url": "s3://team-b-artifacts"},
-                "vision-*": {"url": "s3://vision-artifacts/{workspace}"},
-                "files": {"url": "file:///srv/stores/files"},
-                **extra,
-            }
-        }
-    )
+    file = ConfigFile().route("team-a", "s3://team-a-artifacts")
+    file.route("team-b", "s3://team-b-artifacts")
+    file.route("vision-*", "s3://vision-artifacts/{workspace}")
+    file.route("files", "file:///srv/stores/files")
+    file.workspaces.update(extra)
+    return parse_config(file.data())
 
 
 ROUTER = Router(config(), "s3://root")

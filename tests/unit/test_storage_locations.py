@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.config import ConfigFile
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import ConfigError, OwnershipError, StorageError
 from ws_artifacts.core.loading import parse_config
@@ -18,9 +19,9 @@ from ws_artifacts.lifecycle.roots import ROOTS_TTL_ENV, RootsCache, roots_ttl
 
 
 def config(**extra: Any) -> Config:
-    data: dict[str, Any] = {
-        "defaults": {"region": "us-east-1"},
-        "locations": {
+    file = ConfigFile(defaults={"region": "us-east-1"})
+    file.with_top(
+        locations={
             "one": {
                 "url": "s3://loc-one/teams",
                 "credentials": {"access_key_id": "AKIAONE", "secret_access_key": "one-secret"},
@@ -28,14 +29,11 @@ def config(**extra: Any) -> Config:
             },
             "two": {"url": "s3://loc-two", "endpoint_url": "http://two.example:9000"},
             "files": {"url": "file:///srv/approved"},
-        },
-        "workspaces": {
-            "team-a": {"url": "s3://loc-one/teams/a", "location": "one"},
-            "vision-*": {"url": "s3://vision/{workspace}"},
-        },
-    }
-    data.update(extra)
-    return parse_config(data)
+        }
+    )
+    file.route("team-a", "s3://loc-one/teams/a", location="one")
+    file.route("vision-*", "s3://vision/{workspace}")
+    return parse_config({**file.data(), **extra})
 
 
 ROOTS = {

@@ -9,7 +9,6 @@ belongs to the ``postgres`` user (Debian's package creates it) and both programs
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pwd
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import free_port
+from tests.support.servers import free_port, stop_group
 
 __all__ = ["Postgres", "find_bin_dir", "start_postgres"]
 
@@ -82,15 +81,7 @@ class Postgres:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: clients are disconnected), then remove the cluster."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_group(self.proc, signal.SIGINT, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -114,17 +105,7 @@ def start_postgres(timeout: float = 60) -> Postgres:
     root = Path(tempfile.mkdtemp(prefix="ws-artifacts-pg-"))
     data, sockets = root / "data", root / "sockets"
     sockets.mkdir()
-    _, uid = _as_owner([])
-    if uid is not None:
-        for path in (root, sockets):
-            os.chown(path, uid, -1)
-    initdb, _ = _as_owner(
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"]
-    )
-    result = subprocess.run(initdb, capture_output=True, check=False, cwd=root)
-    if result.returncode != 0:
-        shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError(f"initdb failed ({result.returncode}):\n{result.stderr.decode()}")
+    _initdb(bin_dir, root, data, sockets)
     port = free_port()
     cmd, _ = _as_owner(
         [
@@ -152,6 +133,28 @@ def start_postgres(timeout: float = 60) -> Postgres:
         cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
     )
     server = Postgres(port=port, root=root, proc=proc)
+    _wait_ready(server, timeout)
+    return server
+
+
+def _initdb(bin_dir: Path, root: Path, data: Path, sockets: Path) -> None:
+    """A new cluster in ``data``, owned by whoever will run it (removed again on failure)."""
+    _, uid = _as_owner([])
+    if uid is not None:
+        for path in (root, sockets):
+            os.chown(path, uid, -1)
+    initdb, _ = _as_owner(
+        [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"]
+    )
+    result = subprocess.run(initdb, capture_output=True, check=False, cwd=root)
+    if result.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed ({result.returncode}):\n{result.stderr.decode()}")
+
+
+def _wait_ready(server: Postgres, timeout: float) -> None:
+    """Until ``server`` answers a query; stopped (and its cluster removed) if it never does."""
+    proc = server.proc
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -160,7 +163,7 @@ def start_postgres(timeout: float = 60) -> Postgres:
             raise RuntimeError(f"postgres exited ({proc.returncode}):\n{text}")
         try:
             server.query("postgres", "SELECT 1")
-            return server
+            return
         except Exception:  # not accepting connections yet: retry until the deadline
             if time.monotonic() > deadline:
                 server.stop()

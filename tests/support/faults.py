@@ -297,38 +297,41 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(_ERROR)
                     return
-                upstream = http.client.HTTPConnection(*proxy._upstream, timeout=60)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-                    changed = proxy._rewritten(request, body)
-                    if changed != body:
-                        body = changed
-                        headers = {
-                            k: v for k, v in headers.items() if k.lower() != "content-length"
-                        }
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    data = response.read()
-                    if data and proxy._corrupts(request):
-                        data = bytes([data[0] ^ 0xFF]) + data[1:]
-                    proxy._run_after(request)
-                    self.send_response(response.status)
-                    head = self.command == "HEAD"
-                    for key, value in response.getheaders():
-                        lower = key.lower()
-                        if lower not in _HOP and (head or lower != "content-length"):
-                            self.send_header(key, value)
-                    if not head:
-                        self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD" and data and proxy._cuts(request):
-                        self.wfile.write(data[: len(data) // 2])
-                        self.close_connection = True  # the rest never comes
-                    elif self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    upstream.close()
+                proxy._relay(self, request, body)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
         return Handler
+
+    def _relay(self, handler: BaseHTTPRequestHandler, request: Request, body: bytes) -> None:
+        """Send ``request`` upstream and its answer back to ``handler``'s client (the body
+        rewritten, the answer corrupted, as the rules say)."""
+        upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+            changed = self._rewritten(request, body)
+            if changed != body:
+                body = changed
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+            upstream.request(handler.command, handler.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+            if data and self._corrupts(request):
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            self._run_after(request)
+            handler.send_response(response.status)
+            head = handler.command == "HEAD"
+            for key, value in response.getheaders():
+                lower = key.lower()
+                if lower not in _HOP and (head or lower != "content-length"):
+                    handler.send_header(key, value)
+            if not head:
+                handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            if not head and data and self._cuts(request):
+                handler.wfile.write(data[: len(data) // 2])
+                handler.close_connection = True  # the rest never comes
+            elif not head:
+                handler.wfile.write(data)
+        finally:
+            upstream.close()
