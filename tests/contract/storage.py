@@ -43,54 +43,6 @@ class StorageContract:
         for capability in Capability:
             assert backend.supports(capability) == (capability in rig.capabilities)
 
-    @pytest.mark.parametrize(
-        ("capability", "call"),
-        [
-            (Capability.PRESIGNED_READS, lambda b, t: b.presign_get(t, 60)),
-            (Capability.PRESIGNED_WRITES, lambda b, t: b.presign_put(t, 60)),
-            (Capability.MULTIPART_UPLOADS, lambda b, t: b.create_multipart(t, 2)),
-            (Capability.MULTIPART_UPLOADS, lambda b, t: b.check_upload(t, "u1")),
-            (Capability.MULTIPART_UPLOADS, lambda b, t: b.parts_of(t, "u1")),
-            (Capability.MULTIPART_UPLOADS, lambda b, t: b.complete_multipart(t, "u1", [])),
-            (Capability.MULTIPART_UPLOADS, lambda b, t: b.abort_multipart(t, "u1")),
-            (Capability.MULTIPART_UPLOADS, lambda b, t: b.pending_uploads(t)),
-        ],
-        ids=[
-            "presign-get",
-            "presign-put",
-            "create",
-            "check",
-            "parts",
-            "complete",
-            "abort",
-            "pending",
-        ],
-    )
-    def test_a_missing_capability_is_refused_naming_workspace_and_url(
-        self, rig: Rig, capability: Capability, call: Callable[[Backend, Target], object]
-    ) -> None:
-        if capability in rig.capabilities:
-            pytest.skip(f"this store has {capability.value}")
-        target = team_a(rig, "7/x.bin")
-        with pytest.raises(CapabilityError, match=f"has no {capability.value}") as err:
-            call(backend_of(target), target)
-        assert "Workspace 'team-a'" in str(err.value)
-        assert target.uri in str(err.value)
-        assert rig.stored() == []
-
-    def test_a_presigned_upload_lands_in_place(self, rig: Rig) -> None:
-        if Capability.PRESIGNED_WRITES not in rig.capabilities:
-            pytest.skip("this store has no presigned writes")
-        import requests
-
-        target = team_a(rig, "7/run1/artifacts/p.txt")
-        url, headers = backend_of(target).presign_put(target, 60)
-        requests.put(url, data=b"presigned", headers=headers, timeout=30).raise_for_status()
-        assert rig.stored() == [f"{RUN}/p.txt"]
-        got, size = backend_of(target).presign_get(target, 60)
-        assert size == len(b"presigned")
-        assert requests.get(got, timeout=30).content == b"presigned"
-
     def test_look_and_remove_one_object(self, rig: Rig, tmp_path: Path) -> None:
         target = team_a(rig, "7/run1/artifacts/one.txt")
         backend = backend_of(target)
@@ -189,3 +141,58 @@ class KeyContract:
             call(backend, base, f"{base}-other/workspaces/team-a/x")
         assert rig.stored() == []
         assert rig.elsewhere() == []
+
+
+class WithoutDirectTransfers:
+    """A store without presigned URLs or client-driven multipart uploads (every fsspec store):
+    each such call is refused with the workspace and the place named, and stores nothing."""
+
+    @pytest.mark.parametrize(
+        ("capability", "call"),
+        [
+            (Capability.PRESIGNED_READS, lambda b, t: b.presign_get(t, 60)),
+            (Capability.PRESIGNED_WRITES, lambda b, t: b.presign_put(t, 60)),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.create_multipart(t, 2)),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.check_upload(t, "u1")),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.parts_of(t, "u1")),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.complete_multipart(t, "u1", [])),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.abort_multipart(t, "u1")),
+            (Capability.MULTIPART_UPLOADS, lambda b, t: b.pending_uploads(t)),
+        ],
+        ids=[
+            "presign-get",
+            "presign-put",
+            "create",
+            "check",
+            "parts",
+            "complete",
+            "abort",
+            "pending",
+        ],
+    )
+    def test_a_missing_capability_is_refused_naming_workspace_and_url(
+        self, rig: Rig, capability: Capability, call: Callable[[Backend, Target], object]
+    ) -> None:
+        assert capability not in rig.capabilities
+        target = team_a(rig, "7/x.bin")
+        with pytest.raises(CapabilityError, match=f"has no {capability.value}") as err:
+            call(backend_of(target), target)
+        assert "Workspace 'team-a'" in str(err.value)
+        assert target.uri in str(err.value)
+        assert rig.stored() == []
+
+
+class WithDirectTransfers:
+    """A store whose clients move bytes themselves (S3): presigned URLs that work."""
+
+    def test_a_presigned_upload_lands_in_place(self, rig: Rig) -> None:
+        assert Capability.PRESIGNED_WRITES in rig.capabilities
+        import requests
+
+        target = team_a(rig, "7/run1/artifacts/p.txt")
+        url, headers = backend_of(target).presign_put(target, 60)
+        requests.put(url, data=b"presigned", headers=headers, timeout=30).raise_for_status()
+        assert rig.stored() == [f"{RUN}/p.txt"]
+        got, size = backend_of(target).presign_get(target, 60)
+        assert size == len(b"presigned")
+        assert requests.get(got, timeout=30).content == b"presigned"

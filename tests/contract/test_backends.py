@@ -15,7 +15,12 @@ import pytest
 import yaml
 
 from tests.contract.base import RUN, RepositoryContract, Rig
-from tests.contract.storage import KeyContract, StorageContract
+from tests.contract.storage import (
+    KeyContract,
+    StorageContract,
+    WithDirectTransfers,
+    WithoutDirectTransfers,
+)
 from tests.support.s3 import keys
 from tests.support.servers import MOTO_KEY, MOTO_SECRET, Server
 from tests.support.workspaces import in_workspace, unique
@@ -67,7 +72,7 @@ def _s3_rig(s3: Any, prefix: str) -> Rig:
     return Rig(f"ws-s3://root/{prefix}", stored, elsewhere, pending)
 
 
-class TestS3Contract(RepositoryContract, StorageContract, KeyContract):
+class TestS3Contract(RepositoryContract, StorageContract, KeyContract, WithDirectTransfers):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
         prefix = unique("contract")
@@ -137,7 +142,7 @@ class TestS3Contract(RepositoryContract, StorageContract, KeyContract):
         assert rig.pending_uploads() == []
 
 
-class TestS3fsContract(RepositoryContract, StorageContract, KeyContract):
+class TestS3fsContract(RepositoryContract, StorageContract, KeyContract, WithoutDirectTransfers):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: Server, s3: Any) -> Rig:
         prefix = unique("s3fs")
@@ -170,7 +175,9 @@ def _tree(root: Path) -> list[str]:
     )
 
 
-class TestLocalFileContract(RepositoryContract, StorageContract, KeyContract):
+class TestLocalFileContract(
+    RepositoryContract, StorageContract, KeyContract, WithoutDirectTransfers
+):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
         stores = tmp_path / "stores"
@@ -191,7 +198,7 @@ class TestLocalFileContract(RepositoryContract, StorageContract, KeyContract):
         )
 
 
-class TestMemoryContract(RepositoryContract, StorageContract, KeyContract):
+class TestMemoryContract(RepositoryContract, StorageContract, KeyContract, WithoutDirectTransfers):
     @pytest.fixture
     def rig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Rig:
         name = unique("mem")
