@@ -17,7 +17,8 @@ from tests.contract.base import RUN, Rig, write_tree
 from ws_artifacts.core.errors import OwnershipError
 from ws_artifacts.core.loading import load_config
 from ws_artifacts.core.paths import LogicalPath
-from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Target
 from ws_artifacts.storage.base import Backend, Capability, CapabilityError
 from ws_artifacts.storage.registry import backend_for
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import is_within
-from ws_artifacts.core.routing import Place
+from ws_artifacts.core.targets import Place
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 
 CONFIG = parse_config(

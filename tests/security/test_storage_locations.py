@@ -18,7 +18,7 @@ from tests.support.workspaces import unique
 from ws_artifacts.core.errors import StorageLocationError
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.locations import check_root
-from ws_artifacts.core.routing import WorkspaceRoot
+from ws_artifacts.core.targets import WorkspaceRoot
 from ws_artifacts.serving.guard.policy import LocationPolicy, LocationRefused
 
 CONFIG = parse_config(

@@ -28,8 +28,9 @@ from ws_artifacts.core.errors import (
     translate_boto_error,
 )
 from ws_artifacts.core.loading import parse_config
-from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.routing import Router
 from ws_artifacts.core.settings import Credentials, Settings, StoragePolicy
+from ws_artifacts.core.targets import Target
 from ws_artifacts.serving import refusals
 from ws_artifacts.storage import clients, credentials
 from ws_artifacts.storage.clients import ClientCache, ClientKey, client_for, describe_credentials

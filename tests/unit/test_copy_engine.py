@@ -16,7 +16,8 @@ import pytest
 from ws_artifacts.core.errors import AccessDeniedError
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import join
-from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Target
 from ws_artifacts.storage import clients
 from ws_artifacts.storage.clients import ClientCache, ClientKey
 from ws_artifacts.storage.copying import copy_tree, delete_objects, list_tree, modified_after

@@ -138,7 +138,7 @@ def test_a_manifest_is_trusted_only_at_its_own_key(
 def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ws_artifacts.core.routing import Target
+    from ws_artifacts.core.targets import Target
     from ws_artifacts.serving import experiments
 
     config = parse_config({"workspaces": {}}, source="unit")
@@ -175,7 +175,7 @@ def test_owners_are_asked_again_after_the_bound_and_refusals_are_never_kept(
 
 
 def test_the_owners_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ws_artifacts.core.routing import Target
+    from ws_artifacts.core.targets import Target
     from ws_artifacts.serving import experiments
 
     config = parse_config({"workspaces": {}}, source="unit")

@@ -11,7 +11,8 @@ from tests.support.config import ConfigFile
 from ws_artifacts.core.errors import ConfigError, OwnershipError
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import split_logical
-from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Target
 from ws_artifacts.lifecycle.moves import retarget_uri
 
 

@@ -14,7 +14,8 @@ from ws_artifacts.core.destinations import check_destination, destinations_from_
 from ws_artifacts.core.errors import ConfigError, OwnershipError, PathError, UnroutedWorkspaceError
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import LogicalPath, check_owner, normalize, split_under
-from ws_artifacts.core.routing import DESTINATION, Router, Target
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import DESTINATION, Target
 
 
 def config(**extra: Any) -> Config:

@@ -1,6 +1,6 @@
 """MLflow's workspace provider (``mlflow.workspace_provider``): its SQL store, its base class, its
 deletion rules, and each workspace's roots: the current one in MLflow's workspaces table, the
-previous ones in ws-artifacts' own table beside it (:class:`ws_artifacts.core.routing.WorkspaceRoot`
+previous ones in ws-artifacts' own table beside it (:class:`ws_artifacts.core.targets.WorkspaceRoot`
 is built from them)."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ws_artifacts.cli.common import load as _load
 from ws_artifacts.cli.common import out as _out
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
-from ws_artifacts.core.routing import Place
+from ws_artifacts.core.targets import Place
 from ws_artifacts.lifecycle import quarantine as q
 from ws_artifacts.storage.registry import backend_for
 

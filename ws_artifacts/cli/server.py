@@ -171,7 +171,7 @@ def _say_what_changed(data_dir: Path, config: Config, destination: str) -> None:
 
 
 def _print_plan(plan: Any, config: Config) -> None:
-    from ws_artifacts.core.routing import DESTINATION
+    from ws_artifacts.core.targets import DESTINATION
     from ws_artifacts.lifecycle.checks import check_routes
 
     _out.print(

@@ -1,7 +1,7 @@
 """The core: what a workspace's artifacts are and where they go, with no I/O and no MLflow.
 
 Owns routing from (workspace, path) to a place (:mod:`.routing`: start here), with the one
-:class:`~.routing.Place` (a workspace's location on one route, current or previous, built only
+:class:`~.targets.Place` (:mod:`.targets`: a workspace's location on one route, current or previous, built only
 by routing), a workspace's own root (:mod:`.roots`) and the server's destinations
 (:mod:`.destinations`); the configuration file's models (:mod:`.config`, each place's settings
 in :mod:`.settings`) and its loader (:mod:`.loading`); logical artifact paths (:mod:`.paths`),

@@ -15,7 +15,7 @@ from ws_artifacts.core.paths import (
     normalize,
     split_logical,
 )
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.core.urls import split_url
 
 __all__ = ["SERVER_DESTINATION_ENV_VARS", "check_destination", "destinations_from_env"]

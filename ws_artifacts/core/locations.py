@@ -34,7 +34,7 @@ from ws_artifacts.core.errors import PathError, StorageLocationError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_within, normalize, reads_as_workspaces
 from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
 from ws_artifacts.core.roots import find_location
-from ws_artifacts.core.routing import WorkspaceRoot
+from ws_artifacts.core.targets import WorkspaceRoot
 from ws_artifacts.core.urls import split_url
 
 __all__ = ["approved_locations", "check_root"]

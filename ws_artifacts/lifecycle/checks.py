@@ -24,8 +24,9 @@ from ws_artifacts.core.paths import (
     split_logical,
 )
 from ws_artifacts.core.roots import routes_by_root
-from ws_artifacts.core.routing import DESTINATION, Route, Router, Target, WorkspaceRoot
+from ws_artifacts.core.routing import Router
 from ws_artifacts.core.settings import Settings
+from ws_artifacts.core.targets import DESTINATION, Route, Target, WorkspaceRoot
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.storage.registry import backend_for
 

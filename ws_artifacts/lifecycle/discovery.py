@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 from ws_artifacts.core.errors import UnroutedWorkspaceError, WsArtifactsError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.routing import Place, Route, Router
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Place, Route
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.storage.registry import backend_for
 

@@ -6,7 +6,7 @@ in each previous place, newest first; lists are the union (the current place win
 clash); deletes remove every copy, so a deleted artifact cannot reappear from an older place.
 Writes are not here: they only ever go to the current place.
 
-Every place is a :class:`~ws_artifacts.core.routing.Target` built by routing, so every one has
+Every place is a :class:`~ws_artifacts.core.targets.Target` built by routing, so every one has
 passed the same containment check. The quarantine area
 (:func:`ws_artifacts.core.quarantine_names.in_quarantine`)
 is left out of every list and walk, and a delete whose tree holds any of it is refused whole.
@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from ws_artifacts.core.errors import NotFoundError, OwnershipError
 from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.storage.base import Backend, Entry
 from ws_artifacts.storage.registry import backend_for
 

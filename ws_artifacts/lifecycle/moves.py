@@ -35,7 +35,8 @@ from typing import Any
 from ws_artifacts._mlflow import tracking_db
 from ws_artifacts.core.errors import ConfigError, PathError, StorageError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join, split_logical
-from ws_artifacts.core.routing import Router, Target
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Target
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle.migrate import MigrateOutcome, migrate_places
 from ws_artifacts.storage.copying import Outcome, delete_objects, modified_after

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ws_artifacts.core.paths import join
-from ws_artifacts.core.routing import Place, Router
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Place
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.discovery import discover_places
 from ws_artifacts.lifecycle.quarantine import quarantine_place, store_of

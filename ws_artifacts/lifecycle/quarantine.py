@@ -35,7 +35,8 @@ from ws_artifacts.core.paths import (
     join,
 )
 from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT
-from ws_artifacts.core.routing import Place, Route, Router
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Place, Route
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.storage.base import Backend
 from ws_artifacts.storage.registry import backend_for

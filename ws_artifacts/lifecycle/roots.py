@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from ws_artifacts._mlflow import workspace_store
 from ws_artifacts.core.errors import ConfigError, StorageError
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE
-from ws_artifacts.core.routing import WorkspaceRoot
+from ws_artifacts.core.targets import WorkspaceRoot
 
 __all__ = [
     "DEFAULT_TTL",

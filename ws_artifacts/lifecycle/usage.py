@@ -28,8 +28,9 @@ from ws_artifacts.core.errors import (
 )
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
 from ws_artifacts.core.roots import routes_by_root
-from ws_artifacts.core.routing import Place, Route, Router, Target, WorkspaceRoot
+from ws_artifacts.core.routing import Router
 from ws_artifacts.core.settings import merge_settings
+from ws_artifacts.core.targets import Place, Route, Target, WorkspaceRoot
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.usage_report import Row, Usage

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ws_artifacts.core.routing import Place
+    from ws_artifacts.core.targets import Place
 
 __all__ = ["Row", "Usage", "experiment_names", "tracking_workspaces"]
 

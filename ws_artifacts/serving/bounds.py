@@ -42,7 +42,7 @@ from ws_artifacts.core.errors import (
     QuotaExceededError,
     RequestLimitError,
 )
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.serving import quota
 
 if TYPE_CHECKING:

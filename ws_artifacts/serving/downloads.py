@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from ws_artifacts._mlflow import artifact_repo, environment
 from ws_artifacts.core.errors import NotFoundError, PathError
 from ws_artifacts.core.paths import normalize
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.lifecycle import fallback
 from ws_artifacts.serving import audit, transfers
 from ws_artifacts.storage.base import Entry

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from ws_artifacts._mlflow import tracking_db
 from ws_artifacts.core.errors import OwnershipError
 from ws_artifacts.core.paths import split_logical
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 
 __all__ = ["OWNER_CACHE_SIZE", "OWNER_TTL_SECONDS", "check_writable", "experiment_of"]
 

@@ -37,8 +37,8 @@ from typing import Any, BinaryIO
 
 from ws_artifacts.core.errors import QuotaExceededError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT
-from ws_artifacts.core.routing import DESTINATION, Target
 from ws_artifacts.core.settings import Quota
+from ws_artifacts.core.targets import DESTINATION, Target
 
 __all__ = [
     "admit",

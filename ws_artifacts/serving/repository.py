@@ -34,7 +34,7 @@ from ws_artifacts.core.errors import (
     WsArtifactsError,
 )
 from ws_artifacts.core.paths import check_mlflow_path, is_within, join, normalize
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.lifecycle import fallback
 from ws_artifacts.serving import (
     audit,

@@ -1,4 +1,4 @@
-"""From a repository's path to a checked :class:`~ws_artifacts.core.routing.Target`.
+"""From a repository's path to a checked :class:`~ws_artifacts.core.targets.Target`.
 
 The repository resolves every operation in the calling thread; this module holds what that
 needs beyond the repository itself: the configuration in force (a server worker's, whose load
@@ -19,7 +19,8 @@ from ws_artifacts.core.destinations import check_destination, destinations_from_
 from ws_artifacts.core.errors import ConfigError, PathError
 from ws_artifacts.core.loading import CONFIG_ENV_VAR
 from ws_artifacts.core.paths import check_owner, normalize, split_logical, split_under
-from ws_artifacts.core.routing import Router, Target, WorkspaceRoot
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Target, WorkspaceRoot
 from ws_artifacts.core.urls import split_url
 from ws_artifacts.lifecycle import roots
 from ws_artifacts.serving.live_config import config_from_env

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ws_artifacts.core.errors import WsArtifactsError
-from ws_artifacts.core.routing import Target
 from ws_artifacts.core.settings import Transfer
+from ws_artifacts.core.targets import Target
 
 __all__ = ["FailedTransfers", "max_concurrency", "run_all"]
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable
 
 from ws_artifacts.core.errors import WsArtifactsError
 from ws_artifacts.core.paths import normalize
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.serving import audit, quota, refusals, transfers
 from ws_artifacts.storage.base import Backend
 from ws_artifacts.storage.registry import backend_for

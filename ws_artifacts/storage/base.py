@@ -1,7 +1,7 @@
 """The storage interface: what every kind of store does for the layers above.
 
-A backend serves one :class:`~ws_artifacts.core.routing.Route` and is handed resolved
-:class:`~ws_artifacts.core.routing.Target` objects: it never decides where anything goes.
+A backend serves one :class:`~ws_artifacts.core.targets.Route` and is handed resolved
+:class:`~ws_artifacts.core.targets.Target` objects: it never decides where anything goes.
 
 What not every store can do (presigned URLs, multipart uploads) is a :class:`Capability`: a
 caller asks ``backend.supports(...)`` instead of asking which kind of store it holds, and a
@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from ws_artifacts.core.errors import OwnershipError, WsArtifactsError
 from ws_artifacts.core.paths import is_within, join
-from ws_artifacts.core.routing import Route, Target
+from ws_artifacts.core.targets import Route, Target
 
 __all__ = [
     "TEMP_PREFIX",

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from ws_artifacts.core.errors import StorageError, WsArtifactsError
-from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.core.settings import Transfer
+from ws_artifacts.core.targets import Route, Target
 from ws_artifacts.storage.fs import FsspecBackend
 from ws_artifacts.storage.registry import backend_for
 from ws_artifacts.storage.s3 import copy as s3_copy

@@ -23,7 +23,7 @@ from ws_artifacts.core.errors import (
     WsArtifactsError,
 )
 from ws_artifacts.core.paths import join
-from ws_artifacts.core.routing import Route, Target
+from ws_artifacts.core.targets import Route, Target
 from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Entry, Piece, Split, is_temporary
 from ws_artifacts.storage.content import content_args
 from ws_artifacts.storage.local_files import CHUNK, copy_times, write_local

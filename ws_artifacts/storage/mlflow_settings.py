@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ws_artifacts.core.errors import ConfigError
-from ws_artifacts.core.routing import Route
+from ws_artifacts.core.targets import Route
 
 __all__ = [
     "ENDPOINT_URL",

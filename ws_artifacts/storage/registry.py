@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from ws_artifacts.core.routing import Route
+from ws_artifacts.core.targets import Route
 from ws_artifacts.storage.base import Backend
 
 __all__ = ["backend_for"]

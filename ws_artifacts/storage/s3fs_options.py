@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ws_artifacts.core.errors import CredentialsError
-from ws_artifacts.core.routing import Route
+from ws_artifacts.core.targets import Route
 
 __all__ = ["s3fs_options"]
 

@@ -45,7 +45,8 @@ from ws_artifacts.core.paths import (
     split_logical,
 )
 from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
-from ws_artifacts.core.routing import Place, Router
+from ws_artifacts.core.routing import Router
+from ws_artifacts.core.targets import Place
 from ws_artifacts.core.urls import split_url
 
 __all__ = ["LocationPolicy", "LocationRefused", "Resolver"]

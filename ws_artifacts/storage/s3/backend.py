@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from ws_artifacts.core.errors import NotFoundError, boto_code
 from ws_artifacts.core.paths import join
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.storage.base import Capability, Entry, Piece, Split
 from ws_artifacts.storage.clients import client_for
 from ws_artifacts.storage.s3 import listing

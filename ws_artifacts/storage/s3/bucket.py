@@ -10,8 +10,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ws_artifacts.core.errors import boto_code, translate_boto_error
-from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.core.settings import Transfer
+from ws_artifacts.core.targets import Route, Target
 from ws_artifacts.storage.base import Backend
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.mlflow_settings import expected_bucket_owner

@@ -18,8 +18,8 @@ from typing import Any
 
 from ws_artifacts.core.errors import StorageError, translate_boto_error
 from ws_artifacts.core.paths import join
-from ws_artifacts.core.routing import Route, Target
 from ws_artifacts.core.settings import Transfer
+from ws_artifacts.core.targets import Route, Target
 from ws_artifacts.storage.clients import client_for, describe_credentials
 from ws_artifacts.storage.mlflow_settings import expected_bucket_owner
 from ws_artifacts.storage.s3.backend import S3Backend

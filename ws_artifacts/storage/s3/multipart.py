@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ws_artifacts.core.errors import NotFoundError, boto_code
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.storage.s3 import listing
 from ws_artifacts.storage.s3.bucket import BucketBackend
 from ws_artifacts.storage.s3.presign import part_urls

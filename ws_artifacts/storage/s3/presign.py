@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from ws_artifacts.core.errors import StorageError
-from ws_artifacts.core.routing import Target
+from ws_artifacts.core.targets import Target
 from ws_artifacts.storage.content import PRESIGN_FALLBACK_TYPE, upload_headers
 from ws_artifacts.storage.s3.bucket import BucketBackend
 from ws_artifacts.storage.s3.upload_args import put_args

@@ -6,8 +6,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from ws_artifacts.core.routing import Route
 from ws_artifacts.core.settings import WORKSPACE_TAG
+from ws_artifacts.core.targets import Route
 from ws_artifacts.storage.content import content_args
 from ws_artifacts.storage.mlflow_settings import s3_defaults
 
