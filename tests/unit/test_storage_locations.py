@@ -12,8 +12,8 @@ from tests.support.config import ConfigFile
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import ConfigError, OwnershipError, StorageError
 from ws_artifacts.core.loading import parse_config
+from ws_artifacts.core.locations import find_location
 from ws_artifacts.core.paths import LogicalPath
-from ws_artifacts.core.roots import find_location
 from ws_artifacts.core.routing import Router
 from ws_artifacts.core.targets import WorkspaceRoot
 from ws_artifacts.lifecycle.roots import ROOTS_TTL_ENV, RootsCache, roots_ttl

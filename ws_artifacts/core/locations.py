@@ -29,15 +29,14 @@ import unicodedata
 import urllib.parse
 from collections.abc import Mapping, Sequence
 
-from ws_artifacts.core.config import Config
+from ws_artifacts.core.config import Config, LocationConfig
 from ws_artifacts.core.errors import PathError, StorageLocationError
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_within, normalize, reads_as_workspaces
 from ws_artifacts.core.quarantine_names import QUARANTINE_SEGMENT, in_quarantine
-from ws_artifacts.core.roots import find_location
 from ws_artifacts.core.targets import WorkspaceRoot
 from ws_artifacts.core.urls import split_url
 
-__all__ = ["approved_locations", "check_root"]
+__all__ = ["approved_locations", "check_root", "find_location", "routes_by_root"]
 
 _MAX_ROOT_LENGTH = 1024
 _HOST = re.compile(r"[a-z0-9][a-z0-9.-]*")
@@ -181,3 +180,31 @@ def _split(url: str) -> tuple[str, str, str]:
         return scheme, location, normalize(prefix)
     except PathError:
         return scheme, location, prefix.strip("/")
+
+
+def routes_by_root(url: str | None) -> bool:
+    """Whether a workspace's root is a route of its own: not ``ws-``/``mlflow-artifacts:``,
+    which only name MLflow's own layout below the server's destination (the guard keeps those
+    inside the workspace)."""
+    return bool(url) and not str(url).startswith(("ws-", "mlflow-artifacts:"))
+
+
+def find_location(config: Config, url: str) -> tuple[str, LocationConfig] | None:
+    """The approved location ``url`` lies in (the most specific one), or None.
+
+    The URL is compared part by part: same scheme, same bucket (or host), and a key prefix at
+    or below the location's, segment-wise (``s3://b/ab`` is not inside ``s3://b/a``).
+    """
+    scheme, location, prefix = split_url(url)
+    try:
+        clean = normalize(prefix)
+    except PathError:
+        return None
+    best: tuple[str, LocationConfig] | None = None
+    for name, entry in config.locations.items():
+        l_scheme, l_location, l_prefix = split_url(entry.url)
+        if (l_scheme, l_location) != (scheme, location) or not is_within(l_prefix, clean):
+            continue
+        if best is None or len(entry.url) > len(best[1].url):
+            best = (name, entry)
+    return best

@@ -37,6 +37,7 @@ from ws_artifacts.core.errors import (
     OwnershipError,
     UnroutedWorkspaceError,
 )
+from ws_artifacts.core.locations import find_location, routes_by_root
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
     WORKSPACES_SEGMENT,
@@ -45,7 +46,6 @@ from ws_artifacts.core.paths import (
     normalize,
     split_logical,
 )
-from ws_artifacts.core.roots import find_location, routes_by_root
 from ws_artifacts.core.settings import Settings, merge_settings
 from ws_artifacts.core.targets import (
     ANY_WORKSPACE,

@@ -15,6 +15,7 @@ from typing import Any
 
 from ws_artifacts.core.config import Config
 from ws_artifacts.core.errors import WsArtifactsError
+from ws_artifacts.core.locations import routes_by_root
 from ws_artifacts.core.paths import (
     DEFAULT_WORKSPACE,
     WORKSPACES_SEGMENT,
@@ -23,7 +24,6 @@ from ws_artifacts.core.paths import (
     normalize,
     split_logical,
 )
-from ws_artifacts.core.roots import routes_by_root
 from ws_artifacts.core.routing import Router
 from ws_artifacts.core.settings import Settings
 from ws_artifacts.core.targets import DESTINATION, Route, Target, WorkspaceRoot

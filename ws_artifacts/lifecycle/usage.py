@@ -26,8 +26,8 @@ from ws_artifacts.core.errors import (
     UnroutedWorkspaceError,
     WsArtifactsError,
 )
+from ws_artifacts.core.locations import routes_by_root
 from ws_artifacts.core.paths import WORKSPACES_SEGMENT, is_valid_workspace_name, join
-from ws_artifacts.core.roots import routes_by_root
 from ws_artifacts.core.routing import Router
 from ws_artifacts.core.settings import merge_settings
 from ws_artifacts.core.targets import Place, Route, Target, WorkspaceRoot

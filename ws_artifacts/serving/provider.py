@@ -47,9 +47,8 @@ from ws_artifacts.core.errors import (
     UnroutedWorkspaceError,
     WsArtifactsError,
 )
-from ws_artifacts.core.locations import check_root
+from ws_artifacts.core.locations import check_root, routes_by_root
 from ws_artifacts.core.paths import DEFAULT_WORKSPACE, is_valid_workspace_name
-from ws_artifacts.core.roots import routes_by_root
 from ws_artifacts.core.routing import Router
 from ws_artifacts.core.targets import Place, WorkspaceRoot
 from ws_artifacts.lifecycle import roots
