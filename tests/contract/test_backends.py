@@ -230,7 +230,7 @@ def test_s3fs_route_reads_static_keys_from_files_and_refuses_roles(tmp_path: Pat
     from ws_artifacts.core.errors import CredentialsError
     from ws_artifacts.core.loading import parse_config
     from ws_artifacts.core.routing import Router
-    from ws_artifacts.storage.fs import FsspecBackend
+    from ws_artifacts.storage.fs.backend import FsspecBackend
 
     (tmp_path / "key").write_text("file-key\n")
     (tmp_path / "secret").write_text("file-secret\n")

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from tests.support.workspaces import in_workspace
-from ws_artifacts.storage.fs import FsspecBackend
+from ws_artifacts.storage.fs.backend import FsspecBackend
 
 RUN = "workspaces/team-a/1/r/artifacts"
 

@@ -35,7 +35,7 @@ from typing import Any, Literal, cast
 from ws_artifacts.core.errors import StorageError, WsArtifactsError
 from ws_artifacts.core.settings import Transfer
 from ws_artifacts.core.targets import Route, Target
-from ws_artifacts.storage.fs import FsspecBackend
+from ws_artifacts.storage.fs.backend import FsspecBackend
 from ws_artifacts.storage.registry import backend_for
 from ws_artifacts.storage.s3 import copy as s3_copy
 from ws_artifacts.storage.s3.copy import is_multipart

@@ -1,6 +1,6 @@
 """Which backend serves a route: one instance per route, built on first use.
 
-Each kind of store is one module (:mod:`ws_artifacts.storage.s3`, :mod:`ws_artifacts.storage.fs`),
+Each kind of store is one package (:mod:`ws_artifacts.storage.s3`, :mod:`ws_artifacts.storage.fs`),
 imported only when a route of its kind is first served.
 """
 
@@ -27,7 +27,7 @@ def backend_for(route: Route) -> Backend:
 
             backend = S3Backend(route)
         else:
-            from ws_artifacts.storage.fs import FsspecBackend
+            from ws_artifacts.storage.fs.backend import FsspecBackend
 
             backend = FsspecBackend(route)
         with _lock:

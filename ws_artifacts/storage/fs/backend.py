@@ -12,87 +12,24 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from ws_artifacts.core.errors import (
-    AccessDeniedError,
-    NotFoundError,
-    OwnershipError,
     StorageError,
-    WsArtifactsError,
 )
-from ws_artifacts.core.paths import join
-from ws_artifacts.core.targets import Route, Target
-from ws_artifacts.storage.base import TEMP_PREFIX, Backend, Entry, Piece, Split, is_temporary
+from ws_artifacts.core.targets import Target
+from ws_artifacts.storage.base import TEMP_PREFIX, Entry, Piece, Split, is_temporary
 from ws_artifacts.storage.content import content_args
-from ws_artifacts.storage.local_files import CHUNK, copy_times, write_local
-from ws_artifacts.storage.s3fs_options import s3fs_options
+from ws_artifacts.storage.fs.keys import FsspecKeys
+from ws_artifacts.storage.fs.local_files import CHUNK, copy_times, write_local
 
 __all__ = ["FsspecBackend"]
 
 
-class FsspecBackend(Backend):
+class FsspecBackend(FsspecKeys):
     """One route's fsspec file system and root (no presigned URLs, no client-driven multipart
     uploads: it declares no :class:`~ws_artifacts.storage.base.Capability`)."""
-
-    def __init__(self, route: Route) -> None:
-        import fsspec
-
-        self.route = route
-        self.local = route.scheme in ("file", "local")
-        options = dict(route.settings.storage_options)
-        if route.scheme == "s3":
-            options = s3fs_options(route, options)
-        try:
-            # Our backend cache is bounded; fsspec's instance cache would keep one file system
-            # per distinct route for the life of the process.
-            self.fs: Any = fsspec.filesystem(route.scheme, skip_instance_cache=True, **options)
-        except (ImportError, ValueError) as err:
-            raise StorageError(
-                f"Cannot open the {route.scheme}:// file system of route '{route.name}' "
-                f"({type(err).__name__}); install its fsspec implementation or fix the url."
-            ) from None
-        self.root = self._path("")
-
-    def _path(self, key: str) -> str:
-        joined = join(self.route.location, key)
-        return "/" + joined if self.local else joined
-
-    @contextlib.contextmanager
-    def _errors(self, operation: str, target: Target) -> Iterator[None]:
-        try:
-            yield
-        except WsArtifactsError:
-            raise
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"No such artifact: '{target.uri}'. {operation} failed for workspace "
-                f"'{target.workspace}'; check the artifact path."
-            ) from None
-        except PermissionError:
-            raise AccessDeniedError(
-                f"{operation} failed for workspace '{target.workspace}' at {target.uri}: "
-                "permission denied; give the server access to the route's location."
-            ) from None
-        except OSError as err:
-            raise StorageError(
-                f"{operation} failed for workspace '{target.workspace}' at {target.uri}: "
-                f"{type(err).__name__}: {err.strerror or 'I/O error'}."
-            ) from None
-
-    def _checked(self, target: Target) -> str:
-        """The file-system path of ``target``; on local routes, symlinks resolved and checked."""
-        path = self._path(target.key)
-        if self.local:
-            scope = os.path.realpath(self._path(target.scope))
-            real = os.path.realpath(path)
-            if real != scope and not real.startswith(scope.rstrip("/") + "/"):
-                raise OwnershipError(
-                    f"Refused: {target.uri} resolves (through a symbolic link) outside the "
-                    f"artifact directory of workspace '{target.workspace}'; remove the link."
-                )
-        return path
 
     def check(self, target: Target) -> None:
         """Refuse a target that resolves outside its workspace (see :meth:`_checked`)."""
@@ -185,25 +122,6 @@ class FsspecBackend(Backend):
             is_dir = item["type"] == "directory"
             entries.append(Entry(name, is_dir, None if is_dir else int(item.get("size") or 0)))
         return entries
-
-    def _find(self, path: str) -> dict[str, Any]:
-        """Every entry below ``path`` with its details (empty when it is no directory): the
-        one listing that walks, sizes, times and key walks read."""
-        if not self.fs.isdir(path):
-            return {}
-        found: dict[str, Any] = self.fs.find(path, detail=True)
-        return found
-
-    def _files(
-        self, path: str, found: Iterable[tuple[str, Any]], *, ours: bool = False
-    ) -> Iterator[tuple[str, Any]]:
-        """The files among ``found`` (a ``find`` below ``path``), named relative to ``path``;
-        our temporary files left out unless ``ours``."""
-        base = self.fs._strip_protocol(path).rstrip("/") + "/"
-        for name, item in found:
-            rel = name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1]
-            if item["type"] != "directory" and (ours or not is_temporary(rel.rsplit("/", 1)[-1])):
-                yield rel, item
 
     def walk(self, target: Target) -> Iterator[Entry]:
         """Every file below ``target``."""
@@ -321,96 +239,6 @@ class FsspecBackend(Backend):
             count = sum(1 for _ in self.walk(target)) if self.fs.isdir(path) else 1
             self.fs.rm(path, recursive=True)
         return count
-
-    # -- lifecycle work by key (see Backend; no symlink check: keys are not user paths) -----
-    @contextlib.contextmanager
-    def _key_errors(self, operation: str, key: str) -> Iterator[None]:
-        try:
-            yield
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"{operation} failed: {self.key_uri(key)} does not exist."
-            ) from None
-        except OSError as err:
-            raise StorageError(
-                f"{operation} failed at {self.key_uri(key)}: {type(err).__name__}: "
-                f"{err.strerror or 'I/O error'}; check the route's location and permissions."
-            ) from None
-
-    def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:
-        self._inside(base, prefix)
-        path = self._path(prefix)
-        with self._key_errors("list", prefix):
-            found = self._find(path)
-        for rel, item in self._files(path, sorted(found.items()), ours=True):
-            yield join(prefix, rel), int(item.get("size") or 0)
-
-    def children(self, base: str, prefix: str) -> list[str]:
-        self._inside(base, prefix)
-        path = self._path(prefix)
-        with self._key_errors("list", prefix):
-            if not self.fs.isdir(path):
-                return []
-            items = self.fs.ls(path, detail=False)
-        return sorted(str(i).rstrip("/").rsplit("/", 1)[-1] for i in items)
-
-    def newest(self, base: str, prefix: str) -> float | None:
-        self._inside(base, prefix)
-        path = self._path(prefix)
-        with self._key_errors("list", prefix):
-            found = self._find(path)
-        times = [_modified(item) for _, item in self._files(path, found.items(), ours=True)]
-        if not times or None in times:
-            return None  # a store that does not tell cannot show an object to be old
-        return max(t for t in times if t is not None)
-
-    def key_size(self, base: str, key: str) -> int | None:
-        self._inside(base, key)
-        path = self._path(key)
-        with self._key_errors("stat", key):
-            if not self.fs.isfile(path):
-                return None
-            return int(self.fs.size(path))
-
-    def copy_key(self, base: str, src: str, dst: str, size: int, workspace: str) -> None:
-        self._inside(base, src, dst)
-        with self._key_errors("copy", src):
-            self.fs.makedirs(self.fs._parent(self._path(dst)), exist_ok=True)
-            self.fs.cp_file(self._path(src), self._path(dst))
-
-    def delete_keys(self, base: str, keys: list[str], workspace: str | None = None) -> None:
-        self._inside(base, *keys)
-        for key in keys:
-            with self._key_errors("delete", key), contextlib.suppress(FileNotFoundError):
-                self.fs.rm_file(self._path(key))
-
-    def write_bytes(self, base: str, key: str, data: bytes) -> None:
-        self._inside(base, key)
-        with self._key_errors("upload", key):
-            self.fs.makedirs(self.fs._parent(self._path(key)), exist_ok=True)
-            self.fs.pipe_file(self._path(key), data)
-
-    def read_bytes(self, base: str, key: str) -> bytes | None:
-        self._inside(base, key)
-        path = self._path(key)
-        with self._key_errors("download", key):
-            if not self.fs.isfile(path):
-                return None
-            data: bytes = self.fs.cat_file(path)
-        return data
-
-
-def _modified(item: dict[str, Any]) -> float | None:
-    """An fsspec listing entry's modification time (local: mtime, memory: created, s3fs:
-    LastModified), in seconds since the epoch."""
-    for name in ("mtime", "LastModified", "last_modified", "created"):
-        value = item.get(name)
-        if isinstance(value, int | float):
-            return float(value)
-        timestamp = getattr(value, "timestamp", None)
-        if callable(timestamp):
-            return float(timestamp())
-    return None
 
 
 def _discard(out: Any) -> None:
