@@ -14,7 +14,8 @@ from ws_artifacts.cli.main import main
 from ws_artifacts.core.loading import parse_config
 from ws_artifacts.core.paths import split_logical
 from ws_artifacts.core.routing import Router
-from ws_artifacts.storage.copying import Listed, same_content, server_side
+from ws_artifacts.storage.copying import server_side
+from ws_artifacts.storage.verify import Listed, same_content
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from typing import Any
 from ws_artifacts.core.errors import ConfigError
 from ws_artifacts.core.routing import Router
 from ws_artifacts.core.targets import Place, Target
-from ws_artifacts.storage.copying import Listed, Mode, Outcome, copy_tree, delete_objects, list_tree
+from ws_artifacts.storage.copying import Mode, Outcome, copy_tree, delete_objects, list_tree
 from ws_artifacts.storage.copying import server_side as _server_side
+from ws_artifacts.storage.verify import Listed
 
 __all__ = [
     "MigrateOutcome",

@@ -17,7 +17,8 @@ The engine under ``ws-artifacts migrate`` (and free for any other tool that move
   (SSE-KMS, fsspec stores, a streamed multipart upload), the MD5 is computed by reading;
 * an object is copied whole or not at all (``copy_object``, an aborted multipart upload, the
   backends' atomic uploads), so an interrupted run leaves nothing partial and a second run
-  skips what is already there and verified. (The S3 calls are in :mod:`.s3.copy`.)
+  skips what is already there and verified. (The S3 calls are in :mod:`.s3.copy`, the
+  comparison of contents in :mod:`.verify`.)
 """
 
 from __future__ import annotations
@@ -25,20 +26,27 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import hashlib
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from ws_artifacts.core.errors import StorageError, WsArtifactsError
 from ws_artifacts.core.settings import Transfer
 from ws_artifacts.core.targets import Route, Target
-from ws_artifacts.storage.fs.backend import FsspecBackend
 from ws_artifacts.storage.registry import backend_for
 from ws_artifacts.storage.s3 import copy as s3_copy
 from ws_artifacts.storage.s3.copy import is_multipart
+from ws_artifacts.storage.verify import (
+    UNREAD,
+    HashingReader,
+    Listed,
+    chunks,
+    md5_etag,
+    same_content,
+    stat,
+)
 
 __all__ = [
     "Listed",
@@ -47,13 +55,11 @@ __all__ = [
     "delete_objects",
     "list_tree",
     "modified_after",
-    "same_content",
     "server_side",
 ]
 
 _logger = logging.getLogger(__name__)
 _LIST_THREADS = 16
-_READ = 1024 * 1024
 _RELIST_FROM = 50  # copies verified from one listing of the target rather than HEADs
 
 Mode = Literal["server-side", "streamed"]
@@ -61,21 +67,6 @@ Mode = Literal["server-side", "streamed"]
 #: compared with the source's (SSE-KMS, other part layouts); the real run reads both to decide
 #: between ``present`` and ``shadowed``.
 Action = Literal["copied", "present", "shadowed", "failed", "planned", "compare"]
-
-
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """One object of a listed tree.
-
-    Attributes:
-        name: The key relative to the listed target.
-        size: Its size in bytes.
-        etag: Its ETag without quotes (S3), or None (fsspec stores).
-    """
-
-    name: str
-    size: int
-    etag: str | None
 
 
 @dataclass
@@ -238,13 +229,13 @@ def _copy_server_side(job: _Job) -> str:
 def _copy_streamed(job: _Job) -> str:
     """Read the source and upload it through the target's backend (its policy, multipart
     when large, aborted on failure). Returns the source bytes' MD5."""
-    reader = _HashingReader(_chunks(job.src))
+    reader = HashingReader(chunks(job.src))
     try:
         backend_for(job.dst.route).put_stream(job.dst, reader)  # type: ignore[arg-type]
     finally:
         reader.close()
     md5 = reader.md5.hexdigest()
-    listed = _md5_etag(job.src, job.listed)
+    listed = md5_etag(job.src, job.listed)
     if reader.size != job.listed.size or (listed and not is_multipart(listed) and listed != md5):
         _remove(job.dst)
         raise StorageError(
@@ -260,7 +251,7 @@ def _verify_copy(job: _Job, listed_after: Listed | None) -> str:
     on a mismatch, or when it cannot be checked (a read fails), delete it and raise."""
     src, dst, listed = job.src, job.dst, job.listed
     try:
-        there = listed_after or _stat(dst)
+        there = listed_after or stat(dst)
         how = same_content(src, listed, dst, there, streamed_md5=job.md5)
     except WsArtifactsError as err:
         _remove(dst)
@@ -291,74 +282,11 @@ def _compare(job: _Job, there: Listed, *, read: bool) -> Outcome:
         how = same_content(job.src, job.listed, job.dst, there, read=read)
     except WsArtifactsError as err:
         return _fail(job, err)
-    if how == _UNREAD:
+    if how == UNREAD:
         return Outcome(name, size, "compare", job.mode)
     if how is None:
         return Outcome(name, size, "shadowed", job.mode)
     return Outcome(name, size, "present", job.mode, how)
-
-
-_UNREAD = "unread"  # same_content without reading: only reading both could tell
-
-
-def same_content(
-    src: Target,
-    src_listed: Listed,
-    dst: Target,
-    dst_listed: Listed,
-    *,
-    read: bool = True,
-    streamed_md5: str | None = None,
-) -> str | None:
-    """How the two objects were found equal (``"size+etag"``, ``"size+md5"``), or None.
-
-    ETags are compared when both are MD5s or both multipart (of the same part count); else the
-    MD5 of each side comes from its ETag when that is one, or from reading it (``read``).
-    Without ``read``, objects of one size that only reading could compare give ``"unread"``.
-    """
-    if src_listed.size != dst_listed.size:
-        return None
-    a, b = _md5_etag(src, src_listed), _md5_etag(dst, dst_listed)
-    if a is not None and a == b:
-        return "size+etag"
-    if a is not None and b is not None and _parts(a) == _parts(b):
-        return None  # comparable (both MD5s, or multipart of as many parts) and different
-    if not read:
-        return _UNREAD if streamed_md5 is None else "size"
-    left = a if a is not None and not is_multipart(a) else streamed_md5 or _read_md5(src)
-    right = b if b is not None and not is_multipart(b) else _read_md5(dst)
-    return "size+md5" if left == right else None
-
-
-def _md5_etag(target: Target, listed: Listed) -> str | None:
-    """The ETag when it is a content checksum (not under SSE-KMS, whose ETags are not)."""
-    if listed.etag is None or target.route.backend != "s3":
-        return None
-    policy = target.route.settings.storage
-    if policy is not None and policy.sse == "aws:kms":
-        return None
-    return listed.etag
-
-
-def _parts(etag: str) -> str:
-    """``""`` for an MD5, the part count for a multipart ETag (``"<md5>-<count>"``)."""
-    return etag.rpartition("-")[2] if "-" in etag else ""
-
-
-def _stat(target: Target) -> Listed:
-    if target.route.backend != "s3":
-        size = backend_for(target.route).size(target)
-        return Listed(target.key, int(size), None)
-    size, etag = s3_copy.stat(target)
-    return Listed(target.key, size, etag)
-
-
-def _read_md5(target: Target) -> str:
-    """The object's MD5, from reading it (a failed read raises ours)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    for chunk in _chunks(target):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- times --------------------------------------------------------------------------------
@@ -380,37 +308,3 @@ def delete_objects(root: Target, names: list[str]) -> int:
         backend = backend_for(root.route)
         return sum(backend.delete(root.child(name)) for name in names)
     return s3_copy.delete_objects(root, names)
-
-
-# -- reading ------------------------------------------------------------------------------
-def _chunks(target: Target) -> Generator[bytes, None, None]:
-    """The object's bytes, a chunk at a time, read as asked for (one GET on S3); a failed open
-    or read raises ours, never botocore's errors nor an OSError; closing stops the read."""
-    if target.route.backend == "s3":
-        yield from s3_copy.read_chunks(target, _READ)
-    else:
-        yield from cast(FsspecBackend, backend_for(target.route)).read_chunks(target, _READ)
-
-
-class _HashingReader:
-    """A binary reader over :func:`_chunks`, hashing (MD5) and counting what goes by. A failed
-    read raises the source's translated error: the copy fails, its upload is aborted."""
-
-    def __init__(self, chunks: Generator[bytes, None, None]) -> None:
-        self._chunks = chunks
-        self._pending = b""  # what is left of the last chunk
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            data, self._pending = self._pending + b"".join(self._chunks), b""
-        else:  # uploads ask for a chunk at a time: a whole chunk is passed on, not copied
-            chunk = self._pending or next(self._chunks, b"")
-            data, self._pending = chunk[:size], chunk[size:]
-        self.md5.update(data)
-        self.size += len(data)
-        return data
-
-    def close(self) -> None:
-        self._chunks.close()
