@@ -27,6 +27,7 @@ __all__ = [
     "UnroutedWorkspaceError",
     "WsArtifactsError",
     "boto_code",
+    "error_class",
     "translate_boto_error",
 ]
 
@@ -262,6 +263,12 @@ def translate_boto_error(
         f"{missing}{operation} failed for workspace '{workspace or '(none)'}' at {location}"
         f"{using}: {what}; {fix}."
     )
+
+
+def error_class(code: str) -> type[WsArtifactsError]:
+    """Our class for a store's error ``code`` when it comes without an exception (a batch
+    delete's per-key errors): the same table as :func:`translate_boto_error`."""
+    return _BOTO_ERRORS.get(code, (StorageError, ""))[0]
 
 
 def boto_code(err: BaseException) -> str:

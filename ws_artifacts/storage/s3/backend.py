@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from ws_artifacts.core.errors import NotFoundError, boto_code
+from ws_artifacts.core.errors import boto_code, error_class
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.targets import Target
 from ws_artifacts.storage.base import Capability, Entry, Piece, Split
@@ -233,7 +233,7 @@ class S3Backend(Presigning, MultipartUploads, KeyOperations):
                 )
                 if errors := result.get("Errors"):
                     first = errors[0]
-                    raise NotFoundError(
+                    raise error_class(str(first.get("Code", "")))(
                         f"delete failed for workspace '{target.workspace}' at "
                         f"s3://{self.bucket}/{first.get('Key')}: {first.get('Code')}; "
                         f"{len(errors)} object(s) were not deleted."
