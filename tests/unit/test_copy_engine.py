@@ -1,6 +1,7 @@
 """The copy engine (storage/copying.py) on its own, no server: the bucket owner its S3 calls
-name (moto in-process, the calls seen through botocore's event hooks), and what one source
-object that cannot be read does to the copy of a local tree."""
+name (moto in-process, the calls seen through botocore's event hooks), as the lifecycle's calls
+by key name it, and what one source object that cannot be read does to the copy of a local
+tree."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ from ws_artifacts.storage import clients
 from ws_artifacts.storage.clients import ClientCache, ClientKey
 from ws_artifacts.storage.copying import copy_tree, delete_objects, list_tree, modified_after
 from ws_artifacts.storage.mlflow_settings import EXPECTED_BUCKET_OWNER
+from ws_artifacts.storage.registry import backend_for
 
 ACCOUNT = "123456789012"  # moto's account, the owner of every bucket it makes
 MIB = 1024 * 1024
 BASE = "workspaces/team-a"
 Call = tuple[str, str | None]  # an S3 operation and the ExpectedBucketOwner it carried
+#: The ExpectedSourceBucketOwner of each server-side copy call, in order.
+COPY_SOURCE_OWNERS: list[str | None] = []
 
 
 def place(url: str, **route: Any) -> Target:
@@ -67,9 +71,12 @@ def s3_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
     for name in ("MLFLOW_S3_ENDPOINT_URL", "MLFLOW_S3_UPLOAD_EXTRA_ARGS", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     calls: list[Call] = []
+    COPY_SOURCE_OWNERS.clear()
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append((model.name, params.get("ExpectedBucketOwner")))
+        if model.name in ("CopyObject", "UploadPartCopy"):
+            COPY_SOURCE_OWNERS.append(params.get("ExpectedSourceBucketOwner"))
 
     def build(key: ClientKey) -> Any:
         client = clients._build_client(key)
@@ -133,6 +140,48 @@ def test_a_wrong_expected_bucket_owner_from_mlflows_variable_is_refused(
     ):
         list_tree(src)
     assert s3_calls == [("ListObjectsV2", "210987654321")]
+
+
+def test_every_lifecycle_call_by_key_names_the_expected_bucket_owner(
+    s3_calls: list[Call], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quarantine, restore, purge, orphans and usage reach the bucket by key (outside the
+    repository's Targets): each of their calls names the owner too, and a copy names it for
+    its source as well."""
+    monkeypatch.setenv(EXPECTED_BUCKET_OWNER, ACCOUNT)
+    root = place("s3://old")
+    store = backend_for(root.route)
+    small, big = f"{BASE}/1/r/artifacts/small.txt", f"{BASE}/1/r/artifacts/big.bin"
+    assert sorted(k for k, _ in store.walk_keys("", BASE)) == [big, small]
+    assert store.children("", f"{BASE}/1/r") == ["artifacts"]
+    assert store.newest("", BASE) is not None
+    assert store.key_size("", small) == len(b"small")
+    store.copy_key("", small, f"{BASE}/q/small.txt", len(b"small"), "team-a")
+    store.copy_key("", big, f"{BASE}/q/big.bin", 5 * MIB + 1, "team-a")  # part by part
+    store.write_bytes("", f"{BASE}/q/manifest.json", b"{}")
+    assert store.read_bytes("", f"{BASE}/q/manifest.json") == b"{}"
+    store.delete_keys("", [f"{BASE}/q/small.txt", f"{BASE}/q/big.bin", f"{BASE}/q/manifest.json"])
+    found, pieces = store.walk_split(root, None)  # usage's parallel listing, piece by piece
+    while pieces:
+        more, new = store.walk_split(root, pieces.pop())
+        found, pieces = found + more, pieces + new
+    assert sorted(name for name, _ in found) == ["1/r/artifacts/big.bin", "1/r/artifacts/small.txt"]
+    assert store.subdirs("workspaces") == ["team-a"]
+
+    operations = {name for name, _ in s3_calls}
+    assert {
+        "ListObjectsV2",
+        "HeadObject",
+        "CopyObject",
+        "CreateMultipartUpload",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+        "PutObject",
+        "GetObject",
+        "DeleteObjects",
+    } <= operations
+    assert [call for call in s3_calls if call[1] != ACCOUNT] == []
+    assert COPY_SOURCE_OWNERS == [ACCOUNT, ACCOUNT, ACCOUNT]  # one copy, two part copies
 
 
 # -- an unreadable file of a local source fails alone ------------------------------------------

@@ -181,7 +181,7 @@ class S3Backend(Presigning, MultipartUploads, KeyOperations):
         location = f"s3://{join(self.bucket, piece.prefix)}"
         with self._translated("list", target.workspace, location):
             client = self.client(target)
-            return listing.split(client, self.bucket, piece, cut)
+            return listing.split(client, self.bucket, piece, cut, self._owner)
 
     def subdirs(self, prefix: str) -> list[str]:
         location = f"s3://{join(self.bucket, prefix)}"
@@ -190,7 +190,7 @@ class S3Backend(Presigning, MultipartUploads, KeyOperations):
             start = prefix + "/" if prefix else ""
             return [
                 common["Prefix"].rstrip("/").rsplit("/", 1)[-1]
-                for page in listing.pages(client, self.bucket, start, {}, delimiter="/")
+                for page in listing.pages(client, self.bucket, start, self._owner, delimiter="/")
                 for common in page.get("CommonPrefixes", [])
             ]
 

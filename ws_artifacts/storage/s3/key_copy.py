@@ -22,17 +22,22 @@ def copy_key(
     size: int,
     args: dict[str, Any],
     transfer: Transfer,
+    owner: dict[str, str],
 ) -> None:
     """``copy_object`` below the route's multipart threshold, ``upload_part_copy`` above it;
-    ``args`` (encryption, class, tags) go to the copy. A failed multipart copy is aborted.
+    ``args`` (encryption, class, tags) go to the copy; ``owner`` (``ExpectedBucketOwner``, or
+    empty) to every call, for the source as for the target. A failed multipart copy is aborted.
     botocore errors are raised as they are."""
     source = {"Bucket": bucket, "Key": src}
+    source_owner = {"ExpectedSourceBucketOwner": owner["ExpectedBucketOwner"]} if owner else {}
+    both = {**owner, **source_owner}
+    target = {**owner, **args, **source_owner}  # args name the owner too (put_args)
     if size < transfer.multipart_threshold:
         extra = {"TaggingDirective": "REPLACE"} if "Tagging" in args else {}
-        client.copy_object(Bucket=bucket, Key=dst, CopySource=source, **args, **extra)
+        client.copy_object(Bucket=bucket, Key=dst, CopySource=source, **target, **extra)
         return
     part = max(transfer.part_size, math.ceil(size / _MAX_PARTS))
-    upload = client.create_multipart_upload(Bucket=bucket, Key=dst, **args)
+    upload = client.create_multipart_upload(Bucket=bucket, Key=dst, **{**owner, **args})
     try:
         parts = []
         for number, start in enumerate(range(0, size, part), start=1):
@@ -44,12 +49,19 @@ def copy_key(
                 PartNumber=number,
                 CopySource=source,
                 CopySourceRange=f"bytes={start}-{end}",
+                **both,
             )
             parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
         client.complete_multipart_upload(
-            Bucket=bucket, Key=dst, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+            Bucket=bucket,
+            Key=dst,
+            UploadId=upload["UploadId"],
+            MultipartUpload={"Parts": parts},
+            **owner,
         )
     except BaseException:
         with contextlib.suppress(Exception):
-            client.abort_multipart_upload(Bucket=bucket, Key=dst, UploadId=upload["UploadId"])
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=dst, UploadId=upload["UploadId"], **owner
+            )
         raise

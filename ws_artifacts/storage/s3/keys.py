@@ -1,5 +1,6 @@
 """Lifecycle work by key on S3 (quarantine, restore, purge, orphans): see
-:class:`ws_artifacts.storage.base.Backend`. These calls send no ``ExpectedBucketOwner``."""
+:class:`ws_artifacts.storage.base.Backend`. Every call names the bucket's expected owner, as
+the repository's calls do."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class KeyOperations(BucketBackend):
     def walk_keys(self, base: str, prefix: str) -> Iterator[tuple[str, int]]:
         client = self._area(base, prefix)
         with self._key_errors("list", prefix):
-            for obj in listing.objects(client, self.bucket, prefix + "/" if prefix else "", {}):
+            start = prefix + "/" if prefix else ""
+            for obj in listing.objects(client, self.bucket, start, self._owner):
                 yield obj["Key"], int(obj["Size"])
 
     def children(self, base: str, prefix: str) -> list[str]:
@@ -30,7 +32,7 @@ class KeyOperations(BucketBackend):
         start = prefix + "/" if prefix else ""
         names: list[str] = []
         with self._key_errors("list", prefix):
-            for page in listing.pages(client, self.bucket, start, {}, delimiter="/"):
+            for page in listing.pages(client, self.bucket, start, self._owner, delimiter="/"):
                 names.extend(
                     c["Prefix"][len(start) :].rstrip("/") for c in page.get("CommonPrefixes", [])
                 )
@@ -40,13 +42,14 @@ class KeyOperations(BucketBackend):
     def newest(self, base: str, prefix: str) -> float | None:
         client = self._area(base, prefix)
         with self._key_errors("list", prefix):
-            found = listing.objects(client, self.bucket, prefix + "/" if prefix else "", {})
+            start = prefix + "/" if prefix else ""
+            found = listing.objects(client, self.bucket, start, self._owner)
             return max((obj["LastModified"].timestamp() for obj in found), default=None)
 
     def key_size(self, base: str, key: str) -> int | None:
         client = self._area(base, key)
         with self._key_errors("stat", key):
-            head = self._head(client, key, {})
+            head = self._head(client, key, self._owner)
         return None if head is None else int(head["ContentLength"])
 
     def copy_key(self, base: str, src: str, dst: str, size: int, workspace: str) -> None:
@@ -55,7 +58,7 @@ class KeyOperations(BucketBackend):
         client = self._area(base, src, dst)
         args = put_args(self.route, workspace)
         with self._key_errors("copy", src, workspace):
-            copy_key(client, self.bucket, src, dst, size, args, self.transfer)
+            copy_key(client, self.bucket, src, dst, size, args, self.transfer, self._owner)
 
     def delete_keys(self, base: str, keys: list[str], workspace: str | None = None) -> None:
         client = self._area(base, *keys)
@@ -65,6 +68,7 @@ class KeyOperations(BucketBackend):
                 result = client.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                    **self._owner,
                 )
             if result.get("Errors"):
                 first = result["Errors"][0]
@@ -79,7 +83,7 @@ class KeyOperations(BucketBackend):
     def write_bytes(self, base: str, key: str, data: bytes) -> None:
         client = self._area(base, key)
         with self._key_errors("upload", key):
-            client.put_object(Bucket=self.bucket, Key=key, Body=data)
+            client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._owner)
 
     def read_bytes(self, base: str, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
@@ -87,7 +91,7 @@ class KeyOperations(BucketBackend):
         client = self._area(base, key)
         with self._key_errors("download", key):
             try:
-                body = client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                body = client.get_object(Bucket=self.bucket, Key=key, **self._owner)["Body"]
             except ClientError as err:
                 if boto_code(err) in MISSING:
                     return None

@@ -52,14 +52,16 @@ def parts(
         yield from page.get("Parts", [])
 
 
-def split(client: Any, bucket: str, piece: Piece, cut: int) -> Split:
+def split(client: Any, bucket: str, piece: Piece, cut: int, owner: dict[str, str]) -> Split:
     """One page of ``piece.prefix`` after ``piece.after`` (``piece.split``: none); when there
     is more, list by ``/`` and make every part after the page's last key a piece of its own.
-    Names are the keys without their first ``cut`` characters."""
+    Names are the keys without their first ``cut`` characters; ``owner``: the bucket's
+    expected owner (``ExpectedBucketOwner``), or empty."""
     found: list[tuple[str, int]] = []
     last = piece.after
     if not piece.split:
         args: dict[str, Any] = {"Bucket": bucket, "Prefix": piece.prefix, "MaxKeys": PAGE_KEYS}
+        args.update(owner)
         if piece.after:
             args["StartAfter"] = piece.after
         page = client.list_objects_v2(**args)
@@ -69,7 +71,7 @@ def split(client: Any, bucket: str, piece: Piece, cut: int) -> Split:
             return found, []
         last = contents[-1]["Key"]
     more: list[Piece] = []
-    for page in pages(client, bucket, piece.prefix, {}, delimiter="/"):
+    for page in pages(client, bucket, piece.prefix, owner, delimiter="/"):
         found.extend(
             (obj["Key"][cut:], int(obj["Size"]))
             for obj in page.get("Contents", [])
