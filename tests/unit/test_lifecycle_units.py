@@ -21,9 +21,9 @@ from ws_artifacts.lifecycle.quarantine import (
     purge,
     quarantine_place,
     restore,
-    store_of,
 )
 from ws_artifacts.serving.server import plan_command
+from ws_artifacts.storage.registry import backend_for
 
 
 def plan(tmp_path: Path, **kwargs: object) -> list[str]:
@@ -127,7 +127,7 @@ def test_fsspec_quarantine_restore_and_purge(memory_router: object) -> None:
     fs.pipe_file("/lifecycle-unit-routed/workspaces/team-m/9/new", b"n")
     with pytest.raises(ConfigError, match="its place memory://lifecycle-unit-routed/workspaces/"):
         restore(again, place)
-    assert purge(again, store_of(place)) == 2
+    assert purge(again, backend_for(place.route)) == 2
     assert sorted(fs.find("/lifecycle-unit-routed")) == [
         "/lifecycle-unit-routed/workspaces/team-m/9/new"
     ]

@@ -147,7 +147,7 @@ def purge(
             dest = destination.removeprefix("ws-")
             for e in entries:
                 place = q.owner_place(e, q.places_of(router, dest, e.workspace))
-                store = q.store_of(place) if place else backend_for(router.destination)
+                store = backend_for(place.route if place else router.destination)
                 deleted += q.purge(e, store)
                 progress.advance(task)
     summary = {"dry_run": dry_run, "older_than": older_than, "entries": len(entries)}

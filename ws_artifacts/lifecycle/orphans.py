@@ -23,8 +23,9 @@ from ws_artifacts.core.routing import Router
 from ws_artifacts.core.targets import Place
 from ws_artifacts.lifecycle import layout
 from ws_artifacts.lifecycle.discovery import discover_places
-from ws_artifacts.lifecycle.quarantine import quarantine_place, store_of
+from ws_artifacts.lifecycle.quarantine import quarantine_place
 from ws_artifacts.storage.base import Backend
+from ws_artifacts.storage.registry import backend_for
 
 __all__ = [
     "SKILL_MIN_AGE",
@@ -153,7 +154,7 @@ def _place_orphans(
 ) -> list[Orphan]:
     """The orphans among ``place``'s children (``known``: its workspace's experiment ids, None
     when it does not exist); a live workspace's skill content goes to ``skill_places``."""
-    store = store_of(place)
+    store = backend_for(place.route)
     orphans: list[Orphan] = []
     for child in store.children(place.base, place.scope):
         kind = layout.kind_of(child, version)

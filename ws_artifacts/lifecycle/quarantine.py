@@ -55,7 +55,6 @@ __all__ = [
     "purge",
     "quarantine_place",
     "restore",
-    "store_of",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -63,11 +62,6 @@ _logger = logging.getLogger(__name__)
 MANIFEST = "ws-quarantine.json"
 _STAMP = "%Y%m%dT%H%M%SZ"
 _THREADS = 8
-
-
-def store_of(place: Place) -> Backend:
-    """The backend of ``place``'s route (its lifecycle work stays inside ``place.base``)."""
-    return backend_for(place.route)
 
 
 def place_of(router: Router, destination: str, workspace: str) -> Place:
@@ -193,7 +187,7 @@ def _mismatch(entry: Entry, route_url: str, base: str, workspace: str, stamp: st
 
 def entries_of(place: Place) -> list[Entry]:
     """The trusted quarantine entries of ``place``'s workspace on its route, oldest first."""
-    store = store_of(place)
+    store = backend_for(place.route)
     prefix = join(place.base, QUARANTINE_SEGMENT, place.workspace)
     found = []
     for stamp in store.children(place.base, prefix):
@@ -260,7 +254,7 @@ def quarantine_place(
     unfinished one of the same workspace, so an interrupted move resumes. None when there is
     nothing to move.
     """
-    store = store_of(place)
+    store = backend_for(place.route)
     objects = list(store.walk_keys(place.base, place.scope))
     if only is not None:
         chosen = [path.strip("/") for path in only]
@@ -322,7 +316,7 @@ def restore(entry: Entry, place: Place) -> int:
     Raises:
         ConfigError: The workspace's place is not empty (nothing is moved then).
     """
-    store = store_of(place)
+    store = backend_for(place.route)
     if place.route.url != entry.route_url or place.base != entry.base:
         raise ConfigError(
             f"Workspace '{entry.workspace}' is now routed to {place.uri}, but its quarantine "

@@ -57,10 +57,10 @@ from ws_artifacts.lifecycle.quarantine import (
     places_of,
     quarantine_place,
     restore,
-    store_of,
 )
 from ws_artifacts.serving import refusals
 from ws_artifacts.serving.live_config import config_from_env
+from ws_artifacts.storage.registry import backend_for
 
 __all__ = ["PREFIX", "create_provider", "inner_uri"]
 
@@ -227,7 +227,7 @@ class _Provider:
                     place.uri,
                     entry.objects,
                     entry.bytes,
-                    store_of(place).key_uri(entry.root),
+                    backend_for(place.route).key_uri(entry.root),
                 )
         try:
             created = self.inner.create_workspace(workspace)  # MLflow refuses an existing name
@@ -359,7 +359,7 @@ class _Provider:
                     "workspace %s was not deleted, and moving its artifacts back from %s failed "
                     "(%s); they are safe there: run `ws-artifacts restore %s` to move them back",
                     entry.workspace,
-                    store_of(place).key_uri(entry.root),
+                    backend_for(place.route).key_uri(entry.root),
                     err,
                     entry.workspace,
                 )
