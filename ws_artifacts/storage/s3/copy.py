@@ -14,14 +14,14 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
-from ws_artifacts.core.errors import StorageError, translate_boto_error
+from ws_artifacts.core.errors import StorageError
 from ws_artifacts.core.paths import join
 from ws_artifacts.core.settings import Transfer
 from ws_artifacts.core.targets import Route, Target
-from ws_artifacts.storage.clients import client_for, describe_credentials
-from ws_artifacts.storage.mlflow_settings import expected_bucket_owner
+from ws_artifacts.storage.registry import backend_for
 from ws_artifacts.storage.s3.backend import S3Backend
 from ws_artifacts.storage.s3.upload_args import put_args
 
@@ -152,7 +152,7 @@ def _copy_parts(
     bucket, owner = dst.route.location, _owner(dst.route)
     upload_id = client.create_multipart_upload(Bucket=bucket, Key=dst.key, **args)["UploadId"]
     one = functools.partial(_copy_part, client, source, dst, upload_id)
-    backend = S3Backend(dst.route)  # the route's pending uploads (stateless: no cache needed)
+    backend = _bucket(dst.route)  # the route's pending uploads
     try:
         with ThreadPoolExecutor(max_workers=max(transfer.parts_in_flight, 8)) as pool:
             parts = list(pool.map(one, enumerate(spans, start=1)))
@@ -243,30 +243,22 @@ def delete_objects(root: Target, names: list[str]) -> int:
     return deleted
 
 
-# -- the route's client, owner and errors -------------------------------------------------
+# -- the route's client, owner and errors: its S3Backend's own ---------------------------
+def _bucket(route: Route) -> S3Backend:
+    """The route's backend (built once per route by the registry): the one place that knows
+    its client, its bucket's expected owner and how its errors read."""
+    return cast(S3Backend, backend_for(route))
+
+
 def _client(target: Target) -> Any:
-    return client_for(target.route.settings, target.route.location, target.scope)
+    return _bucket(target.route).client(target)
 
 
 def _owner(route: Route) -> dict[str, str]:
-    """``ExpectedBucketOwner`` for a call on ``route``'s bucket, resolved as S3Backend does."""
-    owner = expected_bucket_owner(route)
-    return {"ExpectedBucketOwner": owner} if owner else {}
+    """``ExpectedBucketOwner`` for a call on ``route``'s bucket (the route's, else MLflow's)."""
+    return _bucket(route)._owner
 
 
-@contextlib.contextmanager
-def translated(operation: str, target: Target) -> Iterator[None]:
+def translated(operation: str, target: Target) -> AbstractContextManager[None]:
     """Raise botocore's errors of what runs inside as ours (``operation`` on ``target``)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (ClientError, BotoCoreError) as err:
-        raise translate_boto_error(
-            err,
-            workspace=target.workspace,
-            location=target.uri,
-            operation=operation,
-            bucket=target.route.location,
-            credentials=describe_credentials(target.route.settings),
-        ) from err
+    return _bucket(target.route)._translated(operation, target.workspace, target.uri)
